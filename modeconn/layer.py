@@ -1,0 +1,92 @@
+"""A path-aware LoRA layer: every row of the batch carries its own path coefficients, the weights are shared.
+
+For anchors with factors (A_i, B_i) (scales folded into B) and a row's coefficients c:
+  delta  space: y = [B_1|B_2|…] · (c ⊙ ([A_1; A_2; …] · x))            (c repeated over each anchor's rank block)
+  factor space: u = Σ_i c_i A_i x,   y = [B_1|B_2|…] · (c ⊗ u)
+Only per-row scalars change with t, so K path points cost no extra weights and stay differentiable.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from .errors import CompatibilityError
+from .paths import Path
+
+
+class RowCoefficients:
+    """Shared holder for the ``[rows, n_anchors]`` coefficients of the batch about to run."""
+
+    def __init__(self):
+        self.value: torch.Tensor | None = None
+
+
+class PathLoraLayer(nn.Module):
+    def __init__(self, base: nn.Module, a_stack: torch.Tensor, b_stack: torch.Tensor, ranks: list[int],
+                 space: str, coefficients: RowCoefficients):
+        super().__init__()
+        self.base = base
+        self.register_buffer("a_stack", a_stack, persistent=False)  # [Σr, in]
+        self.register_buffer("b_stack", b_stack, persistent=False)  # [out, Σr]
+        self.register_buffer("block", torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks)), persistent=False)
+        self.n, self.rank, self.space, self.coefficients = len(ranks), ranks[0], space, coefficients
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        c = self.coefficients.value.to(x.dtype)  # [rows, n]
+        shape = (c.shape[0],) + (1,) * (x.dim() - 2)
+        u = x @ self.a_stack.to(x.dtype).T  # [rows, …, Σr]
+        if self.space == "delta":
+            u = u * c[:, self.block].reshape(*shape, -1)
+        else:
+            mixed = (u.unflatten(-1, (self.n, self.rank)) * c.reshape(*shape, self.n, 1)).sum(-2)  # Σ c_i A_i x
+            u = (mixed.unsqueeze(-2) * c.reshape(*shape, self.n, 1)).flatten(-2)  # c ⊗ u
+        return out + u @ self.b_stack.to(x.dtype).T
+
+
+def _features(module: nn.Module) -> tuple[int, int]:
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if type(module).__name__ == "Conv1D":  # GPT-2: weight is [in, out]
+        return module.weight.shape[0], module.weight.shape[1]
+    raise CompatibilityError(f"LoRA on {type(module).__name__} layers is not supported (nn.Linear and GPT-2 Conv1D are)")
+
+
+def stacked_factors(path: Path, device, dtype=torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor, list[int]]]:
+    """Per module: A's stacked by rows, (scaled) B's side by side, and each anchor's rank."""
+    folded = [a.folded() for a in path.anchors]
+    out = {}
+    for m in path.modules:
+        a = torch.cat([f[m][0] for f in folded], 0).to(device, dtype)
+        b = torch.cat([f[m][1] for f in folded], 1).to(device, dtype)
+        out[m] = (a, b, [f[m][0].shape[0] for f in folded])
+    return out
+
+
+@contextmanager
+def inject_path(model: nn.Module, path: Path):
+    """Temporarily replace each adapted module of ``model`` with a PathLoraLayer; yields the RowCoefficients."""
+    coefficients = RowCoefficients()
+    replaced = []
+    stacks = stacked_factors(path, next(model.parameters()).device)
+    try:
+        for name, (a, b, ranks) in stacks.items():
+            try:
+                module = model.get_submodule(name)
+            except AttributeError:
+                raise CompatibilityError(f"the base model has no module '{name}' that the adapter {path.anchors[0].source} adapts") from None
+            fan_in, fan_out = _features(module)
+            if a.shape[1] != fan_in or b.shape[0] != fan_out:
+                raise CompatibilityError(
+                    f"{name}: adapter shapes A{tuple(a.shape)} B{tuple(b.shape)} do not fit the base layer ({fan_in} → {fan_out})"
+                )
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, PathLoraLayer(module, a, b, ranks, path.space, coefficients))
+            replaced.append((parent, child, module))
+        yield coefficients
+    finally:
+        for parent, child, module in reversed(replaced):
+            setattr(parent, child, module)

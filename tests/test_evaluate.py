@@ -1,0 +1,110 @@
+"""The batched evaluator against independent references: peft's own forward pass, and a point-by-point loop."""
+import pytest
+import torch
+
+from conftest import MODEL_KINDS, make_adapter, tiny_model
+from modeconn.adapters import load_adapter, save_adapter
+from modeconn.data import Example, collate, encode
+from modeconn.evaluate import EvalConfig, evaluate_path
+from modeconn.paths import linear_path
+
+EXAMPLES = [
+    Example("Which topic is this news story about?\nShares rose sharply on Monday\nTopic:", "business"),
+    Example("short", "sport"),
+    Example("a longer prompt " * 12, "tech and more words"),
+]
+QUIET = dict(progress=False)
+
+
+def peft_loss(model, folder, tokenizer, examples):
+    """Token-weighted answer NLL from peft's PeftModel forward (full logits, labels masked like LLMCL)."""
+    from peft import PeftModel
+
+    peft_model = PeftModel.from_pretrained(model, folder).eval()
+    batch = collate(encode(tokenizer, examples), tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits = peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).double(), labels.flatten(), ignore_index=-100, reduction="sum")
+    peft_model.unload()
+    return (nll / (labels != -100).sum()).item()
+
+
+@pytest.fixture(params=list(MODEL_KINDS), scope="module")
+def setup(request, tmp_path_factory):
+    kind = request.param
+    model = tiny_model(kind)
+    tmp = tmp_path_factory.mktemp(kind)
+    folders = [make_adapter(model, tmp / f"a{s}", kind, seed=s) for s in range(2)]
+    return kind, model, folders
+
+
+@pytest.mark.parametrize("space", ["factor", "delta"])
+def test_endpoints_equal_peft_forward(setup, tokenizer, space):
+    kind, model, folders = setup
+    path = linear_path(*(load_adapter(f) for f in folders), space)
+    curve = evaluate_path(model, tokenizer, path, [0.0, 0.5, 1.0], {"x": EXAMPLES}, EvalConfig(accuracy=False, **QUIET)).tasks["x"]
+    assert curve.loss[0] == pytest.approx(peft_loss(model, folders[0], tokenizer, EXAMPLES), abs=1e-5)
+    assert curve.loss[2] == pytest.approx(peft_loss(model, folders[1], tokenizer, EXAMPLES), abs=1e-5)
+
+
+@pytest.mark.parametrize("space", ["factor", "delta"])
+def test_batched_points_equal_point_by_point_peft_loop(setup, tokenizer, space, tmp_path):
+    """Each interior point, written out as its own peft adapter and run through peft, gives the batched number."""
+    kind, model, folders = setup
+    path = linear_path(*(load_adapter(f) for f in folders), space)
+    ts = [0.0, 0.3, 0.7, 1.0]
+    batched = evaluate_path(model, tokenizer, path, ts, {"x": EXAMPLES}, EvalConfig(accuracy=False, **QUIET)).tasks["x"].loss
+    config = {"target_modules": MODEL_KINDS[kind][1], "fan_in_fan_out": MODEL_KINDS[kind][2]}
+    for t, value in zip(ts, batched):
+        folder = save_adapter(path.at(t), tmp_path / f"t{t}", {**load_adapter(folders[0]).config, **config})
+        assert value == pytest.approx(peft_loss(model, str(folder), tokenizer, EXAMPLES), abs=1e-5)
+
+
+@pytest.mark.parametrize("budget", [8, 40, 100, 1 << 20])
+def test_chunk_size_does_not_change_results(setup, tokenizer, budget):
+    kind, model, folders = setup
+    path = linear_path(*(load_adapter(f) for f in folders), "delta")
+    ts = [i / 6 for i in range(7)]
+    ref = evaluate_path(model, tokenizer, path, ts, {"x": EXAMPLES}, EvalConfig(max_batch_tokens=1 << 20, **QUIET)).tasks["x"]
+    got = evaluate_path(model, tokenizer, path, ts, {"x": EXAMPLES}, EvalConfig(max_batch_tokens=budget, **QUIET)).tasks["x"]
+    assert got.loss == pytest.approx(ref.loss, abs=1e-6)
+    assert got.accuracy == ref.accuracy
+
+
+def test_adapter_with_itself_is_flat(setup, tokenizer):
+    kind, model, folders = setup
+    a = load_adapter(folders[0])
+    for space in ("factor", "delta"):
+        curve = evaluate_path(model, tokenizer, linear_path(a, a, space), [0, 0.25, 0.5, 0.75, 1], {"x": EXAMPLES},
+                              EvalConfig(accuracy=False, **QUIET)).tasks["x"]
+        assert max(curve.loss) - min(curve.loss) < 1e-5
+
+
+def test_model_is_restored_after_evaluation(setup, tokenizer):
+    kind, model, folders = setup
+    before = {n: type(m) for n, m in model.named_modules()}
+    evaluate_path(model, tokenizer, linear_path(*(load_adapter(f) for f in folders)), [0, 1], {"x": EXAMPLES[:1]},
+                  EvalConfig(accuracy=False, **QUIET))
+    assert {n: type(m) for n, m in model.named_modules()} == before
+
+
+def test_accuracy_equals_peft_greedy_generation_on_the_embedded_default(embedded, tokenizer):
+    """Exact match at t=1 equals decoding each example with peft's PeftModel.generate."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from modeconn.data import load_split
+
+    first, second = embedded.tasks[0], embedded.tasks[1]
+    examples = load_split(embedded.data_dir(first), "eval", 24)
+    model = AutoModelForCausalLM.from_pretrained(embedded.root / "../base").eval()
+    path = linear_path(load_adapter(embedded.adapter_dir(second)), load_adapter(embedded.adapter_dir(first)), "factor")
+    got = evaluate_path(model, tokenizer, path, [0.0, 1.0], {"x": examples}, EvalConfig(max_batch_tokens=2048, **QUIET)).tasks["x"]
+    peft_model = PeftModel.from_pretrained(model, embedded.adapter_dir(first)).eval()
+    hits = 0
+    for ex, enc in zip(examples, encode(tokenizer, examples)):
+        out = peft_model.generate(input_ids=torch.tensor([enc.prompt_ids]), max_new_tokens=len(enc.ids) - enc.n_prompt,
+                                  do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+        hits += tokenizer.decode(out[0, enc.n_prompt:], skip_special_tokens=True).strip() == ex.answer.strip()
+    assert got.accuracy[1] == pytest.approx(hits / len(examples))
