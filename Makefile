@@ -21,7 +21,8 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(VENV)/bin/modeconn barrier checkpoints/seq/news checkpoints/seq/gloss --points 11 --out demo_out/news-gloss
+	$(VENV)/bin/modeconn barrier checkpoints/seq/news checkpoints/seq/gloss --space factor --out demo_out/news-gloss-factor
+	$(VENV)/bin/modeconn barrier checkpoints/seq/news checkpoints/seq/gloss --space delta --out demo_out/news-gloss-delta
 
 test: venv
 	$(PY) -m pytest -q -ra
