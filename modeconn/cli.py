@@ -68,6 +68,56 @@ def barrier(adapter_a, adapter_b, space, points, path_kind, control, data, no_ma
         click.echo("\nwrote " + ", ".join(str(f) for f in files))
 
 
+@cli.command()
+@click.option("--method", default="seq", show_default=True, help="seq, er, ewc, mtl or ilora")
+@click.option("--tasks", required=True, help="a sequence.json (or its folder), or a folder of task folders (TRACE/LLMCL format)")
+@click.option("--order", default=None, help="comma-separated task names: the training order (default: the manifest's, or sorted)")
+@click.option("--out", required=True, help="run folder: one adapter per task, sequence.json, metrics.json")
+@click.option("--config", "config_file", default=None, help="YAML or JSON file of the options below (flags win)")
+@click.option("--base", default=None, help="base model (default: the manifest's, else 'tiny-llama')")
+@click.option("--rank", type=int, default=None, help="LoRA rank [8]")
+@click.option("--alpha", type=float, default=None, help="LoRA alpha [16]")
+@click.option("--dropout", type=float, default=None, help="LoRA dropout [0]")
+@click.option("--target-modules", default=None, help="comma-separated module names [q_proj,k_proj,v_proj,o_proj]")
+@click.option("--lr", type=float, default=None, help="learning rate [2e-3]")
+@click.option("--epochs", type=int, default=None, help="epochs per task [3]")
+@click.option("--batch-size", type=int, default=None, help="examples per step [16]")
+@click.option("--max-length", type=int, default=None, help="tokens per example [128]")
+@click.option("--max-train", type=int, default=None, help="training examples per task (default: all)")
+@click.option("--seed", type=int, default=None, help="seed [0]")
+@click.option("--buffer-size", type=int, default=None, help="er / ilora: replay buffer size [500]")
+@click.option("--ewc-lambda", type=float, default=None, help="ewc: penalty weight [100]")
+@click.option("--gamma", type=float, default=None, help="ilora: consistency-loss weight γ [1.0]")
+@click.option("--ema", type=float, default=None, help="ilora: λ_max of slow ← λ·slow + (1−λ)·fast [0.25, the reference code's]")
+@click.option("--ilora-eval", type=click.Choice(["fast", "slow"]), default=None, help="ilora: adapter evaluated and saved per task [slow]")
+@click.option("--ilora-variant", type=click.Choice(["paper", "reference"]), default=None,
+              help="ilora: 'reference' reproduces the published code's behaviour (slow = base model, evaluate fast)")
+@click.option("--consistency", type=click.Choice(["max", "mse"]), default=None,
+              help="ilora: target max(fast, slow) as the reference code, or the slow hidden state (symmetric MSE)")
+@click.option("--eval-split", type=click.Choice(["eval", "test"]), default="test", show_default=True)
+@click.option("--eval-limit", type=int, default=None, help="examples per task for the accuracy matrix (default: all)")
+@click.option("--device", default="cpu", show_default=True)
+def train(method, tasks, order, out, config_file, base, device, eval_split, eval_limit, **flags):
+    """Train a continual LoRA sequence; write per-task adapters, sequence.json and metrics.json (AP, BWT, FWT)."""
+    from pathlib import Path
+
+    from .continual import get_method, train_sequence
+    from .continual.cli_options import read_config_file, resolve, resolve_tasks
+    from .errors import ConfigError
+    from .models import DEFAULT_BASE
+
+    out_dir = Path(out)
+    if (out_dir / "sequence.json").exists() or (out_dir / "metrics.json").exists():
+        raise ConfigError(f"{out_dir} holds an earlier run; choose another --out (nothing was overwritten)")
+    config, options, _ = resolve(method, read_config_file(config_file), flags)
+    chosen, manifest_base = resolve_tasks(tasks, order)
+    strategy = get_method(method, **options)
+    run = train_sequence(base or manifest_base or DEFAULT_BASE, chosen, strategy, config, out_dir, device=device,
+                         eval_split=eval_split, eval_limit=eval_limit)
+    click.echo(f"{method}: {len(run.sequence.tasks)} tasks → {out_dir}")
+    click.echo(run.metrics.table())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: library errors and usage errors become one line on stderr and exit code 2."""
     try:

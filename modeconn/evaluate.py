@@ -55,9 +55,10 @@ def _point_chunks(n_points: int, rows_per_point: int, width: int, budget: int):
 
 def _answer_nll(model, ids, mask, targets, positions) -> torch.Tensor:
     """Summed NLL of the answer tokens per row; the LM head runs only at the scored positions."""
-    hidden = model.base_model(input_ids=ids, attention_mask=mask)[0]
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel wraps the LM
+    hidden = lm.base_model(input_ids=ids, attention_mask=mask)[0]
     rows, cols = positions
-    logits = model.get_output_embeddings()(hidden[rows, cols]).float()
+    logits = lm.get_output_embeddings()(hidden[rows, cols]).float()
     nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
     return torch.zeros(ids.shape[0], dtype=torch.float64, device=ids.device).index_add_(0, rows, nll.double())
 
@@ -141,3 +142,21 @@ def evaluate_path(model, tokenizer, path: Path, ts: list[float], tasks: dict[str
             acc = path_accuracy(model, tokenizer, examples, encoded, coeffs, holder, config.max_batch_tokens, bar) if config.accuracy else None
             result.tasks[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples))
     return result
+
+
+@torch.no_grad()
+def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: EvalConfig = EvalConfig()) -> dict[str, TaskCurve]:
+    """Score a model as it stands (e.g. a PeftModel with its active adapter): one point, the same loss and accuracy."""
+    from .layer import RowCoefficients
+
+    was_training = model.training
+    model.eval()
+    single, holder = torch.ones(1, 1), RowCoefficients()
+    out = {}
+    for name, examples in tasks.items():
+        encoded = encode(tokenizer, examples, config.max_length)
+        loss = path_losses(model, encoded, single, holder, tokenizer.pad_token_id, config.max_batch_tokens)
+        acc = path_accuracy(model, tokenizer, examples, encoded, single, holder, config.max_batch_tokens) if config.accuracy else None
+        out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples))
+    model.train(was_training)
+    return out

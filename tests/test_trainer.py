@@ -15,7 +15,7 @@ TINY = dict(rank=4, alpha=8, target_modules=("q_proj", "v_proj"), epochs=1, batc
 
 def run(out):
     tasks = [("news", DATA / "news"), ("gloss", DATA / "gloss")]
-    return train_sequence("tiny-llama", tasks, get_method("seq"), TrainConfig(**TINY), out)
+    return train_sequence("tiny-llama", tasks, get_method("seq"), TrainConfig(**TINY), out, eval_limit=8, progress=False).sequence
 
 
 @pytest.mark.slow

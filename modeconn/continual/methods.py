@@ -1,23 +1,46 @@
-"""Continual methods as small strategies over the shared loop: ``begin_task``, ``training_step``, ``end_task``."""
+"""The protocol every continual method follows, the context the loop hands it, and the plain sequential baseline.
+
+A method is one small class with visible hooks: ``begin_task``, ``training_step`` (returns the loss),
+``after_step`` (after the optimizer step) and ``end_task``; ``registry.py`` lists them by name.
+"""
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Callable, Protocol
 
 import torch
 
-from ..errors import ConfigError
+from ..data import Encoded
+
+
+@dataclass
+class Batch:
+    examples: list[Encoded]
+    inputs: dict[str, torch.Tensor]  # input_ids, attention_mask, labels, on the model's device
+
+
+@dataclass
+class TaskContext:
+    model: torch.nn.Module
+    task: str
+    index: int
+    train: list[Encoded]
+    collate: Callable[[list[Encoded]], dict[str, torch.Tensor]]  # examples -> tensors on the device
+    batch_size: int
 
 
 class Method(Protocol):
     name: str
 
-    def begin_task(self, model, task: str, index: int) -> None: ...
+    def begin_task(self, ctx: TaskContext) -> None: ...
 
-    def training_step(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Return the loss to minimise for one batch of the current task."""
+    def training_step(self, model, batch: Batch) -> torch.Tensor:
+        """The loss to minimise for one batch of the current task."""
         ...
 
-    def end_task(self, model, task: str, index: int) -> None: ...
+    def after_step(self, model) -> None: ...
+
+    def end_task(self, ctx: TaskContext) -> None: ...
 
 
 class Sequential:
@@ -25,20 +48,22 @@ class Sequential:
 
     name = "seq"
 
-    def begin_task(self, model, task: str, index: int) -> None:
+    def begin_task(self, ctx: TaskContext) -> None:
         pass
 
-    def training_step(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return model(**batch).loss
+    def training_step(self, model, batch: Batch) -> torch.Tensor:
+        return model(**batch.inputs).loss
 
-    def end_task(self, model, task: str, index: int) -> None:
+    def after_step(self, model) -> None:
+        pass
+
+    def end_task(self, ctx: TaskContext) -> None:
         pass
 
 
-METHODS: dict[str, type] = {"seq": Sequential}
-
-
-def get_method(name: str, **options) -> Method:
-    if name not in METHODS:
-        raise ConfigError(f"unknown method '{name}'; choose one of {sorted(METHODS)}")
-    return METHODS[name](**options)
+def mean_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row summed NLL of the labelled next tokens and their count (labels -100 are ignored)."""
+    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
+    nll = torch.nn.functional.cross_entropy(shift_logits.flatten(0, 1), shift_labels.flatten(), ignore_index=-100, reduction="none")
+    nll = nll.view(shift_labels.shape)
+    return nll.sum(1), (shift_labels != -100).sum(1)

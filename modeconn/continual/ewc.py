@@ -1,0 +1,58 @@
+"""Elastic weight consolidation on the LoRA parameters (online form: Fisher diagonals summed over tasks).
+
+The Fisher diagonal is estimated from squared gradients of the training loss on each batch of the finished task
+(the common empirical approximation), weighted by batch size.
+"""
+from __future__ import annotations
+
+import torch
+
+from .methods import Batch, TaskContext
+
+
+class EWC:
+    name = "ewc"
+
+    def __init__(self, ewc_lambda: float = 100.0):
+        self.ewc_lambda = ewc_lambda
+        self.fisher: dict[str, torch.Tensor] = {}
+        self.anchor: dict[str, torch.Tensor] = {}
+
+    @staticmethod
+    def _params(model) -> dict[str, torch.nn.Parameter]:
+        return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+    def begin_task(self, ctx: TaskContext) -> None:
+        pass
+
+    def penalty(self, model) -> torch.Tensor:
+        total = torch.zeros((), device=next(model.parameters()).device)
+        for name, p in self._params(model).items():
+            if name in self.fisher:
+                total = total + (self.fisher[name] * (p - self.anchor[name]) ** 2).sum()
+        return 0.5 * self.ewc_lambda * total
+
+    def training_step(self, model, batch: Batch):
+        loss = model(**batch.inputs).loss
+        return loss + self.penalty(model) if self.fisher else loss
+
+    def after_step(self, model) -> None:
+        pass
+
+    def end_task(self, ctx: TaskContext) -> None:
+        params = self._params(ctx.model)
+        fisher = {n: torch.zeros_like(p) for n, p in params.items()}
+        was_training = ctx.model.training
+        ctx.model.train()
+        for start in range(0, len(ctx.train), ctx.batch_size):
+            chunk = ctx.train[start : start + ctx.batch_size]
+            ctx.model.zero_grad(set_to_none=True)
+            ctx.model(**ctx.collate(chunk)).loss.backward()
+            for n, p in params.items():
+                if p.grad is not None:
+                    fisher[n] += p.grad.detach() ** 2 * len(chunk)
+        ctx.model.zero_grad(set_to_none=True)
+        ctx.model.train(was_training)
+        for n in params:
+            self.fisher[n] = self.fisher.get(n, 0) + fisher[n] / len(ctx.train)
+            self.anchor[n] = params[n].detach().clone()

@@ -1,0 +1,116 @@
+"""I-LoRA (Ren et al., 2024, arXiv:2402.18865): a fast working-memory adapter trained by SGD and a slow long-term
+adapter that follows it by interpolation, with experience replay and a hidden-state consistency loss.
+
+Each step, with a replay batch R from a reservoir buffer (the current batch B is added to the buffer afterwards):
+  loss = ½(CE_fast(B) + CE_fast(R)) + γ · mean_layers MSE(h_fast(R), target)      (plain CE while the buffer is empty)
+  target = max(h_fast, h_slow) element-wise (the reference code's one-sided target; ``consistency="mse"``: h_slow)
+After the optimizer step: slow ← λ·slow + (1−λ)·fast with λ = min(1 − 1/(step+1), λ_max).
+
+``variant="reference"`` reproduces what the published code actually ran: its interpolation never reached the slow
+adapter (it matched parameters by names that carry the adapter name), so the slow learner stayed at its initial LoRA
+(B = 0: the base model), the consistency loss pulled the fast adapter toward the base model, and the fast adapter was
+evaluated.
+"""
+from __future__ import annotations
+
+import torch
+
+from .methods import Batch, TaskContext, mean_token_nll
+from .replay import ReservoirBuffer
+
+FAST, SLOW = "default", "slow"
+
+
+def consistency_loss(fast: list[torch.Tensor], slow: list[torch.Tensor], mask: torch.Tensor, mode: str = "max") -> torch.Tensor:
+    """Mean over layers of the MSE between fast hidden states and their target, over real (unpadded) tokens only.
+
+    ``mode="max"``: target max(h_fast, h_slow) (no gradient through it), so only fast values below slow ones are
+    penalised; ``mode="mse"``: target h_slow, the symmetric pull.
+    """
+    weight = mask.unsqueeze(-1).to(fast[0].dtype)
+    total = 0.0
+    for h_fast, h_slow in zip(fast, slow):
+        target = torch.maximum(h_fast.detach(), h_slow) if mode == "max" else h_slow
+        total = total + (((h_fast - target) ** 2) * weight).sum() / (weight.sum() * h_fast.shape[-1])
+    return total / len(fast)
+
+
+class ILoRA:
+    name = "ilora"
+
+    def __init__(self, buffer_size: int = 500, gamma: float = 1.0, ema: float = 0.25, eval_adapter: str = "slow",
+                 variant: str = "paper", consistency: str = "max", seed: int = 0):
+        from ..errors import ConfigError
+
+        if variant not in ("paper", "reference"):
+            raise ConfigError(f"--ilora-variant must be 'paper' or 'reference', got {variant!r}")
+        if consistency not in ("max", "mse"):
+            raise ConfigError(f"--consistency must be 'max' or 'mse', got {consistency!r}")
+        if eval_adapter not in ("fast", "slow"):
+            raise ConfigError(f"--ilora-eval must be 'fast' or 'slow', got {eval_adapter!r}")
+        if not 0 <= ema < 1:
+            raise ConfigError(f"--ema (λ_max) must be in [0, 1), got {ema}")
+        self.buffer = ReservoirBuffer(buffer_size, seed)
+        self.gamma, self.ema, self.variant, self.consistency = gamma, ema, variant, consistency
+        self.eval_adapter = FAST if variant == "reference" or eval_adapter == "fast" else SLOW
+        self.saved_adapters = {"fast": FAST, "slow": SLOW}
+        self.step = 0
+        self.collate = None
+        self.batch_size = 1
+
+    def begin_task(self, ctx: TaskContext) -> None:
+        self.collate, self.batch_size = ctx.collate, ctx.batch_size
+        if SLOW not in ctx.model.peft_config:
+            from dataclasses import replace
+
+            # a fresh LoRA with B = 0: the slow learner starts at the base model, as in the reference code
+            ctx.model.add_adapter(SLOW, replace(ctx.model.peft_config[FAST], init_lora_weights=True))
+            ctx.model.set_adapter(FAST)
+            for name, p in ctx.model.named_parameters():
+                if f".{SLOW}." in name:
+                    p.requires_grad_(False)
+
+    def lam(self) -> float:
+        return min(1 - 1 / (self.step + 1), self.ema)
+
+    def _slow_hidden(self, model, inputs) -> tuple[torch.Tensor, ...]:
+        was_training = model.training
+        model.set_adapter(SLOW)
+        model.eval()
+        with torch.no_grad():
+            hidden = model(**inputs, output_hidden_states=True).hidden_states[1:]
+        model.set_adapter(FAST)
+        model.train(was_training)
+        for name, p in model.named_parameters():
+            if f".{SLOW}." in name:
+                p.requires_grad_(False)
+        return hidden
+
+    def training_step(self, model, batch: Batch):
+        replay = self.buffer.sample(self.batch_size)
+        self.buffer.add(batch.examples)
+        if not replay:
+            return model(**batch.inputs).loss
+        inputs = self.collate(batch.examples + replay)  # one forward of the fast adapter serves both batches
+        n = len(batch.examples)
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=True)
+        nll, count = mean_token_nll(out.logits, inputs["labels"])
+        ce = 0.5 * (nll[:n].sum() / count[:n].sum() + nll[n:].sum() / count[n:].sum())
+        replay_inputs = {"input_ids": inputs["input_ids"][n:], "attention_mask": inputs["attention_mask"][n:]}
+        slow = self._slow_hidden(model, replay_inputs)
+        fast = [h[n:] for h in out.hidden_states[1:]]
+        return ce + self.gamma * consistency_loss(fast, slow, replay_inputs["attention_mask"], self.consistency)
+
+    @torch.no_grad()
+    def after_step(self, model) -> None:
+        if self.variant == "paper":
+            lam = self.lam()
+            for module in model.modules():
+                for part in ("lora_A", "lora_B"):
+                    weights = getattr(module, part, None)
+                    if isinstance(weights, torch.nn.ModuleDict) and SLOW in weights and FAST in weights:
+                        weights[SLOW].weight.mul_(lam).add_(weights[FAST].weight, alpha=1 - lam)
+        self.step += 1
+
+    def end_task(self, ctx: TaskContext) -> None:
+        pass

@@ -1,0 +1,33 @@
+"""A reservoir buffer of past examples: every example seen so far is kept with equal probability, never over its size."""
+from __future__ import annotations
+
+import random
+
+
+class ReservoirBuffer:
+    def __init__(self, size: int, seed: int = 0):
+        self.size, self.items, self.seen = size, [], 0
+        self._rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, items) -> None:
+        for item in items:
+            self.seen += 1
+            if len(self.items) < self.size:
+                self.items.append(item)
+            else:
+                j = self._rng.randrange(self.seen)
+                if j < self.size:
+                    self.items[j] = item
+
+    def sample(self, k: int) -> list:
+        return self._rng.sample(self.items, min(k, len(self.items)))
+
+    def state_dict(self) -> dict:
+        return {"size": self.size, "items": list(self.items), "seen": self.seen, "rng": self._rng.getstate()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.size, self.items, self.seen = state["size"], list(state["items"]), state["seen"]
+        self._rng.setstate(state["rng"])

@@ -1,0 +1,141 @@
+"""Continual methods: the reservoir buffer, I-LoRA's interpolation and consistency loss, EWC, and the metrics."""
+import pytest
+import torch
+
+from modeconn.continual import get_method
+from modeconn.continual.ilora import ILoRA, consistency_loss
+from modeconn.continual.methods import TaskContext
+from modeconn.continual.metrics import ContinualMetrics
+from modeconn.continual.replay import ReservoirBuffer
+from modeconn.errors import ConfigError
+
+
+def test_reservoir_never_exceeds_its_size_and_keeps_every_item_equally_likely():
+    counts = torch.zeros(100)
+    for seed in range(400):
+        buffer = ReservoirBuffer(10, seed)
+        for start in range(0, 100, 7):
+            buffer.add(range(start, min(100, start + 7)))
+            assert len(buffer) <= 10
+        counts[list(buffer.items)] += 1
+    freq = counts / 400
+    assert freq.mean() == pytest.approx(0.1)
+    assert freq.min() > 0.03 and freq.max() < 0.2  # first and last items alike (expected 0.1 each)
+    assert abs(freq[:50].mean() - freq[50:].mean()) < 0.02
+
+
+def test_reservoir_state_round_trip():
+    a = ReservoirBuffer(5, 1)
+    a.add(range(20))
+    b = ReservoirBuffer(5, 99)
+    b.load_state_dict(a.state_dict())
+    assert a.sample(3) == b.sample(3)
+
+
+def test_metrics_hand_worked():
+    m = ContinualMetrics(["a", "b", "c"], initial_accuracy=[0.1, 0.2, 0.3])
+    m.add_row([0.8, 0.1, 0.2], [0, 0, 0])
+    m.add_row([0.5, 0.9, 0.4], [0, 0, 0])
+    m.add_row([0.4, 0.6, 0.7], [0, 0, 0])
+    assert m.ap == pytest.approx((0.4 + 0.6 + 0.7) / 3)
+    assert m.bwt == pytest.approx(((0.4 - 0.8) + (0.6 - 0.9)) / 2)
+    assert m.fwt == pytest.approx(((0.1 - 0.2) + (0.4 - 0.3)) / 2)
+    assert "AP 0.567" in m.table()
+
+
+def test_consistency_loss_max_target_is_one_sided_and_mse_is_not():
+    slow = [torch.zeros(2, 3, 4)]
+    above = [torch.ones(2, 3, 4, requires_grad=True)]
+    mask = torch.ones(2, 3)
+    assert consistency_loss(above, slow, mask, "max").item() == 0.0
+    assert consistency_loss(above, slow, mask, "mse").item() == pytest.approx(1.0)
+    below = [-torch.ones(2, 3, 4)]
+    assert consistency_loss(below, slow, mask, "max").item() == pytest.approx(1.0)
+
+
+def test_consistency_loss_ignores_padding():
+    slow, fast = [torch.zeros(1, 2, 4)], [torch.tensor([[[-1.0] * 4, [-100.0] * 4]])]
+    assert consistency_loss(fast, slow, torch.tensor([[1, 0]]), "max").item() == pytest.approx(1.0)
+
+
+@pytest.fixture()
+def peft_llama():
+    from peft import LoraConfig, get_peft_model
+
+    from conftest import tiny_model
+
+    model = get_peft_model(tiny_model("llama"), LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    return model
+
+
+def _lora(model, adapter):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if f".{adapter}." in n and "lora_" in n}
+
+
+def _ctx(model):
+    return TaskContext(model, "t", 0, [], lambda e: {}, 4)
+
+
+def test_ilora_interpolation_reaches_the_slow_adapter(peft_llama):
+    """The reference code's defect: its interpolation rewrote the fast adapter with itself. Here slow really moves."""
+    method = ILoRA(ema=0.25)
+    method.begin_task(_ctx(peft_llama))
+    assert all(not p.requires_grad for n, p in peft_llama.named_parameters() if ".slow." in n)
+    assert any(p.requires_grad for n, p in peft_llama.named_parameters() if ".default." in n)
+    fast, slow0 = _lora(peft_llama, "default"), _lora(peft_llama, "slow")
+    method.step = 7  # λ = min(1 − 1/8, 0.25) = 0.25
+    method.after_step(peft_llama)
+    slow1 = _lora(peft_llama, "slow")
+    for name, value in slow1.items():
+        twin = name.replace(".slow.", ".default.")
+        assert torch.allclose(value, 0.25 * slow0[name] + 0.75 * fast[twin], atol=1e-6)
+    assert all(torch.equal(v, fast[n]) for n, v in _lora(peft_llama, "default").items())
+
+
+def test_ilora_lambda_schedule():
+    method = ILoRA(ema=0.99)
+    lams = []
+    for step in range(4):
+        method.step = step
+        lams.append(method.lam())
+    assert lams == pytest.approx([0.0, 0.5, 2 / 3, 0.75])
+    method.step = 10_000
+    assert method.lam() == 0.99
+
+
+def test_ilora_reference_variant_keeps_slow_at_the_base_model_and_evaluates_fast(peft_llama):
+    method = ILoRA(variant="reference")
+    method.begin_task(_ctx(peft_llama))
+    for step in range(3):
+        method.after_step(peft_llama)
+    assert all(torch.count_nonzero(v) == 0 for n, v in _lora(peft_llama, "slow").items() if "lora_B" in n)
+    assert method.eval_adapter == "default"
+    assert ILoRA().eval_adapter == "slow" and ILoRA(eval_adapter="fast").eval_adapter == "default"
+
+
+def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away_from_it(peft_llama):
+    from modeconn.data import collate, encode
+    from modeconn.data import Example
+    from modeconn.models import load_base
+
+    _, tokenizer = load_base("tiny-llama")
+    examples = encode(tokenizer, [Example("a b c", "x"), Example("d e", "y")])
+    method = get_method("ewc", ewc_lambda=10.0)
+    ctx = TaskContext(peft_llama, "t", 0, examples, lambda e: collate(e, tokenizer.pad_token_id), 2)
+    method.end_task(ctx)
+    assert method.penalty(peft_llama).item() == pytest.approx(0.0)
+    with torch.no_grad():
+        for n, p in peft_llama.named_parameters():
+            if p.requires_grad:
+                p.add_(0.1)
+    expected = 0.5 * 10.0 * sum((f * 0.01).sum() for f in method.fisher.values())
+    assert method.penalty(peft_llama).item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_method_options_are_checked():
+    with pytest.raises(ConfigError, match="unknown method"):
+        get_method("nope")
+    with pytest.raises(ConfigError, match="variant"):
+        get_method("ilora", variant="other")
+    with pytest.raises(ConfigError, match="method 'er'"):
+        get_method("er", gamma=1.0)
