@@ -69,7 +69,7 @@ def barrier(adapter_a, adapter_b, space, points, path_kind, control, data, no_ma
 
 
 @cli.command()
-@click.option("--method", default="seq", show_default=True, help="seq, er, ewc, mtl or ilora")
+@click.option("--method", default=None, help="seq, er, ewc, mtl or ilora  [default: seq]")
 @click.option("--tasks", required=True, help="a sequence.json (or its folder), or a folder of task folders (TRACE/LLMCL format)")
 @click.option("--order", default=None, help="comma-separated task names: the training order (default: the manifest's, or sorted)")
 @click.option("--out", required=True, help="run folder: one adapter per task, sequence.json, metrics.json")
@@ -97,7 +97,9 @@ def barrier(adapter_a, adapter_b, space, points, path_kind, control, data, no_ma
 @click.option("--eval-split", type=click.Choice(["eval", "test"]), default="test", show_default=True)
 @click.option("--eval-limit", type=int, default=None, help="examples per task for the accuracy matrix (default: all)")
 @click.option("--device", default="cpu", show_default=True)
-def train(method, tasks, order, out, config_file, base, device, eval_split, eval_limit, **flags):
+@click.option("--resume", is_flag=True, help="continue the interrupted run in --out (same settings), or start it")
+@click.option("--stop-after-steps", type=int, default=None, help="stop after this many steps, leaving a state for --resume")
+def train(method, tasks, order, out, config_file, base, device, eval_split, eval_limit, resume, stop_after_steps, **flags):
     """Train a continual LoRA sequence; write per-task adapters, sequence.json and metrics.json (AP, BWT, FWT)."""
     from pathlib import Path
 
@@ -106,14 +108,23 @@ def train(method, tasks, order, out, config_file, base, device, eval_split, eval
     from .errors import ConfigError
     from .models import DEFAULT_BASE
 
+    from .continual.state import STATE_DIR
+
     out_dir = Path(out)
     if (out_dir / "sequence.json").exists() or (out_dir / "metrics.json").exists():
-        raise ConfigError(f"{out_dir} holds an earlier run; choose another --out (nothing was overwritten)")
-    config, options, _ = resolve(method, read_config_file(config_file), flags)
+        raise ConfigError(f"{out_dir} holds a finished run; choose another --out (nothing was overwritten)")
+    if (out_dir / STATE_DIR).exists() and not resume:
+        raise ConfigError(f"{out_dir} holds an interrupted run; pass --resume to continue it, or choose another --out")
+    file_values = read_config_file(config_file)
+    method = method or file_values.get("method") or "seq"
+    config, options, _ = resolve(method, file_values, flags)
     chosen, manifest_base = resolve_tasks(tasks, order)
     strategy = get_method(method, **options)
     run = train_sequence(base or manifest_base or DEFAULT_BASE, chosen, strategy, config, out_dir, device=device,
-                         eval_split=eval_split, eval_limit=eval_limit)
+                         eval_split=eval_split, eval_limit=eval_limit, resume=resume, stop_after=stop_after_steps)
+    if not run.complete:
+        click.echo(f"stopped after {stop_after_steps} steps; run the same command with --resume to continue")
+        return
     click.echo(f"{method}: {len(run.sequence.tasks)} tasks → {out_dir}")
     click.echo(run.metrics.table())
 

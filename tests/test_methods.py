@@ -24,11 +24,16 @@ def test_reservoir_never_exceeds_its_size_and_keeps_every_item_equally_likely():
     assert abs(freq[:50].mean() - freq[50:].mean()) < 0.02
 
 
-def test_reservoir_state_round_trip():
+def test_reservoir_state_round_trips_through_json():
+    import json
+
+    from modeconn.data import Encoded
+
     a = ReservoirBuffer(5, 1)
-    a.add(range(20))
+    a.add(Encoded((1, i, i + 1), 2) for i in range(20))
     b = ReservoirBuffer(5, 99)
-    b.load_state_dict(a.state_dict())
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    assert b.items == a.items and b.seen == 20
     assert a.sample(3) == b.sample(3)
 
 

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from modeconn.cli import main
 from modeconn.models import checkpoints_dir
@@ -34,7 +35,7 @@ def test_train_ilora_writes_adapters_metrics_and_both_learners(tmp_path, capsys)
         assert (out / sub / "adapter_model.safetensors").is_file()
     assert main(["barrier", str(out / "news"), str(out / "gloss"), "--points", "2", "--limit", "3", "--no-accuracy",
                  "--out", str(tmp_path / "b")]) == 0
-    refused(["train", "--tasks", SEQ, "--out", str(out), *TINY], capsys, "earlier run")
+    refused(["train", "--tasks", SEQ, "--out", str(out), *TINY], capsys, "finished run")
 
 
 @pytest.mark.slow
@@ -69,3 +70,30 @@ def test_unknown_config_key(tmp_path, capsys):
     cfg.write_text('{"rnak": 4}')
     refused(["train", "--config", str(cfg), "--tasks", SEQ, "--out", str(tmp_path / "o")], capsys, "rnak")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["ilora", "ewc"])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys, method):
+    """Stop mid-task (and once at a task boundary), rerun the same command: same metrics and adapters as one run."""
+    from safetensors.torch import load_file
+
+    args = ["train", "--method", method, "--tasks", SEQ, "--buffer-size", "8", *TINY, "--resume"]
+    if method == "ewc":
+        args.remove("--buffer-size"), args.remove("8")
+    assert main(args + ["--out", str(tmp_path / "whole")]) == 0
+    part = ["--out", str(tmp_path / "part")]
+    assert main(args + part + ["--stop-after-steps", "3"]) == 0  # 2 steps per task: stops inside task 2
+    assert (tmp_path / "part" / ".state").is_dir() and not (tmp_path / "part" / "metrics.json").exists()
+    refused([a for a in args if a != "--resume"] + part, capsys, "--resume")
+    refused(args + part + ["--lr", "0.5"], capsys, "config")
+    assert main(args + part) == 0
+    whole, resumed = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("whole", "part"))
+    assert resumed["accuracy"] == whole["accuracy"]
+    flat = lambda m: [x for row in m for x in row]  # noqa: E731
+    assert flat(resumed["loss"]) == pytest.approx(flat(whole["loss"]), abs=1e-6)
+    for task in ("news", "gloss"):
+        a = load_file(tmp_path / "whole" / task / "adapter_model.safetensors")
+        b = load_file(tmp_path / "part" / task / "adapter_model.safetensors")
+        assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not (tmp_path / "part" / ".state").exists()

@@ -27,3 +27,9 @@ class ExperienceReplay:
 
     def end_task(self, ctx: TaskContext) -> None:
         pass
+
+    def state(self) -> tuple[dict, dict]:
+        return {}, {"buffer": self.buffer.state_dict()}
+
+    def load_state(self, tensors: dict, meta: dict) -> None:
+        self.buffer.load_state_dict(meta["buffer"])

@@ -56,3 +56,12 @@ class EWC:
         for n in params:
             self.fisher[n] = self.fisher.get(n, 0) + fisher[n] / len(ctx.train)
             self.anchor[n] = params[n].detach().clone()
+
+    def state(self) -> tuple[dict, dict]:
+        tensors = {f"fisher.{n}": f for n, f in self.fisher.items()}
+        tensors.update({f"anchor.{n}": a for n, a in self.anchor.items()})
+        return tensors, {}
+
+    def load_state(self, tensors: dict, meta: dict) -> None:
+        self.fisher = {k[7:]: v for k, v in tensors.items() if k.startswith("fisher.")}
+        self.anchor = {k[7:]: v for k, v in tensors.items() if k.startswith("anchor.")}

@@ -114,3 +114,10 @@ class ILoRA:
 
     def end_task(self, ctx: TaskContext) -> None:
         pass
+
+    def state(self) -> tuple[dict, dict]:
+        return {}, {"buffer": self.buffer.state_dict(), "step": self.step}
+
+    def load_state(self, tensors: dict, meta: dict) -> None:
+        self.buffer.load_state_dict(meta["buffer"])
+        self.step = meta["step"]

@@ -42,6 +42,12 @@ class Method(Protocol):
 
     def end_task(self, ctx: TaskContext) -> None: ...
 
+    def state(self) -> tuple[dict, dict]:
+        """``(tensors, JSON-ready values)`` needed to resume mid-run."""
+        ...
+
+    def load_state(self, tensors: dict, meta: dict) -> None: ...
+
 
 class Sequential:
     """Plain sequential LoRA: one adapter, fine-tuned on each task in turn (the forgetting baseline)."""
@@ -58,6 +64,12 @@ class Sequential:
         pass
 
     def end_task(self, ctx: TaskContext) -> None:
+        pass
+
+    def state(self) -> tuple[dict, dict]:
+        return {}, {}
+
+    def load_state(self, tensors: dict, meta: dict) -> None:
         pass
 
 

@@ -16,6 +16,8 @@ def get_method(name: str, **options) -> Method:
     if name not in METHODS:
         raise ConfigError(f"unknown method '{name}'; choose one of {sorted(METHODS)}")
     try:
-        return METHODS[name](**options)
+        method = METHODS[name](**options)
     except TypeError as exc:
         raise ConfigError(f"method '{name}': {exc}") from None
+    method.options = dict(options)  # recorded with the run, and checked when it is resumed
+    return method

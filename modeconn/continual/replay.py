@@ -26,8 +26,15 @@ class ReservoirBuffer:
         return self._rng.sample(self.items, min(k, len(self.items)))
 
     def state_dict(self) -> dict:
-        return {"size": self.size, "items": list(self.items), "seen": self.seen, "rng": self._rng.getstate()}
+        """JSON-ready state: examples as ``[ids, n_prompt]``, the sampler's RNG state as lists."""
+        version, internal, gauss = self._rng.getstate()
+        return {"size": self.size, "items": [[list(e.ids), e.n_prompt] for e in self.items], "seen": self.seen,
+                "rng": [version, list(internal), gauss]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.size, self.items, self.seen = state["size"], list(state["items"]), state["seen"]
-        self._rng.setstate(state["rng"])
+        from ..data import Encoded
+
+        self.size, self.seen = state["size"], state["seen"]
+        self.items = [Encoded(tuple(ids), n) for ids, n in state["items"]]
+        version, internal, gauss = state["rng"]
+        self._rng.setstate((version, tuple(internal), gauss))

@@ -1,7 +1,8 @@
 """The shared continual training loop: one LoRA model, a stream of tasks, a method deciding each step's loss.
 
 Writes, under ``out``: one peft adapter folder per task (the method's evaluated model), ``sequence.json``,
-``metrics.json`` (the accuracy/loss matrix and AP, BWT, FWT), ``train_config.json`` and ``command.sh``.
+``metrics.json`` (the accuracy/loss matrix and AP, BWT, FWT), ``train_config.json`` and ``command.sh``; while it runs,
+a resumable state in ``out/.state`` (see ``state.py``).
 """
 from __future__ import annotations
 
@@ -11,28 +12,30 @@ import shlex
 import shutil
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from ..data import collate, encode, load_split
-from ..errors import DataError
+from ..errors import ConfigError
 from ..evaluate import EvalConfig, evaluate_model
 from ..models import load_base
 from ..sequence import Sequence, TaskEntry
 from .config import TrainConfig
 from .methods import Batch, Method, TaskContext
 from .metrics import ContinualMetrics
+from .state import RunState, clear_state, read_state, restore, save_state
 
 FAST = "default"
 
 
 @dataclass
 class TrainRun:
-    sequence: Sequence
+    sequence: Sequence | None  # None when the run stopped early (``stop_after``); rerun with resume=True
     metrics: ContinualMetrics
+    complete: bool = True
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -46,6 +49,11 @@ def save_peft_adapter(model, adapter: str, folder: Path) -> None:
     try:
         model.save_pretrained(tmp, selected_adapters=[adapter], save_embedding_layers=False)
         saved = tmp if adapter == FAST else tmp / adapter
+        config_path = saved / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        if isinstance(config.get("target_modules"), list):  # peft writes a set: its order changes from run to run
+            config["target_modules"] = sorted(config["target_modules"])
+            config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(saved, folder)
@@ -53,13 +61,19 @@ def save_peft_adapter(model, adapter: str, folder: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _scores(model, tokenizer, tests, adapter: str, limit_config: EvalConfig) -> tuple[list[float], list[float]]:
+def _scores(model, tokenizer, tests, adapter: str, config: EvalConfig) -> tuple[list[float], list[float]]:
     model.set_adapter(adapter)
-    curves = evaluate_model(model, tokenizer, tests, limit_config)
+    curves = evaluate_model(model, tokenizer, tests, config)
     model.set_adapter(FAST)
     for name, p in model.named_parameters():  # set_adapter re-enables gradients of the active adapter only
         p.requires_grad_(".lora_" in name and f".{FAST}." in name)
     return [c.accuracy[0] for c in curves.values()], [c.loss[0] for c in curves.values()]
+
+
+def _checkpoint(out: Path, run: RunState, metrics: ContinualMetrics, model, optimizer, generator, method) -> None:
+    run.metrics = asdict(metrics)
+    tensors, run.method_meta = method.state()
+    save_state(out, run, model, optimizer, generator, tensors)
 
 
 def train_sequence(
@@ -73,18 +87,30 @@ def train_sequence(
     eval_split: str = "test",
     eval_limit: int | None = None,
     progress: bool = True,
+    resume: bool = False,
+    state_every: int = 25,
+    stop_after: int | None = None,
 ) -> TrainRun:
-    """Train ``method`` on each ``(task name, task folder)`` in order; save adapters, manifest and metrics."""
+    """Train ``method`` on each ``(task name, task folder)`` in order; save adapters, manifest and metrics.
+
+    ``resume=True`` continues from ``out/.state`` if a run with the same settings left one (else starts afresh);
+    ``stop_after=N`` stops after N optimizer steps of this call, leaving that state (for time-limited jobs).
+    """
     from peft import LoraConfig, get_peft_model
 
     out = Path(out)
+    fingerprint = {"base": base, "tasks": [[t, str(Path(f).resolve())] for t, f in tasks], "method": method.name,
+                   "options": getattr(method, "options", {}), "config": config.to_json(),
+                   "eval_split": eval_split, "eval_limit": eval_limit}
+    previous = read_state(out) if resume else None
+    if previous is not None and previous[0].fingerprint != fingerprint:
+        changed = sorted(k for k in fingerprint if previous[0].fingerprint.get(k) != fingerprint[k])
+        raise ConfigError(f"--resume: the run in {out} was made with other settings ({', '.join(changed)} differ); "
+                          "repeat its command or choose another --out")
     torch.manual_seed(config.seed)
     model, tokenizer = load_base(base, device=device)
     train_sets = [encode(tokenizer, load_split(folder, "train", config.max_train), config.max_length) for _, folder in tasks]
     tests = {task: load_split(folder, eval_split, eval_limit) for task, folder in tasks}
-    for (task, _), examples in zip(tasks, train_sets):
-        if not examples:
-            raise DataError(f"task {task}: the train split is empty")
     out.mkdir(parents=True, exist_ok=True)
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                       target_modules=list(config.target_modules), task_type="CAUSAL_LM")
@@ -92,31 +118,53 @@ def train_sequence(
     generator = torch.Generator().manual_seed(config.seed)
     to_device = lambda examples: {k: v.to(device) for k, v in collate(examples, tokenizer.pad_token_id).items()}  # noqa: E731
     eval_config = EvalConfig(max_length=config.max_length, progress=False)
-    metrics = ContinualMetrics([t for t, _ in tasks], split=eval_split)
-    metrics.initial_accuracy, metrics.initial_loss = _scores(model, tokenizer, tests, FAST, eval_config)
     eval_adapter = getattr(method, "eval_adapter", FAST)
-    entries = []
-    for index, (task, folder) in enumerate(tasks):
+    if previous is not None:
+        run = previous[0]
+        metrics = ContinualMetrics(**run.metrics)
+    else:
+        run = RunState(fingerprint)
+        metrics = ContinualMetrics([t for t, _ in tasks], split=eval_split)
+        metrics.initial_accuracy, metrics.initial_loss = _scores(model, tokenizer, tests, FAST, eval_config)
+    steps_now = 0
+    for index in range(run.task_index, len(tasks)):
+        task, _ = tasks[index]
         select = getattr(method, "train_set", None)
         examples = select(train_sets[: index + 1]) if select else train_sets[index]
         ctx = TaskContext(model, task, index, examples, to_device, config.batch_size)
         method.begin_task(ctx)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0)
+        if previous is not None:
+            _, opt_meta, tensors = previous
+            mid_task = run.epoch > 0 or run.position > 0
+            method.load_state(restore(model, optimizer if mid_task else None, generator, opt_meta, tensors), run.method_meta)
+            previous = None
         model.train()
-        steps = config.epochs * -(-len(examples) // config.batch_size)
-        bar = tqdm(total=steps, desc=f"{method.name} {index + 1}/{len(tasks)} {task}", leave=False, disable=not progress)
-        for _ in range(config.epochs):
-            order = torch.randperm(len(examples), generator=generator).tolist()
-            for start in range(0, len(order), config.batch_size):
-                chosen = [examples[i] for i in order[start : start + config.batch_size]]
+        per_epoch = -(-len(examples) // config.batch_size)
+        bar = tqdm(total=config.epochs * per_epoch, initial=run.epoch * per_epoch + run.position // config.batch_size,
+                   desc=f"{method.name} {index + 1}/{len(tasks)} {task}", leave=False, disable=not progress)
+        while run.epoch < config.epochs:
+            if run.order is None:
+                run.order = torch.randperm(len(examples), generator=generator).tolist()
+            while run.position < len(run.order):
+                chosen = [examples[i] for i in run.order[run.position : run.position + config.batch_size]]
                 loss = method.training_step(model, Batch(chosen, to_device(chosen)))
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 method.after_step(model)
+                run.position += config.batch_size
+                run.global_step += 1
+                steps_now += 1
                 bar.update()
                 bar.set_postfix(loss=f"{loss.item():.3f}")
+                if stop_after is not None and steps_now >= stop_after:
+                    _checkpoint(out, run, metrics, model, optimizer, generator, method)
+                    bar.close()
+                    return TrainRun(None, metrics, complete=False)
+                if state_every and run.global_step % state_every == 0:
+                    _checkpoint(out, run, metrics, model, optimizer, generator, method)
+            run.epoch, run.position, run.order = run.epoch + 1, 0, None
         bar.close()
         model.eval()
         method.end_task(ctx)
@@ -124,10 +172,13 @@ def train_sequence(
         save_peft_adapter(model, eval_adapter, out / task)
         for label, adapter in getattr(method, "saved_adapters", {}).items():
             save_peft_adapter(model, adapter, out / label / task)
-        entries.append(TaskEntry(task, _relative(folder, out), task))
-    seq = Sequence(name or out.name, base, tuple(entries), method.name, {"config": config.to_json()}, out)
+        run.task_index, run.epoch, run.position, run.order = index + 1, 0, 0, None
+        _checkpoint(out, run, metrics, model, optimizer, generator, method)
+    entries = tuple(TaskEntry(task, _relative(folder, out), task) for task, folder in tasks)
+    seq = Sequence(name or out.name, base, entries, method.name, {"config": config.to_json(), "options": fingerprint["options"]}, out)
     seq.save(out)
     (out / "metrics.json").write_text(json.dumps({"method": method.name, **metrics.to_json()}, indent=2) + "\n")
     (out / "command.sh").write_text(" ".join(shlex.quote(a) for a in sys.argv) + "\n")
     (out / "train_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
+    clear_state(out)
     return TrainRun(seq, metrics)

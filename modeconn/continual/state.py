@@ -1,0 +1,101 @@
+"""The resumable state of a training run: tensors in safetensors, everything else in JSON (nothing is pickled).
+
+Written to ``<out>/.state/`` every few steps and when a run stops early; removed when the run completes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+STATE_DIR = ".state"
+
+
+@dataclass
+class RunState:
+    fingerprint: dict  # what must match for --resume: base, tasks, method + options, config
+    task_index: int = 0
+    epoch: int = 0
+    position: int = 0  # next batch start within the epoch's order
+    order: list[int] | None = None  # the current epoch's example order
+    global_step: int = 0
+    metrics: dict = field(default_factory=dict)
+    method_meta: dict = field(default_factory=dict)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors, meta = {}, {"param_groups": state["param_groups"], "state": {}}
+    for idx, values in state["state"].items():
+        meta["state"][str(idx)] = {}
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"opt.{idx}.{key}"] = value.contiguous()
+            else:
+                meta["state"][str(idx)][key] = value
+    return tensors, meta
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state = {int(i): dict(v) for i, v in meta["state"].items()}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_state(out: Path, run: RunState, model, optimizer, generator: torch.Generator, method_tensors: dict) -> None:
+    """Write the whole state to a temporary folder, then swap it in, so a kill never leaves half a state."""
+    from safetensors.torch import save_file
+
+    tensors = {f"lora.{n}": p.detach().contiguous() for n, p in model.named_parameters() if "lora_" in n}
+    opt_tensors, opt_meta = _optimizer_tensors(optimizer)
+    tensors.update(opt_tensors)
+    tensors.update({f"method.{k}": v.contiguous() for k, v in method_tensors.items()})
+    tensors["rng.generator"] = generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    tmp = out / (STATE_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(tensors, tmp / "state.safetensors")
+    (tmp / "state.json").write_text(json.dumps({**run.__dict__, "optimizer": opt_meta}))
+    old = out / (STATE_DIR + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if (out / STATE_DIR).exists():
+        os.replace(out / STATE_DIR, old)
+    os.replace(tmp, out / STATE_DIR)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_state(out: Path) -> tuple[RunState, dict, dict[str, torch.Tensor]] | None:
+    folder = out / STATE_DIR
+    if not (folder / "state.json").is_file():
+        return None
+    from safetensors.torch import load_file
+
+    raw = json.loads((folder / "state.json").read_text())
+    opt_meta = raw.pop("optimizer")
+    return RunState(**raw), opt_meta, load_file(folder / "state.safetensors")
+
+
+def restore(model, optimizer, generator: torch.Generator, opt_meta: dict, tensors: dict[str, torch.Tensor]) -> dict:
+    """Load LoRA weights, optimizer and RNG states; return the method's own tensors."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for key, value in tensors.items():
+            if key.startswith("lora."):
+                params[key[5:]].copy_(value)
+    if optimizer is not None:  # at a task boundary the next task starts a fresh optimizer
+        _load_optimizer(optimizer, tensors, opt_meta)
+    generator.set_state(tensors["rng.generator"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return {k[7:]: v for k, v in tensors.items() if k.startswith("method.")}
+
+
+def clear_state(out: Path) -> None:
+    shutil.rmtree(out / STATE_DIR, ignore_errors=True)
