@@ -122,6 +122,8 @@ def train(method, tasks, order, out, config_file, base, device, eval_split, eval
     strategy = get_method(method, **options)
     run = train_sequence(base or manifest_base or DEFAULT_BASE, chosen, strategy, config, out_dir, device=device,
                          eval_split=eval_split, eval_limit=eval_limit, resume=resume, stop_after=stop_after_steps)
+    if not run.main_process:
+        return
     if not run.complete:
         click.echo(f"stopped after {stop_after_steps} steps; run the same command with --resume to continue")
         return

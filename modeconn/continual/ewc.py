@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .methods import Batch, TaskContext
+from .methods import Batch, TaskContext, unwrap
 
 
 class EWC:
@@ -20,7 +20,7 @@ class EWC:
 
     @staticmethod
     def _params(model) -> dict[str, torch.nn.Parameter]:
-        return {n: p for n, p in model.named_parameters() if p.requires_grad}
+        return {n: p for n, p in unwrap(model).named_parameters() if p.requires_grad}
 
     def begin_task(self, ctx: TaskContext) -> None:
         pass

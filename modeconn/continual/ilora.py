@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .methods import Batch, TaskContext, mean_token_nll
+from .methods import Batch, TaskContext, mean_token_nll, unwrap
 from .replay import ReservoirBuffer
 
 FAST, SLOW = "default", "slow"
@@ -74,6 +74,7 @@ class ILoRA:
         return min(1 - 1 / (self.step + 1), self.ema)
 
     def _slow_hidden(self, model, inputs) -> tuple[torch.Tensor, ...]:
+        model = unwrap(model)  # the slow pass needs no gradient sync
         was_training = model.training
         model.set_adapter(SLOW)
         model.eval()
@@ -105,7 +106,7 @@ class ILoRA:
     def after_step(self, model) -> None:
         if self.variant == "paper":
             lam = self.lam()
-            for module in model.modules():
+            for module in unwrap(model).modules():
                 for part in ("lora_A", "lora_B"):
                     weights = getattr(module, part, None)
                     if isinstance(weights, torch.nn.ModuleDict) and SLOW in weights and FAST in weights:

@@ -73,6 +73,11 @@ class Sequential:
         pass
 
 
+def unwrap(model):
+    """The PeftModel inside a DistributedDataParallel wrapper (or the model itself)."""
+    return getattr(model, "module", model)
+
+
 def mean_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row summed NLL of the labelled next tokens and their count (labels -100 are ignored)."""
     shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]

@@ -36,6 +36,7 @@ class TrainRun:
     sequence: Sequence | None  # None when the run stopped early (``stop_after``); rerun with resume=True
     metrics: ContinualMetrics
     complete: bool = True
+    main_process: bool = True  # False on the other ranks of a multi-process run, which write nothing
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -70,6 +71,15 @@ def _scores(model, tokenizer, tests, adapter: str, config: EvalConfig) -> tuple[
     return [c.accuracy[0] for c in curves.values()], [c.loss[0] for c in curves.values()]
 
 
+def _ranks_agree(accelerator, model) -> bool:
+    """Whether every rank ends with the same LoRA weights (fast and slow): a checksum gathered from all ranks."""
+    if accelerator.num_processes == 1:
+        return True
+    total = sum(p.detach().double().sum() * (i + 1) for i, (n, p) in enumerate(model.named_parameters()) if "lora_" in n)
+    sums = accelerator.gather(total.reshape(1).to(accelerator.device))
+    return bool(torch.allclose(sums, sums[0].expand_as(sums), rtol=0, atol=1e-9))
+
+
 def _checkpoint(out: Path, run: RunState, metrics: ContinualMetrics, model, optimizer, generator, method) -> None:
     run.metrics = asdict(metrics)
     tensors, run.method_meta = method.state()
@@ -95,9 +105,17 @@ def train_sequence(
 
     ``resume=True`` continues from ``out/.state`` if a run with the same settings left one (else starts afresh);
     ``stop_after=N`` stops after N optimizer steps of this call, leaving that state (for time-limited jobs).
+    Resuming is exact for one process; with several, the state holds the main process's replay buffer only.
     """
+    from accelerate import Accelerator
     from peft import LoraConfig, get_peft_model
 
+    # One process, or several under `accelerate launch` / torchrun: every rank walks the same global batch order and
+    # trains on its own slice of each batch (DDP averages the gradients); replay buffers are per rank; evaluation
+    # runs on every rank with identical weights; only the main process writes files.
+    accelerator = Accelerator(cpu=device == "cpu")
+    rank, world = accelerator.process_index, accelerator.num_processes
+    device = accelerator.device
     out = Path(out)
     fingerprint = {"base": base, "tasks": [[t, str(Path(f).resolve())] for t, f in tasks], "method": method.name,
                    "options": getattr(method, "options", {}), "config": config.to_json(),
@@ -115,6 +133,7 @@ def train_sequence(
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                       target_modules=list(config.target_modules), task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
+    trained = accelerator.prepare_model(model) if world > 1 else model  # DDP wrapper: forwards sync gradients
     generator = torch.Generator().manual_seed(config.seed)
     to_device = lambda examples: {k: v.to(device) for k, v in collate(examples, tokenizer.pad_token_id).items()}  # noqa: E731
     eval_config = EvalConfig(max_length=config.max_length, progress=False)
@@ -148,36 +167,46 @@ def train_sequence(
                 run.order = torch.randperm(len(examples), generator=generator).tolist()
             while run.position < len(run.order):
                 chosen = [examples[i] for i in run.order[run.position : run.position + config.batch_size]]
-                loss = method.training_step(model, Batch(chosen, to_device(chosen)))
+                local = chosen[rank::world] or chosen[:1]
+                loss = method.training_step(trained, Batch(local, to_device(local)))
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                method.after_step(model)
+                method.after_step(trained)
                 run.position += config.batch_size
                 run.global_step += 1
                 steps_now += 1
                 bar.update()
                 bar.set_postfix(loss=f"{loss.item():.3f}")
                 if stop_after is not None and steps_now >= stop_after:
-                    _checkpoint(out, run, metrics, model, optimizer, generator, method)
+                    if accelerator.is_main_process:
+                        _checkpoint(out, run, metrics, model, optimizer, generator, method)
+                    accelerator.wait_for_everyone()
                     bar.close()
                     return TrainRun(None, metrics, complete=False)
-                if state_every and run.global_step % state_every == 0:
+                if state_every and run.global_step % state_every == 0 and accelerator.is_main_process and world == 1:
                     _checkpoint(out, run, metrics, model, optimizer, generator, method)
             run.epoch, run.position, run.order = run.epoch + 1, 0, None
         bar.close()
         model.eval()
         method.end_task(ctx)
         metrics.add_row(*_scores(model, tokenizer, tests, eval_adapter, eval_config))
-        save_peft_adapter(model, eval_adapter, out / task)
-        for label, adapter in getattr(method, "saved_adapters", {}).items():
-            save_peft_adapter(model, adapter, out / label / task)
         run.task_index, run.epoch, run.position, run.order = index + 1, 0, 0, None
-        _checkpoint(out, run, metrics, model, optimizer, generator, method)
+        if accelerator.is_main_process:
+            save_peft_adapter(model, eval_adapter, out / task)
+            for label, adapter in getattr(method, "saved_adapters", {}).items():
+                save_peft_adapter(model, adapter, out / label / task)
+            if world == 1:
+                _checkpoint(out, run, metrics, model, optimizer, generator, method)
+        accelerator.wait_for_everyone()
+    in_sync = _ranks_agree(accelerator, model)
+    if not accelerator.is_main_process:
+        return TrainRun(None, metrics, main_process=False)
     entries = tuple(TaskEntry(task, _relative(folder, out), task) for task, folder in tasks)
     seq = Sequence(name or out.name, base, entries, method.name, {"config": config.to_json(), "options": fingerprint["options"]}, out)
     seq.save(out)
-    (out / "metrics.json").write_text(json.dumps({"method": method.name, **metrics.to_json()}, indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps({"method": method.name, **metrics.to_json(), "world_size": world,
+                                                  "ranks_in_sync": in_sync}, indent=2) + "\n")
     (out / "command.sh").write_text(" ".join(shlex.quote(a) for a in sys.argv) + "\n")
     (out / "train_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
     clear_state(out)
