@@ -50,7 +50,7 @@ def main() -> None:
         from modeconn.continual import TrainConfig, get_method, train_sequence
 
         os.environ["MODECONN_CHECKPOINTS"] = str(out.resolve())
-        config = TrainConfig(rank=8, alpha=16, target_modules=LORA_TARGETS, lr=3e-3, epochs=5, batch_size=16, seed=args.seed)
+        config = TrainConfig(rank=8, alpha=16, dropout=0.0, target_modules=LORA_TARGETS, lr=3e-3, epochs=5, batch_size=16, seed=args.seed)
         train_sequence("tiny-llama", [(t, out / "data" / t) for t in TASKS], get_method("seq"), config, out / "seq", name="embedded-seq")
 
 

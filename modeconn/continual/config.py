@@ -15,8 +15,8 @@ def _f(default, help: str):
 @dataclass(frozen=True)
 class TrainConfig:
     rank: int = _f(8, "LoRA rank r")
-    alpha: float = _f(16.0, "LoRA alpha; the update is scaled by alpha / r")
-    dropout: float = _f(0.0, "dropout on the LoRA input during training")
+    alpha: float = _f(32.0, "LoRA alpha; the update is scaled by alpha / r (32: the I-LoRA reference code)")
+    dropout: float = _f(0.1, "dropout on the LoRA input during training (0.1: the I-LoRA reference code)")
     target_modules: tuple[str, ...] = _f(("q_proj", "k_proj", "v_proj", "o_proj"), "module names that get LoRA")
     lr: float = _f(2e-3, "AdamW learning rate")
     epochs: int = _f(3, "passes over each task's training split")

@@ -12,6 +12,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class TrainRun:
     metrics: ContinualMetrics
     complete: bool = True
     main_process: bool = True  # False on the other ranks of a multi-process run, which write nothing
+    seconds_per_step: float = 0.0  # wall time of the training steps of this call (forward, backward, update, hooks)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -145,7 +147,7 @@ def train_sequence(
         run = RunState(fingerprint)
         metrics = ContinualMetrics([t for t, _ in tasks], split=eval_split)
         metrics.initial_accuracy, metrics.initial_loss = _scores(model, tokenizer, tests, FAST, eval_config)
-    steps_now = 0
+    steps_now, step_seconds = 0, 0.0
     for index in range(run.task_index, len(tasks)):
         task, _ = tasks[index]
         select = getattr(method, "train_set", None)
@@ -168,11 +170,13 @@ def train_sequence(
             while run.position < len(run.order):
                 chosen = [examples[i] for i in run.order[run.position : run.position + config.batch_size]]
                 local = chosen[rank::world] or chosen[:1]
+                started = time.perf_counter()
                 loss = method.training_step(trained, Batch(local, to_device(local)))
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 method.after_step(trained)
+                step_seconds += time.perf_counter() - started
                 run.position += config.batch_size
                 run.global_step += 1
                 steps_now += 1
@@ -200,14 +204,15 @@ def train_sequence(
                 _checkpoint(out, run, metrics, model, optimizer, generator, method)
         accelerator.wait_for_everyone()
     in_sync = _ranks_agree(accelerator, model)
+    per_step = step_seconds / max(1, steps_now)
     if not accelerator.is_main_process:
-        return TrainRun(None, metrics, main_process=False)
+        return TrainRun(None, metrics, main_process=False, seconds_per_step=per_step)
     entries = tuple(TaskEntry(task, _relative(folder, out), task) for task, folder in tasks)
     seq = Sequence(name or out.name, base, entries, method.name, {"config": config.to_json(), "options": fingerprint["options"]}, out)
     seq.save(out)
     (out / "metrics.json").write_text(json.dumps({"method": method.name, **metrics.to_json(), "world_size": world,
-                                                  "ranks_in_sync": in_sync}, indent=2) + "\n")
+                                                  "ranks_in_sync": in_sync, "seconds_per_step": per_step}, indent=2) + "\n")
     (out / "command.sh").write_text(" ".join(shlex.quote(a) for a in sys.argv) + "\n")
     (out / "train_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
     clear_state(out)
-    return TrainRun(seq, metrics)
+    return TrainRun(seq, metrics, seconds_per_step=per_step)
