@@ -11,6 +11,7 @@ from .data import Example, load_examples, load_split
 from .errors import CheckpointError, DataError
 from .evaluate import EvalConfig, evaluate_path
 from .models import load_base
+from .scoring import get_scorer
 from .paths import bezier_path, linear_path, uniform_ts
 from .sequence import find_sequence
 
@@ -34,15 +35,17 @@ def load_task_data(specs: list[str], split: str = "eval", limit: int | None = No
     return tasks
 
 
-def manifest_data(adapter_dirs: list[str], split: str = "eval", limit: int | None = None) -> dict[str, list[Example]]:
-    """The ``split`` of each adapter's task, as recorded in the manifest beside it (if any)."""
-    tasks = {}
+def manifest_data(adapter_dirs: list[str], split: str = "eval", limit: int | None = None) -> tuple[dict[str, list[Example]], dict[str, str]]:
+    """The ``split`` of each adapter's task, and the task's metric, as recorded in the manifest beside it (if any)."""
+    tasks, metrics = {}, {}
     for adapter in adapter_dirs:
         seq = find_sequence(adapter) if FsPath(adapter).is_dir() else None
         if seq is not None:
             entry = seq.task_for_adapter(adapter)
             tasks[entry.name] = load_split(seq.data_dir(entry), split, limit)
-    return tasks
+            get_scorer(entry.metric)
+            metrics[entry.name] = entry.metric
+    return tasks, metrics
 
 
 def resolve_base_name(adapters: list[LoraWeights], adapter_dirs: list[str], base: str | None) -> str:
@@ -84,13 +87,13 @@ def measure_barrier(
         the_path = bezier_path(ends[0], load_adapter(control, allow_pickle), ends[1], space, base_given=bool(base))
     else:
         the_path = linear_path(ends[0], ends[1], space, base_given=bool(base))
-    tasks = manifest_data([a, b], split, limit) if manifest else {}
+    tasks, metrics = manifest_data([a, b], split, limit) if manifest else ({}, {})
     tasks.update(load_task_data(data or [], split, limit))
     if not tasks:
         raise DataError("no evaluation data: the adapters have no sequence.json beside them; pass --data FILE_OR_TASK_FOLDER")
     base_name = resolve_base_name(ends, [a, b], base)
     model, tokenizer = load_base(base_name, device=device)
-    evaluation = evaluate_path(model, tokenizer, the_path, ts, tasks, eval_config)
+    evaluation = evaluate_path(model, tokenizer, the_path, ts, tasks, eval_config, metrics)
     return BarrierResult.from_evaluation(evaluation, path, space, [str(a), str(b)], base_name, split=split, seed=seed,
                                          extra={"control": str(control)} if control else {})
 

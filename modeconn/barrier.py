@@ -86,11 +86,13 @@ class TaskBarrier:
     accuracy_drop: float | None = None
     accuracy_drop_t: float | None = None
     accuracy_drop_min_endpoint: float | None = None
+    metric: str = "exact_match"
 
 
-def task_barrier(t: list[float], loss: list[float], accuracy: list[float] | None, examples: int) -> TaskBarrier:
+def task_barrier(t: list[float], loss: list[float], accuracy: list[float] | None, examples: int,
+                 metric: str = "exact_match") -> TaskBarrier:
     b, mean, worst = loss_barrier(t, loss), mean_endpoint_barrier(t, loss), max_endpoint_barrier(t, loss)
-    out = TaskBarrier(loss, accuracy, examples, b.value, b.t, mean.value, worst.value, worst.t)
+    out = TaskBarrier(loss, accuracy, examples, b.value, b.t, mean.value, worst.value, worst.t, metric=metric)
     if accuracy is not None:
         d, dm = accuracy_drop(t, accuracy), min_endpoint_accuracy_drop(t, accuracy)
         out.accuracy_drop, out.accuracy_drop_t, out.accuracy_drop_min_endpoint = d.value, d.t, dm.value
@@ -115,7 +117,7 @@ class BarrierResult:
     @classmethod
     def from_evaluation(cls, evaluation: PathEvaluation, path: str, space: str, adapters: list[str], base_model: str,
                         **kwargs) -> "BarrierResult":
-        tasks = {n: task_barrier(evaluation.t, c.loss, c.accuracy, c.examples) for n, c in evaluation.tasks.items()}
+        tasks = {n: task_barrier(evaluation.t, c.loss, c.accuracy, c.examples, c.metric) for n, c in evaluation.tasks.items()}
         note = FACTOR_NOTE if space == "factor" else DELTA_NOTE
         return cls(path, space, list(evaluation.t), tasks, adapters, base_model, space_note=note, **kwargs)
 

@@ -118,10 +118,11 @@ def train(method, tasks, order, out, config_file, base, device, eval_split, eval
     file_values = read_config_file(config_file)
     method = method or file_values.get("method") or "seq"
     config, options, _ = resolve(method, file_values, flags)
-    chosen, manifest_base = resolve_tasks(tasks, order)
+    chosen, manifest_base, task_metrics = resolve_tasks(tasks, order)
     strategy = get_method(method, **options)
     run = train_sequence(base or manifest_base or DEFAULT_BASE, chosen, strategy, config, out_dir, device=device,
-                         eval_split=eval_split, eval_limit=eval_limit, resume=resume, stop_after=stop_after_steps)
+                         eval_split=eval_split, eval_limit=eval_limit, resume=resume, stop_after=stop_after_steps,
+                         metrics_by_task=task_metrics)
     if not run.main_process:
         return
     if not run.complete:

@@ -110,11 +110,6 @@ def encode(tokenizer, examples: list[Example], max_length: int = 256) -> list[En
     return encoded
 
 
-def normalize_answer(text: str) -> str:
-    """Exact match compares answers with surrounding whitespace stripped."""
-    return text.strip()
-
-
 def collate(batch: list[Encoded], pad_id: int) -> dict:
     """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 outside the answer + eos)."""
     import torch

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from .data import Encoded, Example, encode, normalize_answer
+from .data import Encoded, Example, encode
+from .scoring import get_scorer
 from .layer import inject_path
 from .paths import Path
 
@@ -21,11 +22,12 @@ class EvalConfig:
 
 @dataclass
 class TaskCurve:
-    """Loss (mean NLL per answer token, over the whole set) and exact-match accuracy at each t."""
+    """Loss (mean NLL per answer token, over the whole set) and accuracy (the task's metric) at each t."""
 
     loss: list[float]
     accuracy: list[float] | None = None
     examples: int = 0
+    metric: str = "exact_match"
 
 
 @dataclass
@@ -95,8 +97,9 @@ def path_losses(model, encoded: list[Encoded], coeffs: torch.Tensor, holder, pad
 
 
 def path_accuracy(model, tokenizer, examples: list[Example], encoded: list[Encoded], coeffs: torch.Tensor, holder,
-                  budget: int, bar=None) -> torch.Tensor:
-    """``[K]`` exact-match accuracy of greedy decoding at each path point (points batched like the loss)."""
+                  budget: int, bar=None, metric: str = "exact_match") -> torch.Tensor:
+    """``[K]`` mean score (exact match by default) of greedy decoding at each path point (points batched like the loss)."""
+    score = get_scorer(metric)
     from transformers import GenerationConfig
 
     device = next(model.parameters()).device
@@ -113,14 +116,14 @@ def path_accuracy(model, tokenizer, examples: list[Example], encoded: list[Encod
         for r, e in enumerate(items):  # left padding for generation
             ids[r, width - e.n_prompt :] = torch.tensor(e.prompt_ids)
             mask[r, width - e.n_prompt :] = 1
-        answers = [normalize_answer(examples[i].answer) for i in batch]
+        answers = [examples[i].answer for i in batch]
         for chunk in _point_chunks(k, len(items), width + max_new, budget):
             kc, b = len(chunk), len(items)
             holder.value = coeffs[chunk.start : chunk.stop].to(device).repeat_interleave(b, 0)
             out = model.generate(input_ids=ids.repeat(kc, 1).to(device), attention_mask=mask.repeat(kc, 1).to(device),
                                  generation_config=gen)
             texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-            hits = torch.tensor([normalize_answer(t) == answers[j % b] for j, t in enumerate(texts)], dtype=torch.float64)
+            hits = torch.tensor([score(t, answers[j % b]) for j, t in enumerate(texts)], dtype=torch.float64)
             correct[chunk.start : chunk.stop] += hits.view(kc, b).sum(1)
             if bar is not None:
                 bar.update(kc * b)
@@ -129,8 +132,10 @@ def path_accuracy(model, tokenizer, examples: list[Example], encoded: list[Encod
 
 @torch.no_grad()
 def evaluate_path(model, tokenizer, path: Path, ts: list[float], tasks: dict[str, list[Example]],
-                  config: EvalConfig = EvalConfig()) -> PathEvaluation:
-    """Score every t of ``path`` on every task: loss batched over points, and greedy exact-match accuracy."""
+                  config: EvalConfig = EvalConfig(), metrics: dict[str, str] | None = None) -> PathEvaluation:
+    """Score every t of ``path`` on every task: loss batched over points, and greedy decoding scored by each
+    task's metric (``metrics[name]``, exact match by default)."""
+    metrics = metrics or {}
     model.eval()
     coeffs = path.coefficients(ts).float()
     result = PathEvaluation(list(ts), {})
@@ -139,13 +144,16 @@ def evaluate_path(model, tokenizer, path: Path, ts: list[float], tasks: dict[str
         for name, examples in tasks.items():
             encoded = encode(tokenizer, examples, config.max_length)
             loss = path_losses(model, encoded, coeffs, holder, tokenizer.pad_token_id, config.max_batch_tokens, bar)
-            acc = path_accuracy(model, tokenizer, examples, encoded, coeffs, holder, config.max_batch_tokens, bar) if config.accuracy else None
-            result.tasks[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples))
+            metric = metrics.get(name, "exact_match")
+            acc = (path_accuracy(model, tokenizer, examples, encoded, coeffs, holder, config.max_batch_tokens, bar, metric)
+                   if config.accuracy else None)
+            result.tasks[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric)
     return result
 
 
 @torch.no_grad()
-def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: EvalConfig = EvalConfig()) -> dict[str, TaskCurve]:
+def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: EvalConfig = EvalConfig(),
+                   metrics: dict[str, str] | None = None) -> dict[str, TaskCurve]:
     """Score a model as it stands (e.g. a PeftModel with its active adapter): one point, the same loss and accuracy."""
     from .layer import RowCoefficients
 
@@ -156,7 +164,9 @@ def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: Ev
     for name, examples in tasks.items():
         encoded = encode(tokenizer, examples, config.max_length)
         loss = path_losses(model, encoded, single, holder, tokenizer.pad_token_id, config.max_batch_tokens)
-        acc = path_accuracy(model, tokenizer, examples, encoded, single, holder, config.max_batch_tokens) if config.accuracy else None
-        out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples))
+        metric = (metrics or {}).get(name, "exact_match")
+        acc = (path_accuracy(model, tokenizer, examples, encoded, single, holder, config.max_batch_tokens, metric=metric)
+               if config.accuracy else None)
+        out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric)
     model.train(was_training)
     return out

@@ -32,7 +32,7 @@ def barrier_png(result: BarrierResult, out: str | Path) -> None:
     axes[0, 0].set(xlabel="t (0 = first adapter, 1 = second)", ylabel="loss (mean NLL per answer token)", title="loss")
     axes[0, 0].legend(fontsize=8)
     if has_acc:
-        axes[0, 1].set(xlabel="t", ylabel="exact-match accuracy", title="accuracy", ylim=(-0.03, 1.03))
+        axes[0, 1].set(xlabel="t", ylabel="accuracy (exact match or the task's metric)", title="accuracy", ylim=(-0.03, 1.03))
         axes[0, 1].legend(fontsize=8)
     for ax in axes[0]:
         ax.grid(alpha=0.3)
@@ -61,6 +61,6 @@ def barrier_html(result: BarrierResult, out: str | Path) -> None:
     fig.update_xaxes(title_text="t")
     fig.update_yaxes(title_text="loss (mean NLL per answer token)", row=1, col=1)
     if has_acc:
-        fig.update_yaxes(title_text="exact-match accuracy", range=[-0.03, 1.03], row=1, col=2)
+        fig.update_yaxes(title_text="accuracy (task metric)", range=[-0.03, 1.03], row=1, col=2)
     fig.update_layout(title=_title(result), template="plotly_white", height=480)
     fig.write_html(out, include_plotlyjs=True, full_html=True)

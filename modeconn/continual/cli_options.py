@@ -66,16 +66,17 @@ def resolve(method: str, file_values: dict, flag_values: dict) -> tuple[TrainCon
     return config, options, merged
 
 
-def resolve_tasks(tasks: str, order: str | None) -> tuple[list[tuple[str, Path]], str | None]:
-    """A sequence manifest (its task order and data) or a data root (its task folders, sorted or in ``order``)."""
+def resolve_tasks(tasks: str, order: str | None) -> tuple[list[tuple[str, Path]], str | None, dict[str, str]]:
+    """A sequence manifest (its task order, data and metrics) or a data root (its task folders, sorted or in ``order``)."""
     root = Path(tasks)
     if root.is_file() or (root / MANIFEST).is_file():
         seq = load_sequence(root)
         chosen = [(t.name, seq.data_dir(t)) for t in seq.tasks]
         base = seq.base_model
+        metrics = {t.name: t.metric for t in seq.tasks}
     elif root.is_dir():
         chosen = [(p.name, p) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
-        base = None
+        base, metrics = None, {}
     else:
         raise DataError(f"{root}: no such task sequence (a sequence.json or a folder of task folders)")
     if order:
@@ -89,4 +90,4 @@ def resolve_tasks(tasks: str, order: str | None) -> tuple[list[tuple[str, Path]]
         raise DataError(f"{root}: holds no task folders")
     for name, folder in chosen:
         split_file(folder, "train")
-    return chosen, base
+    return chosen, base, metrics

@@ -51,5 +51,5 @@ class ContinualMetrics:
         for name, row in zip(self.tasks, self.accuracy):
             lines.append(f"{name:<{width}} " + " ".join(f"{a:>{width}.3f}" for a in row))
         fmt = lambda x: "n/a" if x is None else f"{x:+.3f}"  # noqa: E731
-        lines.append(f"AP {self.ap:.3f}   BWT {fmt(self.bwt)}   FWT {fmt(self.fwt)}   ({self.split} split, exact match)")
+        lines.append(f"AP {self.ap:.3f}   BWT {fmt(self.bwt)}   FWT {fmt(self.fwt)}   ({self.split} split, each task's metric)")
         return "\n".join(lines)

@@ -23,6 +23,7 @@ from ..data import collate, encode, load_split
 from ..errors import ConfigError
 from ..evaluate import EvalConfig, evaluate_model
 from ..models import load_base
+from ..scoring import get_scorer
 from ..sequence import Sequence, TaskEntry
 from .config import TrainConfig
 from .methods import Batch, Method, TaskContext
@@ -64,9 +65,9 @@ def save_peft_adapter(model, adapter: str, folder: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _scores(model, tokenizer, tests, adapter: str, config: EvalConfig) -> tuple[list[float], list[float]]:
+def _scores(model, tokenizer, tests, adapter: str, config: EvalConfig, metrics: dict[str, str]) -> tuple[list[float], list[float]]:
     model.set_adapter(adapter)
-    curves = evaluate_model(model, tokenizer, tests, config)
+    curves = evaluate_model(model, tokenizer, tests, config, metrics)
     model.set_adapter(FAST)
     for name, p in model.named_parameters():  # set_adapter re-enables gradients of the active adapter only
         p.requires_grad_(".lora_" in name and f".{FAST}." in name)
@@ -102,6 +103,7 @@ def train_sequence(
     resume: bool = False,
     state_every: int = 25,
     stop_after: int | None = None,
+    metrics_by_task: dict[str, str] | None = None,
 ) -> TrainRun:
     """Train ``method`` on each ``(task name, task folder)`` in order; save adapters, manifest and metrics.
 
@@ -119,6 +121,9 @@ def train_sequence(
     rank, world = accelerator.process_index, accelerator.num_processes
     device = accelerator.device
     out = Path(out)
+    metrics_by_task = {task: metrics_by_task.get(task, "exact_match") if metrics_by_task else "exact_match" for task, _ in tasks}
+    for metric in metrics_by_task.values():
+        get_scorer(metric)
     fingerprint = {"base": base, "tasks": [[t, str(Path(f).resolve())] for t, f in tasks], "method": method.name,
                    "options": getattr(method, "options", {}), "config": config.to_json(),
                    "eval_split": eval_split, "eval_limit": eval_limit}
@@ -146,7 +151,7 @@ def train_sequence(
     else:
         run = RunState(fingerprint)
         metrics = ContinualMetrics([t for t, _ in tasks], split=eval_split)
-        metrics.initial_accuracy, metrics.initial_loss = _scores(model, tokenizer, tests, FAST, eval_config)
+        metrics.initial_accuracy, metrics.initial_loss = _scores(model, tokenizer, tests, FAST, eval_config, metrics_by_task)
     steps_now, step_seconds = 0, 0.0
     for index in range(run.task_index, len(tasks)):
         task, _ = tasks[index]
@@ -194,7 +199,7 @@ def train_sequence(
         bar.close()
         model.eval()
         method.end_task(ctx)
-        metrics.add_row(*_scores(model, tokenizer, tests, eval_adapter, eval_config))
+        metrics.add_row(*_scores(model, tokenizer, tests, eval_adapter, eval_config, metrics_by_task))
         run.task_index, run.epoch, run.position, run.order = index + 1, 0, 0, None
         if accelerator.is_main_process:
             save_peft_adapter(model, eval_adapter, out / task)
@@ -207,7 +212,7 @@ def train_sequence(
     per_step = step_seconds / max(1, steps_now)
     if not accelerator.is_main_process:
         return TrainRun(None, metrics, main_process=False, seconds_per_step=per_step)
-    entries = tuple(TaskEntry(task, _relative(folder, out), task) for task, folder in tasks)
+    entries = tuple(TaskEntry(task, _relative(folder, out), task, metrics_by_task[task]) for task, folder in tasks)
     seq = Sequence(name or out.name, base, entries, method.name, {"config": config.to_json(), "options": fingerprint["options"]}, out)
     seq.save(out)
     (out / "metrics.json").write_text(json.dumps({"method": method.name, **metrics.to_json(), "world_size": world,
