@@ -20,6 +20,9 @@ _EXPORTS = {
     "load_base": "models", "Sequence": "sequence", "load_sequence": "sequence",
     "Example": "data", "load_examples": "data", "load_split": "data",
     "ModeconnError": "errors",
+    "evaluate_model": "evaluate", "get_scorer": "scoring",
+    "TrainConfig": "continual", "train_sequence": "continual", "get_method": "continual", "METHODS": "continual",
+    "ContinualMetrics": "continual",
 }
 
 __all__ = sorted(_EXPORTS)
