@@ -84,6 +84,13 @@ def measure_barrier(
     if path == "bezier":
         if control is None:
             raise DataError("a Bézier path needs --control (the curve's control-point adapter)")
+        fitted = FsPath(control) / "curve.json"
+        if fitted.is_file():
+            import json
+
+            fitted_space = json.loads(fitted.read_text()).get("space")
+            if fitted_space != space:
+                raise DataError(f"{control} was fitted in {fitted_space} space; pass --space {fitted_space}")
         the_path = bezier_path(ends[0], load_adapter(control, allow_pickle), ends[1], space, base_given=bool(base))
     else:
         the_path = linear_path(ends[0], ends[1], space, base_given=bool(base))
@@ -98,4 +105,34 @@ def measure_barrier(
                                          extra={"control": str(control)} if control else {})
 
 
-__all__ = ["measure_barrier", "load_task_data", "manifest_data"]
+def fit_curve(
+    a: str,
+    b: str,
+    data: list[str] | None = None,
+    space: str = "factor",
+    base: str | None = None,
+    limit: int | None = None,
+    manifest: bool = True,
+    device: str = "cpu",
+    allow_pickle: bool = False,
+    config=None,
+    progress: bool = True,
+):
+    """Fit a quadratic Bézier control point between adapters ``a`` and ``b`` on both tasks' training data."""
+    from .bezier import CurveConfig, fit_bezier
+
+    config = config or CurveConfig()
+    ends = [load_adapter(a, allow_pickle), load_adapter(b, allow_pickle)]
+    linear_path(ends[0], ends[1], space, base_given=bool(base))  # validates the pair before any work
+    tasks, _ = manifest_data([a, b], "train", limit) if manifest else ({}, {})
+    tasks.update(load_task_data(data or [], "train", limit))
+    if not tasks:
+        raise DataError("no training data: the adapters have no sequence.json beside them; pass --data TASK_FOLDER")
+    model, tokenizer = load_base(resolve_base_name(ends, [a, b], base), device=device)
+    train = [example for examples in tasks.values() for example in examples]
+    fit = fit_bezier(model, tokenizer, ends[0], ends[1], train, space, config, progress)
+    fit.endpoints = [str(a), str(b)]
+    return fit
+
+
+__all__ = ["measure_barrier", "fit_curve", "load_task_data", "manifest_data"]

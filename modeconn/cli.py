@@ -69,6 +69,45 @@ def barrier(adapter_a, adapter_b, space, points, path_kind, control, data, no_ma
 
 
 @cli.command()
+@click.argument("adapter_a")
+@click.argument("adapter_b")
+@click.option("--out", required=True, help="folder for the control point: a peft adapter plus curve.json")
+@click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True)
+@click.option("--data", multiple=True, metavar="[NAME=]PATH", help="training data (file or task folder; repeatable); adds to the manifest's tasks")
+@click.option("--no-manifest-data", is_flag=True, help="train only on the --data tasks")
+@click.option("--steps", type=int, default=200, show_default=True)
+@click.option("--points-per-step", type=int, default=4, show_default=True, help="t values per step, scored in one forward pass")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--lr", type=float, default=1e-2, show_default=True)
+@click.option("--limit", type=int, default=None, help="training examples per task")
+@click.option("--base", default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--allow-pickle", is_flag=True)
+def curve(adapter_a, adapter_b, out, space, data, no_manifest_data, steps, points_per_step, batch_size, lr, limit, base, seed,
+          device, allow_pickle):
+    """Fit a quadratic Bézier curve between ADAPTER_A and ADAPTER_B (Garipov et al., 2018); save its control point.
+
+    Measure along it with: modeconn barrier A B --path bezier --control OUT --space SPACE
+    """
+    from pathlib import Path
+
+    from .adapters import save_adapter
+    from .analysis import fit_curve
+    from .bezier import CurveConfig
+
+    config = CurveConfig(steps=steps, points_per_step=points_per_step, batch_size=batch_size, lr=lr, seed=seed)
+    fit = fit_curve(adapter_a, adapter_b, list(data), space, base, limit, not no_manifest_data, device, allow_pickle, config)
+    out_dir = Path(out)
+    save_adapter(fit.control, out_dir)
+    tmp = out_dir / "curve.json.tmp"
+    tmp.write_text(fit.dumps() + "\n")
+    tmp.replace(out_dir / "curve.json")
+    click.echo(f"fitted in {space} space: training loss {fit.history[0]:.4f} → {sum(fit.history[-10:]) / len(fit.history[-10:]):.4f} "
+               f"(mean of the last 10 steps); control point saved to {out_dir}")
+
+
+@cli.command()
 @click.option("--method", default=None, help="seq, er, ewc, mtl or ilora  [default: seq]")
 @click.option("--tasks", required=True, help="a sequence.json (or its folder), or a folder of task folders (TRACE/LLMCL format)")
 @click.option("--order", default=None, help="comma-separated task names: the training order (default: the manifest's, or sorted)")

@@ -65,6 +65,30 @@ def _answer_nll(model, ids, mask, targets, positions) -> torch.Tensor:
     return torch.zeros(ids.shape[0], dtype=torch.float64, device=ids.device).index_add_(0, rows, nll.double())
 
 
+def scored_batch(items: list[Encoded], pad_id: int, device):
+    """Right-padded ids and mask, and the (row, position) → target of every scored (answer + eos) token."""
+    width = max(len(e.ids) for e in items)
+    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    rows, cols, targets = [], [], []
+    for r, e in enumerate(items):
+        ids[r, : len(e.ids)] = torch.tensor(e.ids)
+        mask[r, : len(e.ids)] = 1
+        for p in range(e.n_prompt - 1, len(e.ids) - 1):  # position p predicts token p + 1
+            rows.append(r), cols.append(p), targets.append(e.ids[p + 1])
+    as_tensor = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
+    return ids.to(device), mask.to(device), as_tensor(rows), as_tensor(cols), as_tensor(targets)
+
+
+def points_nll(model, batch, k: int) -> torch.Tensor:
+    """``[k·b]`` summed answer NLL per row when the batch is repeated point-major for k path points."""
+    ids, mask, rows, cols, targets = batch
+    b = ids.shape[0]
+    offsets = (torch.arange(k, device=ids.device) * b).repeat_interleave(len(rows))
+    return _answer_nll(model, ids.repeat(k, 1), mask.repeat(k, 1), targets.repeat(k),
+                       (rows.repeat(k) + offsets, cols.repeat(k)))
+
+
 def path_losses(model, encoded: list[Encoded], coeffs: torch.Tensor, holder, pad_id: int, budget: int, bar=None) -> torch.Tensor:
     """``[K]`` token-weighted mean answer NLL of each path point (row of ``coeffs``) on ``encoded``."""
     device = next(model.parameters()).device
@@ -73,24 +97,12 @@ def path_losses(model, encoded: list[Encoded], coeffs: torch.Tensor, holder, pad
     n_tokens = sum(len(e.ids) - e.n_prompt for e in encoded)
     for batch in _batches(encoded, lambda e: len(e.ids), 1, budget):
         items = [encoded[i] for i in batch]
-        width = max(len(e.ids) for e in items)
-        ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        rows, cols, targets = [], [], []
-        for r, e in enumerate(items):
-            ids[r, : len(e.ids)] = torch.tensor(e.ids)
-            mask[r, : len(e.ids)] = 1
-            for p in range(e.n_prompt - 1, len(e.ids) - 1):  # position p predicts token p + 1
-                rows.append(r), cols.append(p), targets.append(e.ids[p + 1])
-        ids, mask = ids.to(device), mask.to(device)
-        rows, cols, targets = (torch.tensor(v, device=device) for v in (rows, cols, targets))
+        tensors = scored_batch(items, pad_id, device)
+        width = tensors[0].shape[1]
         for chunk in _point_chunks(k, len(items), width, budget):
             kc, b = len(chunk), len(items)
             holder.value = coeffs[chunk.start : chunk.stop].to(device).repeat_interleave(b, 0)
-            offsets = (torch.arange(kc, device=device) * b).repeat_interleave(len(rows))
-            per_row = _answer_nll(model, ids.repeat(kc, 1), mask.repeat(kc, 1), targets.repeat(kc),
-                                  (rows.repeat(kc) + offsets, cols.repeat(kc)))
-            totals[chunk.start : chunk.stop] += per_row.view(kc, b).sum(1)
+            totals[chunk.start : chunk.stop] += points_nll(model, tensors, kc).view(kc, b).sum(1)
             if bar is not None:
                 bar.update(kc * b)
     return totals / n_tokens

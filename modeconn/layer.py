@@ -24,26 +24,43 @@ class RowCoefficients:
 
 
 class PathLoraLayer(nn.Module):
+    """``trainable=i`` makes anchor i's factors parameters (a Bézier control point being fitted); the rest stay fixed."""
+
     def __init__(self, base: nn.Module, a_stack: torch.Tensor, b_stack: torch.Tensor, ranks: list[int],
-                 space: str, coefficients: RowCoefficients):
+                 space: str, coefficients: RowCoefficients, trainable: int | None = None):
         super().__init__()
         self.base = base
         self.register_buffer("a_stack", a_stack, persistent=False)  # [Σr, in]
         self.register_buffer("b_stack", b_stack, persistent=False)  # [out, Σr]
         self.register_buffer("block", torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks)), persistent=False)
         self.n, self.rank, self.space, self.coefficients = len(ranks), ranks[0], space, coefficients
+        self.span = None
+        if trainable is not None:
+            start = sum(ranks[:trainable])
+            self.span = (start, start + ranks[trainable])
+            self.control_a = nn.Parameter(a_stack[start : self.span[1]].clone())
+            self.control_b = nn.Parameter(b_stack[:, start : self.span[1]].clone())
+
+    def stacks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.span is None:
+            return self.a_stack, self.b_stack
+        lo, hi = self.span
+        a = torch.cat([self.a_stack[:lo], self.control_a, self.a_stack[hi:]], 0)
+        b = torch.cat([self.b_stack[:, :lo], self.control_b, self.b_stack[:, hi:]], 1)
+        return a, b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
+        a_stack, b_stack = self.stacks()
         c = self.coefficients.value.to(x.dtype)  # [rows, n]
         shape = (c.shape[0],) + (1,) * (x.dim() - 2)
-        u = x @ self.a_stack.to(x.dtype).T  # [rows, …, Σr]
+        u = x @ a_stack.to(x.dtype).T  # [rows, …, Σr]
         if self.space == "delta":
             u = u * c[:, self.block].reshape(*shape, -1)
         else:
             mixed = (u.unflatten(-1, (self.n, self.rank)) * c.reshape(*shape, self.n, 1)).sum(-2)  # Σ c_i A_i x
             u = (mixed.unsqueeze(-2) * c.reshape(*shape, self.n, 1)).flatten(-2)  # c ⊗ u
-        return out + u @ self.b_stack.to(x.dtype).T
+        return out + u @ b_stack.to(x.dtype).T
 
 
 def _features(module: nn.Module) -> tuple[int, int]:
@@ -66,8 +83,9 @@ def stacked_factors(path: Path, device, dtype=torch.float32) -> dict[str, tuple[
 
 
 @contextmanager
-def inject_path(model: nn.Module, path: Path):
-    """Temporarily replace each adapted module of ``model`` with a PathLoraLayer; yields the RowCoefficients."""
+def inject_path(model: nn.Module, path: Path, trainable: int | None = None):
+    """Temporarily replace each adapted module of ``model`` with a PathLoraLayer; yields the RowCoefficients
+    (and, with ``trainable=i``, each layer exposes anchor i's factors as ``control_a`` / ``control_b`` parameters)."""
     coefficients = RowCoefficients()
     replaced = []
     stacks = stacked_factors(path, next(model.parameters()).device)
@@ -84,7 +102,7 @@ def inject_path(model: nn.Module, path: Path):
                 )
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, PathLoraLayer(module, a, b, ranks, path.space, coefficients))
+            setattr(parent, child, PathLoraLayer(module, a, b, ranks, path.space, coefficients, trainable))
             replaced.append((parent, child, module))
         yield coefficients
     finally:
