@@ -23,6 +23,8 @@ venv: $(VENV)/.installed
 demo: venv
 	$(VENV)/bin/modeconn barrier checkpoints/seq/news checkpoints/seq/gloss --space factor --out demo_out/news-gloss-factor
 	$(VENV)/bin/modeconn barrier checkpoints/seq/news checkpoints/seq/gloss --space delta --out demo_out/news-gloss-delta
+	$(VENV)/bin/modeconn curve checkpoints/seq/news checkpoints/seq/gloss --steps 150 --out demo_out/news-gloss-curve
+	$(VENV)/bin/modeconn barrier checkpoints/seq/news checkpoints/seq/gloss --path bezier --control demo_out/news-gloss-curve --out demo_out/news-gloss-bezier
 
 test: venv
 	$(PY) -m pytest -q -ra

@@ -44,7 +44,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--methods", nargs="+", default=["seq", "er", "ilora", "ilora-0.99", "ilora-reference", "ewc", "mtl"],
+                        choices=list(VARIANTS))
     parser.add_argument("--base", default="tiny-llama")
     parser.add_argument("--tasks", nargs="+", default=TASKS)
     parser.add_argument("--max-train", type=int, default=None)
@@ -65,27 +66,33 @@ def main() -> None:
                          "seconds_per_step": run.seconds_per_step})
             print(json.dumps({"label": label, "seed": seed, "AP": round(m.ap, 4), "BWT": round(m.bwt, 4),
                               "seconds_per_step": round(run.seconds_per_step, 4)}), flush=True)
+            write(args, runs)  # after every run, so a long benchmark that is stopped keeps what it measured
+
+
+def write(args, runs: list[dict]) -> None:
     summary = {}
-    for label in args.methods:
+    for label in dict.fromkeys(r["label"] for r in runs):
         mine = [r for r in runs if r["label"] == label]
         summary[label] = {k: mean_std([r[k] for r in mine]) for k in ("AP", "BWT", "seconds_per_step")}
     ratio = None
     if "ilora" in summary and "er" in summary:
         ratio = summary["ilora"]["seconds_per_step"][0] / summary["er"]["seconds_per_step"][0]
-    result = {"base": args.base, "tasks": args.tasks, "seeds": args.seeds, "config": {**CONFIG, "target_modules": list(CONFIG["target_modules"])},
+    result = {"base": args.base, "tasks": args.tasks, "seeds": sorted({r["seed"] for r in runs}), "config": {**CONFIG, "target_modules": list(CONFIG["target_modules"])},
               "split": "test", "machine": {"platform": platform.platform(), "processor": platform.processor(),
                                            "threads": torch.get_num_threads(), "torch": torch.__version__},
               "summary": summary, "ilora_over_er_step_time": ratio, "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"Embedded sequence {' → '.join(args.tasks)}, base {args.base}, seeds {args.seeds}, exact match on test splits.", "",
+    done = sorted({r["seed"] for r in runs})
+    lines = [f"Embedded sequence {' → '.join(args.tasks)}, base {args.base}, seeds {done}, exact match on test splits.", "",
              "| method | AP | BWT | s / step |", "|---|---|---|---|"]
     for label, s in summary.items():
         lines.append(f"| {label} | {s['AP'][0]:.3f} ± {s['AP'][1]:.3f} | {s['BWT'][0]:+.3f} ± {s['BWT'][1]:.3f} | {s['seconds_per_step'][0]:.3f} |")
     if ratio is not None:
         lines += ["", f"I-LoRA step time / ER step time (same run): {ratio:.2f}×"]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print(json.dumps({"summary": {k: {m: round(v[0], 4) for m, v in s.items()} for k, s in summary.items()},
+    if len(runs) == len(args.methods) * len(args.seeds):
+        print(json.dumps({"summary": {k: {m: round(v[0], 4) for m, v in s.items()} for k, s in summary.items()},
                       "ilora_over_er_step_time": ratio}))
 
 

@@ -121,7 +121,7 @@ def train_sequence(
     rank, world = accelerator.process_index, accelerator.num_processes
     device = accelerator.device
     out = Path(out)
-    metrics_by_task = {task: metrics_by_task.get(task, "exact_match") if metrics_by_task else "exact_match" for task, _ in tasks}
+    metrics_by_task = {task: (metrics_by_task or {}).get(task, "exact_match") for task, _ in tasks}
     for metric in metrics_by_task.values():
         get_scorer(metric)
     fingerprint = {"base": base, "tasks": [[t, str(Path(f).resolve())] for t, f in tasks], "method": method.name,
