@@ -11,8 +11,8 @@ from .data import Example, load_examples, load_split
 from .errors import CheckpointError, DataError
 from .evaluate import EvalConfig, evaluate_path
 from .models import load_base
-from .scoring import get_scorer
 from .paths import bezier_path, linear_path, uniform_ts
+from .scoring import get_scorer
 from .sequence import find_sequence
 
 

@@ -92,13 +92,17 @@ def curve(adapter_a, adapter_b, out, space, data, no_manifest_data, steps, point
     """
     from pathlib import Path
 
-    from .adapters import save_adapter
+    from .adapters import CONFIG_FILE, SAFETENSORS_FILE, save_adapter
     from .analysis import fit_curve
     from .bezier import CurveConfig
+    from .errors import ConfigError
 
+    out_dir = Path(out)
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in (CONFIG_FILE, SAFETENSORS_FILE, "curve.json")) if out_dir.is_dir() else []
+    if foreign or out_dir.is_file():
+        raise ConfigError(f"{out_dir} holds other files; choose a new --out for the control point (nothing was overwritten)")
     config = CurveConfig(steps=steps, points_per_step=points_per_step, batch_size=batch_size, lr=lr, seed=seed)
     fit = fit_curve(adapter_a, adapter_b, list(data), space, base, limit, not no_manifest_data, device, allow_pickle, config)
-    out_dir = Path(out)
     save_adapter(fit.control, out_dir)
     tmp = out_dir / "curve.json.tmp"
     tmp.write_text(fit.dumps() + "\n")
@@ -144,10 +148,9 @@ def train(method, tasks, order, out, config_file, base, device, eval_split, eval
 
     from .continual import get_method, train_sequence
     from .continual.cli_options import read_config_file, resolve, resolve_tasks
+    from .continual.state import STATE_DIR
     from .errors import ConfigError
     from .models import DEFAULT_BASE
-
-    from .continual.state import STATE_DIR
 
     out_dir = Path(out)
     if (out_dir / "sequence.json").exists() or (out_dir / "metrics.json").exists():
@@ -156,7 +159,7 @@ def train(method, tasks, order, out, config_file, base, device, eval_split, eval
         raise ConfigError(f"{out_dir} holds an interrupted run; pass --resume to continue it, or choose another --out")
     file_values = read_config_file(config_file)
     method = method or file_values.get("method") or "seq"
-    config, options, _ = resolve(method, file_values, flags)
+    config, options = resolve(method, file_values, flags)
     chosen, manifest_base, task_metrics = resolve_tasks(tasks, order)
     strategy = get_method(method, **options)
     run = train_sequence(base or manifest_base or DEFAULT_BASE, chosen, strategy, config, out_dir, device=device,

@@ -69,3 +69,12 @@ def test_curve_cli_then_barrier_along_it(tmp_path, capsys):
     assert main(["barrier", str(SEQ / "news"), str(SEQ / "gloss"), "--path", "bezier", "--control", str(out),
                  "--space", "delta", "--out", str(tmp_path / "c")]) == 2
     assert "fitted in factor space" in capsys.readouterr().err
+
+
+def test_curve_refuses_an_out_folder_holding_other_files(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["curve", str(SEQ / "news"), str(SEQ / "gloss"), "--steps", "1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds other files" in err[0]
+    assert (tmp_path / "keep.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]

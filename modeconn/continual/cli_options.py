@@ -41,8 +41,8 @@ def read_config_file(path: str | None) -> dict:
     return {k.replace("-", "_"): v for k, v in data.items()}
 
 
-def resolve(method: str, file_values: dict, flag_values: dict) -> tuple[TrainConfig, dict, dict]:
-    """Merge (flags win over the file); return the TrainConfig, the method's options and the merged values."""
+def resolve(method: str, file_values: dict, flag_values: dict) -> tuple[TrainConfig, dict]:
+    """Merge (flags win over the file); return the TrainConfig and the method's options."""
     known = {f.name for f in fields(TrainConfig)} | set(METHOD_OPTIONS) | {"method", "base", "tasks", "order", "eval_split", "eval_limit"}
     unknown = sorted(set(file_values) - known)
     if unknown:
@@ -63,7 +63,7 @@ def resolve(method: str, file_values: dict, flag_values: dict) -> tuple[TrainCon
             options[arg] = merged[key]
     if method in ("er", "ilora"):
         options.setdefault("seed", config.seed)
-    return config, options, merged
+    return config, options
 
 
 def resolve_tasks(tasks: str, order: str | None) -> tuple[list[tuple[str, Path]], str | None, dict[str, str]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .methods import Batch, TaskContext, mean_token_nll, unwrap
+from .methods import Batch, TaskContext, mean_token_nll, train_only, unwrap
 from .replay import ReservoirBuffer
 
 FAST, SLOW = "default", "slow"
@@ -65,10 +65,7 @@ class ILoRA:
 
             # a fresh LoRA with B = 0: the slow learner starts at the base model, as in the reference code
             ctx.model.add_adapter(SLOW, replace(ctx.model.peft_config[FAST], init_lora_weights=True))
-            ctx.model.set_adapter(FAST)
-            for name, p in ctx.model.named_parameters():
-                if f".{SLOW}." in name:
-                    p.requires_grad_(False)
+            train_only(ctx.model, FAST)
 
     def lam(self) -> float:
         return min(1 - 1 / (self.step + 1), self.ema)
@@ -80,11 +77,8 @@ class ILoRA:
         model.eval()
         with torch.no_grad():
             hidden = model(**inputs, output_hidden_states=True).hidden_states[1:]
-        model.set_adapter(FAST)
+        train_only(model, FAST)
         model.train(was_training)
-        for name, p in model.named_parameters():
-            if f".{SLOW}." in name:
-                p.requires_grad_(False)
         return hidden
 
     def training_step(self, model, batch: Batch):

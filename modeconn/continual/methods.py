@@ -73,6 +73,16 @@ class Sequential:
         pass
 
 
+def train_only(model, adapter: str = "default") -> None:
+    """Activate ``adapter`` of a PeftModel and make its LoRA weights the only trainable ones.
+
+    peft's ``set_adapter`` re-enables gradients of whichever adapter it activates, so every switch ends here.
+    """
+    model.set_adapter(adapter)
+    for name, p in model.named_parameters():
+        p.requires_grad_(".lora_" in name and f".{adapter}." in name)
+
+
 def unwrap(model):
     """The PeftModel inside a DistributedDataParallel wrapper (or the model itself)."""
     return getattr(model, "module", model)

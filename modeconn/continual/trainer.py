@@ -26,7 +26,7 @@ from ..models import load_base
 from ..scoring import get_scorer
 from ..sequence import Sequence, TaskEntry
 from .config import TrainConfig
-from .methods import Batch, Method, TaskContext
+from .methods import Batch, Method, TaskContext, train_only
 from .metrics import ContinualMetrics
 from .state import RunState, clear_state, read_state, restore, save_state
 
@@ -68,9 +68,7 @@ def save_peft_adapter(model, adapter: str, folder: Path) -> None:
 def _scores(model, tokenizer, tests, adapter: str, config: EvalConfig, metrics: dict[str, str]) -> tuple[list[float], list[float]]:
     model.set_adapter(adapter)
     curves = evaluate_model(model, tokenizer, tests, config, metrics)
-    model.set_adapter(FAST)
-    for name, p in model.named_parameters():  # set_adapter re-enables gradients of the active adapter only
-        p.requires_grad_(".lora_" in name and f".{FAST}." in name)
+    train_only(model, FAST)
     return [c.accuracy[0] for c in curves.values()], [c.loss[0] for c in curves.values()]
 
 
