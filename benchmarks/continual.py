@@ -13,6 +13,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -50,33 +51,42 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=TASKS)
     parser.add_argument("--max-train", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "continual")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the runs already in OUT.json (a run of the same method and seed is replaced)")
+    parser.add_argument("--by-seed", action="store_true", help="loop seeds outside methods, so a stopped run is balanced")
     args = parser.parse_args()
     data = checkpoints_dir() / "data"
-    runs = []
-    for label in args.methods:
+    runs = json.loads(args.out.with_suffix(".json").read_text())["runs"] if args.append else []
+    order = [(label, seed) for label in args.methods for seed in args.seeds]
+    if args.by_seed:
+        order = [(label, seed) for seed in args.seeds for label in args.methods]
+    for label, seed in order:
         name, options = VARIANTS[label]
-        for seed in args.seeds:
-            extra = {"seed": seed} if name in ("er", "ilora") else {}
-            config = TrainConfig(**CONFIG, max_train=args.max_train, seed=seed)
-            with tempfile.TemporaryDirectory() as tmp:
-                run = train_sequence(args.base, [(t, data / t) for t in args.tasks], get_method(name, **options, **extra),
-                                     config, tmp, progress=False)
-            m = run.metrics
-            runs.append({"label": label, "seed": seed, "AP": m.ap, "BWT": m.bwt, "FWT": m.fwt, "accuracy": m.accuracy,
-                         "seconds_per_step": run.seconds_per_step})
-            print(json.dumps({"label": label, "seed": seed, "AP": round(m.ap, 4), "BWT": round(m.bwt, 4),
-                              "seconds_per_step": round(run.seconds_per_step, 4)}), flush=True)
-            write(args, runs)  # after every run, so a long benchmark that is stopped keeps what it measured
+        runs = [r for r in runs if (r["label"], r["seed"]) != (label, seed)]
+        started = time.perf_counter()
+        extra = {"seed": seed} if name in ("er", "ilora") else {}
+        config = TrainConfig(**CONFIG, max_train=args.max_train, seed=seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            run = train_sequence(args.base, [(t, data / t) for t in args.tasks], get_method(name, **options, **extra),
+                                 config, tmp, progress=False)
+        m = run.metrics
+        runs.append({"label": label, "seed": seed, "AP": m.ap, "BWT": m.bwt, "FWT": m.fwt, "accuracy": m.accuracy,
+                     "seconds_per_step": run.seconds_per_step, "wall_seconds": time.perf_counter() - started,
+                     "threads": torch.get_num_threads()})
+        print(json.dumps({"label": label, "seed": seed, "AP": round(m.ap, 4), "BWT": round(m.bwt, 4),
+                          "seconds_per_step": round(run.seconds_per_step, 4)}), flush=True)
+        write(args, runs)  # after every run, so a long benchmark that is stopped keeps what it measured
 
 
 def write(args, runs: list[dict]) -> None:
     summary = {}
-    for label in dict.fromkeys(r["label"] for r in runs):
+    for label in [v for v in VARIANTS if any(r["label"] == v for r in runs)]:
         mine = [r for r in runs if r["label"] == label]
         summary[label] = {k: mean_std([r[k] for r in mine]) for k in ("AP", "BWT", "seconds_per_step")}
-    ratio = None
-    if "ilora" in summary and "er" in summary:
-        ratio = summary["ilora"]["seconds_per_step"][0] / summary["er"]["seconds_per_step"][0]
+    # per seed, ilora's step time over er's (the two ran back to back in the same benchmark), then the mean
+    step = {(r["label"], r["seed"]): r["seconds_per_step"] for r in runs}
+    pairs = [step["ilora", s] / step["er", s] for s in sorted({r["seed"] for r in runs}) if ("ilora", s) in step and ("er", s) in step]
+    ratio = statistics.fmean(pairs) if pairs else None
     result = {"base": args.base, "tasks": args.tasks, "seeds": sorted({r["seed"] for r in runs}), "config": {**CONFIG, "target_modules": list(CONFIG["target_modules"])},
               "split": "test", "machine": {"platform": platform.platform(), "processor": platform.processor(),
                                            "threads": torch.get_num_threads(), "torch": torch.__version__},
@@ -91,7 +101,7 @@ def write(args, runs: list[dict]) -> None:
     if ratio is not None:
         lines += ["", f"I-LoRA step time / ER step time (same run): {ratio:.2f}×"]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    if len(runs) == len(args.methods) * len(args.seeds):
+    if {(r["label"], r["seed"]) for r in runs} >= {(m, s) for m in args.methods for s in args.seeds}:
         print(json.dumps({"summary": {k: {m: round(v[0], 4) for m, v in s.items()} for k, s in summary.items()},
                       "ilora_over_er_step_time": ratio}))
 

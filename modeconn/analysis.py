@@ -1,17 +1,19 @@
 """One-call analyses for Python users and the CLI: checkpoints → path → evaluator → result."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path as FsPath
 
 import torch
 
-from .adapters import LoraWeights, load_adapter
+from .adapters import LoraWeights, check_compatible, load_adapter
 from .barrier import BarrierResult
 from .data import Example, load_examples, load_split
-from .errors import CheckpointError, DataError
-from .evaluate import EvalConfig, evaluate_path
+from .errors import CheckpointError, ConfigError, DataError
+from .evaluate import EvalConfig, evaluate_path, evaluate_points
 from .models import load_base
-from .paths import bezier_path, linear_path, uniform_ts
+from .paths import bernstein, bezier_path, linear_path, uniform_ts
+from .surface import SurfaceResult, SurfaceTask
 from .scoring import get_scorer
 from .sequence import find_sequence
 
@@ -94,10 +96,7 @@ def measure_barrier(
         the_path = bezier_path(ends[0], load_adapter(control, allow_pickle), ends[1], space, base_given=bool(base))
     else:
         the_path = linear_path(ends[0], ends[1], space, base_given=bool(base))
-    tasks, metrics = manifest_data([a, b], split, limit) if manifest else ({}, {})
-    tasks.update(load_task_data(data or [], split, limit))
-    if not tasks:
-        raise DataError("no evaluation data: the adapters have no sequence.json beside them; pass --data FILE_OR_TASK_FOLDER")
+    tasks, metrics = _eval_tasks([a, b], data, split, limit, manifest)
     base_name = resolve_base_name(ends, [a, b], base)
     model, tokenizer = load_base(base_name, device=device)
     evaluation = evaluate_path(model, tokenizer, the_path, ts, tasks, eval_config, metrics)
@@ -135,4 +134,186 @@ def fit_curve(
     return fit
 
 
-__all__ = ["measure_barrier", "fit_curve", "load_task_data", "manifest_data"]
+def _eval_tasks(adapter_dirs: list[str], data, split, limit, manifest):
+    tasks, metrics = manifest_data(adapter_dirs, split, limit) if manifest else ({}, {})
+    tasks.update(load_task_data(data or [], split, limit))
+    if not tasks:
+        raise DataError("no evaluation data: the adapters have no sequence.json beside them; pass --data FILE_OR_TASK_FOLDER")
+    return tasks, metrics
+
+
+def _split_surface(curves, shape: tuple[int, int], n_points: int, n_curve: int = 0) -> dict[str, SurfaceTask]:
+    """Cut the evaluator's flat per-point numbers into grid rows, the labelled points and the curve."""
+    ny, nx = shape
+    rows = lambda v: [v[i * nx : (i + 1) * nx] for i in range(ny)]  # noqa: E731
+    out = {}
+    for name, c in curves.items():
+        grid = nx * ny
+        out[name] = SurfaceTask(rows(c.loss[:grid]), rows(c.accuracy[:grid]) if c.accuracy is not None else None,
+                                c.loss[grid : grid + n_points], c.examples, c.metric,
+                                c.loss[grid + n_points : grid + n_points + n_curve] if n_curve else None)
+    return out
+
+
+def _fitted_between(control: str, a: str, b: str, space: str) -> bool:
+    """Whether ``control`` is a Bézier control point fitted between ``a`` and ``b`` in ``space`` (its curve.json says so)."""
+    import json
+
+    record = FsPath(control) / "curve.json"
+    if not record.is_file():
+        return False
+    fitted = json.loads(record.read_text())
+    ends = [FsPath(e).resolve() for e in fitted.get("endpoints", [])]
+    return ends == [FsPath(a).resolve(), FsPath(b).resolve()] and fitted.get("space") == space
+
+
+def measure_plane(
+    a: str,
+    b: str,
+    c: str,
+    data: list[str] | None = None,
+    space: str = "factor",
+    grid: int = 21,
+    margin: float = 0.2,
+    curve: bool | None = None,
+    curve_points: int = 41,
+    base: str | None = None,
+    split: str = "eval",
+    limit: int | None = None,
+    manifest: bool = True,
+    seed: int = 0,
+    device: str = "cpu",
+    allow_pickle: bool = False,
+    eval_config: EvalConfig = EvalConfig(accuracy=False),
+) -> SurfaceResult:
+    """Loss of each task on a grid over the plane through adapters ``a``, ``b``, ``c`` (Garipov et al.'s figure).
+
+    ``curve`` draws the quadratic Bézier a → b with control point ``c`` on the plane (default: when ``c`` holds a
+    curve.json fitted between ``a`` and ``b``)."""
+    from .paths import Span
+    from .plane import gram, grid_axes, plane_basis
+
+    grid_axes(torch.zeros(1, 2), grid, margin)  # checks grid and margin before any loading
+    torch.manual_seed(seed)
+    anchors = [load_adapter(p, allow_pickle) for p in (a, b, c)]
+    check_compatible(anchors, space, base_given=bool(base))
+    basis = plane_basis(gram(anchors, space), (str(a), str(b), str(c)))
+    xs, ys = grid_axes(basis.coords, grid, margin)
+    xy = torch.tensor([[x, y] for y in ys for x in xs], dtype=torch.float64)
+    coeffs = [basis.coefficients(xy), torch.eye(3, dtype=torch.float64)]
+    curve = _fitted_between(c, a, b, space) if curve is None else curve
+    ts = uniform_ts(curve_points) if curve else []
+    if curve:
+        bern = bernstein(torch.tensor(ts), 2)  # over (a, c, b)
+        coeffs.append(bern[:, [0, 2, 1]])
+    tasks, metrics = _eval_tasks([a, b, c], data, split, limit, manifest)
+    model, tokenizer = load_base(resolve_base_name(anchors, [a, b, c], base), device=device)
+    curves = evaluate_points(model, tokenizer, Span(tuple(anchors), space), torch.cat(coeffs), tasks, eval_config, metrics)
+    curve_xy = (bernstein(torch.tensor(ts), 2) @ basis.coords[[0, 2, 1]]).tolist() if curve else None
+    return SurfaceResult("plane", space, xs, ys, basis.coords.tolist(), [str(a), str(b), str(c)],
+                         _split_surface(curves, (len(ys), len(xs)), 3, len(ts)), [str(a), str(b), str(c)],
+                         resolve_base_name(anchors, [a, b, c], base), split, seed,
+                         {"t": ts, "xy": curve_xy} if curve else None)
+
+
+def measure_landscape(
+    adapter: str,
+    data: list[str] | None = None,
+    dimensions: int = 2,
+    grid: int = 21,
+    span: float = 1.0,
+    base: str | None = None,
+    split: str = "eval",
+    limit: int | None = None,
+    manifest: bool = True,
+    seed: int = 0,
+    device: str = "cpu",
+    allow_pickle: bool = False,
+    eval_config: EvalConfig = EvalConfig(accuracy=False),
+) -> SurfaceResult:
+    """Loss around ``adapter`` along one or two filter-normalised random directions (Li et al., 2018), α, β ∈ [−span, span]."""
+    from .directions import landscape_coefficients, random_span
+
+    if dimensions not in (1, 2):
+        raise ConfigError(f"--dimensions must be 1 or 2, got {dimensions}")
+    if grid < 2:
+        raise ConfigError(f"--grid must be at least 2 points per axis, got {grid}")
+    if not span > 0:
+        raise ConfigError(f"--span must be positive, got {span}")
+    centre = load_adapter(adapter, allow_pickle)
+    the_span = random_span(centre, dimensions, seed)
+    axis = torch.linspace(-span, span, grid, dtype=torch.float64).tolist()
+    ys = axis if dimensions == 2 else [0.0]
+    coeffs = torch.cat([landscape_coefficients(axis, ys if dimensions == 2 else None),
+                        torch.eye(dimensions + 1, dtype=torch.float64)[:1]])
+    tasks, metrics = _eval_tasks([adapter], data, split, limit, manifest)
+    base_name = resolve_base_name([centre], [adapter], base)
+    model, tokenizer = load_base(base_name, device=device)
+    curves = evaluate_points(model, tokenizer, the_span, coeffs, tasks, eval_config, metrics)
+    return SurfaceResult("random", "factor", axis, ys, [[0.0, 0.0]], [str(adapter)],
+                         _split_surface(curves, (len(ys), len(axis)), 1), [str(adapter)], base_name, split, seed,
+                         extra={"directions": "filter-normalised Gaussian, per LoRA factor row (Li et al., 2018)", "span": span})
+
+
+def sweep_sequence(
+    sequence: str,
+    space: str = "factor",
+    points: int = 11,
+    pairs: str = "all",
+    bezier: bool = False,
+    curve_config=None,
+    base: str | None = None,
+    split: str = "eval",
+    limit: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    allow_pickle: bool = False,
+    eval_config: EvalConfig = EvalConfig(accuracy=False),
+    progress: bool = True,
+):
+    """Barriers between the task adapters of a sequence, every pair (or consecutive ones), scored on every task;
+    with ``bezier`` a curve is fitted for each pair on its two tasks' training data and measured the same way."""
+    from tqdm import tqdm
+
+    from .bezier import CurveConfig, fit_bezier
+    from .scoring import get_scorer
+    from .sequence import load_sequence
+    from .sweep import PairResult, SweepResult
+
+    if pairs not in ("all", "consecutive"):
+        raise ConfigError(f"--pairs must be 'all' or 'consecutive', got {pairs!r}")
+    ts = uniform_ts(points)
+    seq = load_sequence(sequence)
+    if len(seq.tasks) < 2:
+        raise ConfigError(f"{sequence}: a sweep needs at least two tasks, the manifest lists {len(seq.tasks)}")
+    torch.manual_seed(seed)
+    names = [t.name for t in seq.tasks]
+    adapters = [load_adapter(seq.adapter_dir(t), allow_pickle) for t in seq.tasks]
+    check_compatible(adapters, space, base_given=bool(base))
+    for t in seq.tasks:
+        get_scorer(t.metric)
+    tasks = {t.name: load_split(seq.data_dir(t), split, limit) for t in seq.tasks}
+    metrics = {t.name: t.metric for t in seq.tasks}
+    train = {t.name: load_split(seq.data_dir(t), "train", limit) for t in seq.tasks} if bezier else {}
+    model, tokenizer = load_base(base or seq.base_model, device=device)
+    todo = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names)) if pairs == "all" or j == i + 1]
+    quiet = replace(eval_config, progress=False)
+    results = []
+    for i, j in tqdm(todo, desc="adapter pairs", disable=not progress):
+        ends = [str(seq.adapter_dir(seq.tasks[k])) for k in (i, j)]
+        line = evaluate_path(model, tokenizer, linear_path(adapters[i], adapters[j], space, True), ts, tasks, quiet, metrics)
+        pair = PairResult(i, j, BarrierResult.from_evaluation(line, "linear", space, ends, seq.base_model, split=split, seed=seed))
+        if bezier:
+            config = curve_config or CurveConfig(seed=seed)
+            fit = fit_bezier(model, tokenizer, adapters[i], adapters[j], train[names[i]] + train[names[j]], space, config, False)
+            curve = bezier_path(adapters[i], fit.control, adapters[j], space, True)
+            evaluation = evaluate_path(model, tokenizer, curve, ts, tasks, quiet, metrics)
+            pair.bezier = BarrierResult.from_evaluation(evaluation, "bezier", space, ends, seq.base_model, split=split, seed=seed,
+                                                        extra={"fit_loss_first": fit.history[0], "fit_loss_last": fit.history[-1]})
+        results.append(pair)
+    return SweepResult(str(sequence), names, [str(seq.adapter_dir(t)) for t in seq.tasks], space, base or seq.base_model,
+                       results, split, seed, {"points": points, "pairs": pairs})
+
+
+__all__ = ["measure_barrier", "fit_curve", "measure_plane", "measure_landscape", "sweep_sequence", "load_task_data",
+           "manifest_data"]

@@ -5,6 +5,12 @@ With L(t) sampled at t_0 = 0 < … < t_n = 1:
   barrier_mean_endpoint (Frankle) max_t L(t) − ½(L(0) + L(1))
   barrier_max_endpoint            max_t L(t) − max(L(0), L(1))
   accuracy_drop                   max_t ((1−t)·a(0) + t·a(1)) − a(t)   (and its worse-endpoint variant)
+and, over several tasks at once,
+  joint_gap                       min_t max_j (L_j(t) − min(L_j(0), L_j(1)))
+the smallest worst-task excess over each task's better endpoint: 0 when the path passes a point as good as both
+minima on every task (a shared low-loss valley). Between minima of *different* tasks each task's loss usually
+rises monotonically away from its own minimum, so the per-task barrier is 0 on any path; the joint gap is the
+number a curve between them can lower.
 """
 from __future__ import annotations
 
@@ -73,6 +79,14 @@ def min_endpoint_accuracy_drop(t, acc) -> Barrier:
     return Barrier(float(min(y[0], y[-1]) - y[i]), float(t[i]))
 
 
+def joint_gap(t, losses: list[list[float]]) -> Barrier:
+    """``min_t max_j (L_j(t) − min(L_j(0), L_j(1)))`` over the tasks' loss curves, and the t where it is reached."""
+    curves = [_check(t, loss)[1] for loss in losses]
+    excess = np.max([y - min(y[0], y[-1]) for y in curves], axis=0)
+    i = int(np.argmin(excess))
+    return Barrier(float(excess[i]), float(np.asarray(t, dtype=float)[i]))
+
+
 @dataclass
 class TaskBarrier:
     loss: list[float]
@@ -113,13 +127,17 @@ class BarrierResult:
     seed: int = 0
     space_note: str = ""
     extra: dict = field(default_factory=dict)
+    joint_gap: float | None = None  # over all tasks (see the module docstring)
+    joint_gap_t: float | None = None
 
     @classmethod
     def from_evaluation(cls, evaluation: PathEvaluation, path: str, space: str, adapters: list[str], base_model: str,
                         **kwargs) -> "BarrierResult":
         tasks = {n: task_barrier(evaluation.t, c.loss, c.accuracy, c.examples, c.metric) for n, c in evaluation.tasks.items()}
         note = FACTOR_NOTE if space == "factor" else DELTA_NOTE
-        return cls(path, space, list(evaluation.t), tasks, adapters, base_model, space_note=note, **kwargs)
+        gap = joint_gap(evaluation.t, [c.loss for c in evaluation.tasks.values()]) if len(tasks) > 1 else None
+        return cls(path, space, list(evaluation.t), tasks, adapters, base_model, space_note=note, **kwargs,
+                   joint_gap=gap.value if gap else None, joint_gap_t=gap.t if gap else None)
 
     def to_json(self) -> dict:
         return {"kind": "barrier", **asdict(self)}
@@ -151,4 +169,6 @@ class BarrierResult:
             drop = f"{tb.accuracy_drop:10.3f}{tb.accuracy_drop_t:7.3f}" if tb.accuracy_drop is not None else f"{'-':>10}{'-':>7}"
             lines.append(f"{n[:16]:<16}{tb.barrier:9.4f}{tb.barrier_t:7.3f}{tb.barrier_mean_endpoint:9.4f}"
                          f"{tb.barrier_max_endpoint:9.4f}{drop}")
+        if self.joint_gap is not None:
+            lines.append(f"joint gap (worst task's excess over its better endpoint, best point): {self.joint_gap:.4f} at t={self.joint_gap_t:.3f}")
         return "\n".join(lines)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from functools import partial
 
 import click
 
@@ -47,9 +46,7 @@ def barrier(adapter_a, adapter_b, space, points, path_kind, control, data, no_ma
             device, max_batch_tokens, no_accuracy, allow_pickle, as_json):
     """Loss and accuracy along the path from ADAPTER_A to ADAPTER_B, per task, and the loss barrier."""
     from .analysis import measure_barrier
-    from .outputs import write_all
     from .paths import uniform_ts
-    from .plot import barrier_html, barrier_png
 
     uniform_ts(points)
     if max_batch_tokens < 1:
@@ -58,14 +55,141 @@ def barrier(adapter_a, adapter_b, space, points, path_kind, control, data, no_ma
         raise click.BadParameter("must be at least 1", param_hint="--limit")
     result = measure_barrier(adapter_a, adapter_b, list(data), space, points, path_kind, control, base, split, limit,
                              not no_manifest_data, seed, device, allow_pickle, _eval_config(max_batch_tokens, not no_accuracy))
-    files = write_all(out, {
-        "barrier.json": lambda p: p.write_text(result.dumps() + "\n"),
-        "barrier.png": partial(barrier_png, result),
-        "barrier.html": partial(barrier_html, result),
-    })
+    _finish(result, out, as_json)
+
+
+def _finish(result, out: str, as_json: bool, **options) -> None:
+    """Write the result's JSON, PNG and HTML together, then print its table (or the JSON)."""
+    from .outputs import write_all
+    from .results import writers
+
+    files = write_all(out, writers(result, **options))
     click.echo(result.dumps() if as_json else result.table())
     if not as_json:
         click.echo("\nwrote " + ", ".join(str(f) for f in files))
+
+
+def _check_positive(**values) -> None:
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise click.BadParameter("must be at least 1", param_hint="--" + name.replace("_", "-"))
+
+
+def _data_options(f):
+    """The evaluation-data, base-model and loading options every analysis command shares."""
+    options = [
+        click.option("--data", multiple=True, metavar="[NAME=]PATH",
+                     help="a data file or task folder to score (repeatable); adds to the tasks named in sequence.json"),
+        click.option("--no-manifest-data", is_flag=True, help="score only the --data tasks, not the adapters' own tasks"),
+        click.option("--split", type=click.Choice(["train", "eval", "test"]), default="eval", show_default=True),
+        click.option("--limit", type=int, default=None, help="use at most this many examples per task"),
+        click.option("--base", default=None, help="base model (default: from the checkpoints)"),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N"),
+        click.option("--max-batch-tokens", type=int, default=16384, show_default=True, help="padded tokens per forward pass"),
+        click.option("--accuracy", is_flag=True, help="also decode greedily at every point and score each task's metric (slow)"),
+        click.option("--allow-pickle", is_flag=True, help="allow adapter_model.bin (loaded with torch.load(weights_only=True))"),
+        click.option("--json", "as_json", is_flag=True, help="print the JSON result to stdout instead of the table"),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@cli.command()
+@click.argument("adapter_a")
+@click.argument("adapter_b")
+@click.argument("adapter_c")
+@click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True)
+@click.option("--grid", type=int, default=21, show_default=True, help="points per axis")
+@click.option("--margin", type=float, default=0.2, show_default=True, help="extra room around the three points, as a fraction of their extent")
+@click.option("--curve/--no-curve", default=None,
+              help="draw the Bézier curve A → B with control point C [default: when C's curve.json names A and B]")
+@click.option("--surface", is_flag=True, help="HTML as 3D surfaces instead of contour maps")
+@click.option("--out", default="results", show_default=True, help="folder for plane.json, plane.png, plane.html")
+@_data_options
+def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, out, data, no_manifest_data, split, limit,
+          base, seed, device, max_batch_tokens, accuracy, allow_pickle, as_json):
+    """Loss of each task on a grid over the plane through three adapters (e.g. two minima and a Bézier control point)."""
+    from .analysis import measure_plane
+    from .evaluate import EvalConfig
+
+    _check_positive(limit=limit, max_batch_tokens=max_batch_tokens)
+    result = measure_plane(adapter_a, adapter_b, adapter_c, list(data), space, grid, margin, curve, base=base, split=split,
+                           limit=limit, manifest=not no_manifest_data, seed=seed, device=device, allow_pickle=allow_pickle,
+                           eval_config=EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy))
+    _finish(result, out, as_json, surface3d=surface)
+
+
+@cli.command()
+@click.argument("adapter")
+@click.option("--dimensions", type=click.IntRange(1, 2), default=2, show_default=True, help="1D curve or 2D surface")
+@click.option("--grid", type=int, default=21, show_default=True, help="points per axis")
+@click.option("--span", type=float, default=1.0, show_default=True, help="α, β run over [−span, span]")
+@click.option("--surface", is_flag=True, help="HTML as a 3D surface instead of a contour map")
+@click.option("--out", default="results", show_default=True, help="folder for landscape.json, landscape.png, landscape.html")
+@_data_options
+def landscape(adapter, dimensions, grid, span, surface, out, data, no_manifest_data, split, limit, base, seed, device,
+              max_batch_tokens, accuracy, allow_pickle, as_json):
+    """Loss around ADAPTER along filter-normalised random directions (Li et al., 2018), per LoRA factor; --seed picks them."""
+    from .analysis import measure_landscape
+    from .evaluate import EvalConfig
+
+    _check_positive(limit=limit, max_batch_tokens=max_batch_tokens)
+    result = measure_landscape(adapter, list(data), dimensions, grid, span, base, split, limit, not no_manifest_data, seed,
+                               device, allow_pickle, EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy))
+    _finish(result, out, as_json, surface3d=surface)
+
+
+@cli.command()
+@click.argument("sequence")
+@click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True)
+@click.option("--points", type=int, default=11, show_default=True, help="evenly spaced t per path, endpoints included")
+@click.option("--pairs", type=click.Choice(["all", "consecutive"]), default="all", show_default=True)
+@click.option("--bezier", is_flag=True, help="also fit a Bézier curve for every pair and measure along it")
+@click.option("--curve-steps", type=int, default=200, show_default=True, help="optimizer steps per fitted curve")
+@click.option("--measure", type=click.Choice(["barrier", "mean", "max"]), default="barrier", show_default=True,
+              help="per-task barrier drawn in the heatmaps (all three are in the JSON)")
+@click.option("--split", type=click.Choice(["train", "eval", "test"]), default="eval", show_default=True)
+@click.option("--limit", type=int, default=None, help="examples per task (evaluation, and curve training)")
+@click.option("--base", default=None, help="base model (default: the manifest's)")
+@click.option("--out", default="results", show_default=True, help="folder for sweep.json, sweep.png, sweep.html")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--max-batch-tokens", type=int, default=16384, show_default=True)
+@click.option("--accuracy", is_flag=True, help="also decode greedily at every point (slow)")
+@click.option("--allow-pickle", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, limit, base, out, seed, device,
+          max_batch_tokens, accuracy, allow_pickle, as_json):
+    """Barriers between every pair of task adapters in SEQUENCE (a sequence.json or its folder), as matrices and heatmaps."""
+    from .analysis import sweep_sequence
+    from .bezier import CurveConfig
+    from .evaluate import EvalConfig
+
+    _check_positive(limit=limit, max_batch_tokens=max_batch_tokens)
+    result = sweep_sequence(sequence, space, points, pairs, bezier, CurveConfig(steps=curve_steps, seed=seed), base, split,
+                            limit, seed, device, allow_pickle, EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy))
+    _finish(result, out, as_json, measure=measure)
+
+
+@cli.command()
+@click.argument("result_json")
+@click.option("--out", default=None, help="folder for the pictures [default: the JSON's folder]")
+@click.option("--surface", is_flag=True, help="planes and landscapes: HTML as 3D surfaces")
+@click.option("--measure", type=click.Choice(["barrier", "mean", "max"]), default="barrier", show_default=True,
+              help="sweeps: the per-task barrier drawn in the heatmaps")
+def plot(result_json, out, surface, measure):
+    """Redraw the PNG and HTML of any result JSON (barrier, plane, landscape, sweep) without recomputing."""
+    from pathlib import Path
+
+    from .outputs import write_all
+    from .results import load_result, writers
+
+    result = load_result(result_json)
+    pictures = {k: v for k, v in writers(result, surface3d=surface, measure=measure).items() if not k.endswith(".json")}
+    files = write_all(out or Path(result_json).parent, pictures)
+    click.echo("wrote " + ", ".join(str(f) for f in files))
 
 
 @cli.command()

@@ -9,7 +9,7 @@ from tqdm import tqdm
 from .data import Encoded, Example, encode
 from .scoring import get_scorer
 from .layer import inject_path
-from .paths import Path
+from .paths import Path, Span
 
 
 @dataclass(frozen=True)
@@ -143,24 +143,30 @@ def path_accuracy(model, tokenizer, examples: list[Example], encoded: list[Encod
 
 
 @torch.no_grad()
-def evaluate_path(model, tokenizer, path: Path, ts: list[float], tasks: dict[str, list[Example]],
-                  config: EvalConfig = EvalConfig(), metrics: dict[str, str] | None = None) -> PathEvaluation:
-    """Score every t of ``path`` on every task: loss batched over points, and greedy decoding scored by each
-    task's metric (``metrics[name]``, exact match by default)."""
+def evaluate_points(model, tokenizer, span: Span, coeffs: torch.Tensor, tasks: dict[str, list[Example]],
+                    config: EvalConfig = EvalConfig(), metrics: dict[str, str] | None = None) -> dict[str, TaskCurve]:
+    """Score the points ``Σ_i coeffs[k, i] · θ_i`` of ``span`` on every task, all points batched together: loss, and
+    greedy decoding scored by each task's metric (``metrics[name]``, exact match by default)."""
     metrics = metrics or {}
     model.eval()
-    coeffs = path.coefficients(ts).float()
-    result = PathEvaluation(list(ts), {})
-    work = sum(len(ex) for ex in tasks.values()) * len(ts) * (2 if config.accuracy else 1)
-    with inject_path(model, path) as holder, tqdm(total=work, desc="path points × examples", disable=not config.progress, leave=False) as bar:
+    coeffs = torch.as_tensor(coeffs).float()
+    out = {}
+    work = sum(len(ex) for ex in tasks.values()) * len(coeffs) * (2 if config.accuracy else 1)
+    with inject_path(model, span) as holder, tqdm(total=work, desc="points × examples", disable=not config.progress, leave=False) as bar:
         for name, examples in tasks.items():
             encoded = encode(tokenizer, examples, config.max_length)
             loss = path_losses(model, encoded, coeffs, holder, tokenizer.pad_token_id, config.max_batch_tokens, bar)
             metric = metrics.get(name, "exact_match")
             acc = (path_accuracy(model, tokenizer, examples, encoded, coeffs, holder, config.max_batch_tokens, bar, metric)
                    if config.accuracy else None)
-            result.tasks[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric)
-    return result
+            out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric)
+    return out
+
+
+def evaluate_path(model, tokenizer, path: Path, ts: list[float], tasks: dict[str, list[Example]],
+                  config: EvalConfig = EvalConfig(), metrics: dict[str, str] | None = None) -> PathEvaluation:
+    """Score every t of ``path`` on every task (see ``evaluate_points``)."""
+    return PathEvaluation(list(ts), evaluate_points(model, tokenizer, path, path.coefficients(ts), tasks, config, metrics))
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .errors import CompatibilityError
-from .paths import Path
+from .paths import Span
 
 
 class RowCoefficients:
@@ -71,7 +71,7 @@ def _features(module: nn.Module) -> tuple[int, int]:
     raise CompatibilityError(f"LoRA on {type(module).__name__} layers is not supported (nn.Linear and GPT-2 Conv1D are)")
 
 
-def stacked_factors(path: Path, device, dtype=torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor, list[int]]]:
+def stacked_factors(path: Span, device, dtype=torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor, list[int]]]:
     """Per module: A's stacked by rows, (scaled) B's side by side, and each anchor's rank."""
     folded = [a.folded() for a in path.anchors]
     out = {}
@@ -83,7 +83,7 @@ def stacked_factors(path: Path, device, dtype=torch.float32) -> dict[str, tuple[
 
 
 @contextmanager
-def inject_path(model: nn.Module, path: Path, trainable: int | None = None):
+def inject_path(model: nn.Module, path: Span, trainable: int | None = None):
     """Temporarily replace each adapted module of ``model`` with a PathLoraLayer; yields the RowCoefficients
     (and, with ``trainable=i``, each layer exposes anchor i's factors as ``control_a`` / ``control_b`` parameters)."""
     coefficients = RowCoefficients()

@@ -26,34 +26,26 @@ def bernstein(t: torch.Tensor, degree: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class Path:
-    """A path through LoRA space. For a Bézier curve the anchors are ``(θ_0, θ_control…, θ_1)`` in curve order."""
+class Span:
+    """Anchors θ_i in one space; a point of the span is an affine combination ``Σ c_i θ_i`` (Σ c_i = 1).
+
+    Paths, planes and random-direction landscapes are spans with a rule for their coefficients; the evaluator
+    takes a span and a ``[points, anchors]`` coefficient matrix.
+    """
 
     anchors: tuple[LoraWeights, ...]
     space: str = "factor"
-    kind: str = "linear"
 
     def __post_init__(self):
         if self.space not in SPACES:
             raise ConfigError(f"unknown space '{self.space}'; choose one of {SPACES}")
-        if self.kind not in KINDS:
-            raise ConfigError(f"unknown path '{self.kind}'; choose one of {KINDS}")
-        if self.kind == "linear" and len(self.anchors) != 2:
-            raise ConfigError("a linear path joins exactly two adapters")
-        if len(self.anchors) < 2:
-            raise ConfigError("a path needs at least two adapters")
 
     @property
     def modules(self) -> list[str]:
         return self.anchors[0].modules
 
-    def coefficients(self, t) -> torch.Tensor:
-        """``[len(t), n_anchors]`` weights of each anchor at each t (they sum to 1)."""
-        return bernstein(t, len(self.anchors) - 1)
-
-    def at(self, t: float) -> LoraWeights:
-        """The point φ(t) as a LoraWeights (scales folded in; rank Σ r_i in delta space)."""
-        c = self.coefficients([t])[0].tolist()
+    def combine(self, c: list[float], name: str = "point") -> LoraWeights:
+        """``Σ c_i θ_i`` as a LoraWeights (scales folded in; rank Σ r_i in delta space)."""
         folded = [a.folded() for a in self.anchors]
         factors = {}
         for m in self.modules:
@@ -65,8 +57,31 @@ class Path:
                 b = torch.cat([ci * f[m][1] for ci, f in zip(c, folded)], dim=1)
             factors[m] = (a, b)
         first = self.anchors[0]
-        return LoraWeights(factors, {m: 1.0 for m in factors}, first.base_model, f"{self.kind}[{self.space}](t={t:g})", first.config)
+        return LoraWeights(factors, {m: 1.0 for m in factors}, first.base_model, name, first.config)
 
+
+@dataclass(frozen=True)
+class Path(Span):
+    """A path through LoRA space. For a Bézier curve the anchors are ``(θ_0, θ_control…, θ_1)`` in curve order."""
+
+    kind: str = "linear"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.kind not in KINDS:
+            raise ConfigError(f"unknown path '{self.kind}'; choose one of {KINDS}")
+        if self.kind == "linear" and len(self.anchors) != 2:
+            raise ConfigError("a linear path joins exactly two adapters")
+        if len(self.anchors) < 2:
+            raise ConfigError("a path needs at least two adapters")
+
+    def coefficients(self, t) -> torch.Tensor:
+        """``[len(t), n_anchors]`` weights of each anchor at each t (they sum to 1)."""
+        return bernstein(t, len(self.anchors) - 1)
+
+    def at(self, t: float) -> LoraWeights:
+        """The point φ(t) as a LoraWeights (scales folded in; rank Σ r_i in delta space)."""
+        return self.combine(self.coefficients([t])[0].tolist(), f"{self.kind}[{self.space}](t={t:g})")
 
 def linear_path(a: LoraWeights, b: LoraWeights, space: str = "factor", base_given: bool = False) -> Path:
     check_compatible([a, b], space, base_given)

@@ -4,7 +4,7 @@ import torch
 
 from modeconn.continual import get_method
 from modeconn.continual.ilora import ILoRA, consistency_loss
-from modeconn.continual.methods import TaskContext
+from modeconn.continual.methods import TaskContext, mean_token_nll
 from modeconn.continual.metrics import ContinualMetrics
 from modeconn.continual.replay import ReservoirBuffer
 from modeconn.errors import ConfigError
@@ -144,3 +144,29 @@ def test_method_options_are_checked():
         get_method("ilora", variant="other")
     with pytest.raises(ConfigError, match="method 'er'"):
         get_method("er", gamma=1.0)
+
+
+def test_mean_token_nll_matches_a_float64_reference():
+    """The gathered NLL equals a full float64 cross-entropy over labelled next tokens, row by row."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6, 11)
+    labels = torch.full((3, 6), -100)
+    labels[0, 2:6] = torch.tensor([1, 2, 3, 4])
+    labels[1, 4:6] = torch.tensor([5, 6])
+    labels[2, 1:3] = torch.tensor([7, 8])
+    nll, count = mean_token_nll(logits, labels)
+    logp = torch.log_softmax(logits.double(), -1)
+    for row in range(3):
+        ref = -sum(logp[row, pos - 1, labels[row, pos]] for pos in range(1, 6) if labels[row, pos] != -100)
+        assert abs(nll[row].item() - ref.item()) < 1e-5
+    assert count.tolist() == [4, 2, 2]
+
+
+def test_ilora_slow_pass_keeps_only_the_fast_adapter_trainable(peft_llama):
+    method = ILoRA()
+    method.begin_task(_ctx(peft_llama))
+    before = {n: p.requires_grad for n, p in peft_llama.named_parameters()}
+    ids = torch.randint(3, 50, (2, 5))
+    method._slow_hidden(peft_llama, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    assert {n: p.requires_grad for n, p in peft_llama.named_parameters()} == before
+    assert peft_llama.active_adapter == "default"

@@ -57,6 +57,7 @@ class ILoRA:
         self.step = 0
         self.collate = None
         self.batch_size = 1
+        self.pairs: tuple[list, list] = ([], [])  # (slow weights, fast weights), found once per model
 
     def begin_task(self, ctx: TaskContext) -> None:
         self.collate, self.batch_size = ctx.collate, ctx.batch_size
@@ -66,6 +67,14 @@ class ILoRA:
             # a fresh LoRA with B = 0: the slow learner starts at the base model, as in the reference code
             ctx.model.add_adapter(SLOW, replace(ctx.model.peft_config[FAST], init_lora_weights=True))
             train_only(ctx.model, FAST)
+        slow, fast = [], []
+        for module in unwrap(ctx.model).modules():
+            for part in ("lora_A", "lora_B"):
+                weights = getattr(module, part, None)
+                if isinstance(weights, torch.nn.ModuleDict) and SLOW in weights and FAST in weights:
+                    slow.append(weights[SLOW].weight)
+                    fast.append(weights[FAST].weight)
+        self.pairs = (slow, fast)
 
     def lam(self) -> float:
         return min(1 - 1 / (self.step + 1), self.ema)
@@ -73,11 +82,12 @@ class ILoRA:
     def _slow_hidden(self, model, inputs) -> tuple[torch.Tensor, ...]:
         model = unwrap(model)  # the slow pass needs no gradient sync
         was_training = model.training
-        model.set_adapter(SLOW)
+        # inference_mode freezes both adapters; switching back to FAST re-enables exactly its gradients
+        model.set_adapter(SLOW, inference_mode=True)
         model.eval()
         with torch.no_grad():
             hidden = model(**inputs, output_hidden_states=True).hidden_states[1:]
-        train_only(model, FAST)
+        model.set_adapter(FAST)
         model.train(was_training)
         return hidden
 
@@ -98,13 +108,10 @@ class ILoRA:
 
     @torch.no_grad()
     def after_step(self, model) -> None:
-        if self.variant == "paper":
-            lam = self.lam()
-            for module in unwrap(model).modules():
-                for part in ("lora_A", "lora_B"):
-                    weights = getattr(module, part, None)
-                    if isinstance(weights, torch.nn.ModuleDict) and SLOW in weights and FAST in weights:
-                        weights[SLOW].weight.mul_(lam).add_(weights[FAST].weight, alpha=1 - lam)
+        if self.variant == "paper":  # slow ← λ·slow + (1−λ)·fast
+            weight = 1 - self.lam()
+            for slow, fast in zip(*self.pairs):
+                slow.lerp_(fast, weight)
         self.step += 1
 
     def end_task(self, ctx: TaskContext) -> None:

@@ -89,8 +89,12 @@ def unwrap(model):
 
 
 def mean_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row summed NLL of the labelled next tokens and their count (labels -100 are ignored)."""
-    shift_logits, shift_labels = logits[:, :-1].float(), labels[:, 1:]
-    nll = torch.nn.functional.cross_entropy(shift_logits.flatten(0, 1), shift_labels.flatten(), ignore_index=-100, reduction="none")
-    nll = nll.view(shift_labels.shape)
-    return nll.sum(1), (shift_labels != -100).sum(1)
+    """Per-row summed NLL of the labelled next tokens and their count (labels -100 are ignored).
+
+    Only the labelled positions are gathered and upcast: prompts and padding make up most of a row.
+    """
+    shift_labels = labels[:, 1:]
+    keep = shift_labels != -100
+    rows = keep.nonzero()[:, 0]
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1][keep].float(), shift_labels[keep], reduction="none")
+    return torch.zeros(len(labels), dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll), keep.sum(1)

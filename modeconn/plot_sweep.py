@@ -1,0 +1,106 @@
+"""Pictures of a sweep: heatmaps of the joint gap and of each task's barrier over adapter pairs, and the joint gap
+of consecutive tasks along the training order (linear vs Bézier)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .plot import COLORS
+from .sweep import MEASURES, SweepResult
+
+MEASURE_NAMES = {"barrier": "barrier (vs interpolated endpoints)", "mean": "barrier vs mean endpoint",
+                 "max": "barrier vs worse endpoint"}
+
+
+def _array(matrix) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+
+
+def _heatmap(fig, ax, values: np.ndarray, labels: list[str], title: str, label: str) -> None:
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="magma_r")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(title=title, xlabel="adapter (trained on)", ylabel="adapter (trained on)")
+    finite = values[np.isfinite(values)]
+    middle = (finite.max() + finite.min()) / 2 if finite.size else 0
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if values[i, j] > middle else "black")
+    fig.colorbar(image, ax=ax, label=label, shrink=0.8)
+
+
+def sweep_png(result: SweepResult, out: str | Path, measure: str = "barrier") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = result.paths()
+    evaluated = list(result.matrix(measure, "linear"))
+    cols = max(len(paths) + 1, len(evaluated))
+    fig, axes = plt.subplots(1 + len(paths), cols, figsize=(4.3 * cols, 4.0 * (1 + len(paths))), squeeze=False)
+    for k, path in enumerate(paths):
+        _heatmap(fig, axes[0, k], _array(result.joint(path)), result.tasks, f"{path}: joint gap of each pair", "joint gap (loss)")
+    ax = axes[0, len(paths)]
+    names = [f"{r['from']}→{r['to']}" for r in result.consecutive("linear")]
+    for k, path in enumerate(paths):
+        rows = {f"{r['from']}→{r['to']}": r["joint_gap"] for r in result.consecutive(path)}
+        ax.plot(range(len(names)), [rows.get(n, np.nan) for n in names], "o-", color=COLORS[k], label=path)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set(title="consecutive tasks (training order)", ylabel="joint gap (loss)", xlabel="pair")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    for k in range(len(paths) + 1, cols):
+        axes[0, k].axis("off")
+    for r, path in enumerate(paths, start=1):
+        matrices = result.matrix(measure, path)
+        for k in range(cols):
+            if k < len(evaluated):
+                name = evaluated[k]
+                _heatmap(fig, axes[r, k], _array(matrices[name]), result.tasks, f"{path}: loss of {name}", MEASURE_NAMES[measure])
+            else:
+                axes[r, k].axis("off")
+    fig.suptitle(f"sweep over {' → '.join(result.tasks)} ({result.space} space)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120, format="png")
+    plt.close(fig)
+
+
+def sweep_html(result: SweepResult, out: str | Path, measure: str = "barrier") -> None:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    paths = result.paths()
+    evaluated = list(result.matrix(measure, "linear"))
+    panels = [(f"{p}: joint gap", p, None) for p in paths] + [(f"{p}: {name}", p, name) for p in paths for name in evaluated]
+    cols = max(len(paths), len(evaluated))
+    rows = 1 + len(paths)
+    specs = [[{} for _ in range(cols)] for _ in range(rows)]
+    titles = []
+    grid: dict[tuple[int, int], tuple] = {}
+    for k, path in enumerate(paths):
+        grid[(1, k + 1)] = panels[k]
+    for r, path in enumerate(paths, start=2):
+        for k, name in enumerate(evaluated):
+            grid[(r, k + 1)] = (f"{path}: loss of {name}", path, name)
+    for r in range(1, rows + 1):
+        for c in range(1, cols + 1):
+            titles.append(grid[(r, c)][0] if (r, c) in grid else "")
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, specs=specs, horizontal_spacing=0.06, vertical_spacing=0.12)
+    what = MEASURE_NAMES[measure]
+    for (r, c), (_, path, name) in grid.items():
+        z = _array(result.joint(path) if name is None else result.matrix(measure, path)[name])
+        label = "joint gap" if name is None else what
+        fig.add_trace(go.Heatmap(z=z, x=result.tasks, y=result.tasks, colorscale="Magma", reversescale=True, showscale=False,
+                                 text=np.where(np.isfinite(z), np.round(z, 3).astype(str), ""), texttemplate="%{text}",
+                                 hovertemplate=f"{label}<br>%{{y}} ↔ %{{x}}: %{{z:.5f}}<extra></extra>"), r, c)
+        fig.update_yaxes(autorange="reversed", row=r, col=c)
+    fig.update_layout(title=f"sweep over {' → '.join(result.tasks)} ({result.space} space); cells: {what} per task, joint gap per pair",
+                      template="plotly_white", height=360 * rows, width=max(800, 330 * cols))
+    fig.write_html(out, include_plotlyjs=True, full_html=True)
+
+
+__all__ = ["sweep_png", "sweep_html", "MEASURES"]

@@ -1,0 +1,51 @@
+"""Read any result JSON that modeconn writes and redraw its pictures, without recomputing anything."""
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+from .errors import DataError
+
+STEMS = {"barrier": "barrier", "plane": "plane", "random": "landscape", "sweep": "sweep"}
+
+
+def load_result(path: str | Path):
+    """A BarrierResult, SurfaceResult or SweepResult, by the JSON's ``kind``."""
+    from .barrier import BarrierResult
+    from .surface import SurfaceResult
+    from .sweep import SweepResult
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such result file") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a JSON file ({exc})") from None
+    kind = data.get("kind") if isinstance(data, dict) else None
+    readers = {"barrier": BarrierResult, "plane": SurfaceResult, "random": SurfaceResult, "sweep": SweepResult}
+    if kind not in readers:
+        raise DataError(f"{path}: not a modeconn result (kind {kind!r}; expected one of {sorted(readers)})")
+    try:
+        return readers[kind].from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{path}: malformed {kind} result ({exc})") from None
+
+
+def writers(result, surface3d: bool = False, measure: str = "barrier") -> dict[str, Callable[[Path], None]]:
+    """File name → writer for the result's JSON, PNG and HTML (what each command writes, and ``modeconn plot``)."""
+    from .barrier import BarrierResult
+    from .plot import barrier_html, barrier_png
+    from .plot_surface import surface_html, surface_png
+    from .plot_sweep import sweep_html, sweep_png
+    from .surface import SurfaceResult
+
+    if isinstance(result, BarrierResult):
+        stem, png, html = "barrier", partial(barrier_png, result), partial(barrier_html, result)
+    elif isinstance(result, SurfaceResult):
+        stem, png, html = STEMS[result.kind], partial(surface_png, result), partial(surface_html, result, surface3d=surface3d)
+    else:
+        stem, png, html = "sweep", partial(sweep_png, result, measure=measure), partial(sweep_html, result, measure=measure)
+    return {f"{stem}.json": lambda p: p.write_text(result.dumps() + "\n"), f"{stem}.png": png, f"{stem}.html": html}
