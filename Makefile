@@ -8,7 +8,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test venv clean
+.PHONY: demo test bench venv clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q -ra
+
+# Benchmarks (not tests): the path evaluator against the per-point loop and peft's mixed-adapter batch (~15 min on
+# 2 CPU cores). The continual-methods benchmark takes hours on a CPU: python benchmarks/continual.py
+bench: venv
+	$(PY) benchmarks/path_eval.py
+	$(PY) benchmarks/adaptive.py
 
 clean:
 	rm -rf $(VENV) demo_out results .pytest_cache

@@ -1,7 +1,7 @@
 """One-call analyses for Python users and the CLI: checkpoints → path → evaluator → result."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path as FsPath
 
 import torch
@@ -78,8 +78,11 @@ def measure_barrier(
     device: str = "cpu",
     allow_pickle: bool = False,
     eval_config: EvalConfig = EvalConfig(),
+    adaptive=None,
 ) -> BarrierResult:
-    """Loss and accuracy of each task along the path from adapter ``a`` to ``b``, with its barriers."""
+    """Loss and accuracy of each task along the path from adapter ``a`` to ``b``, with its barriers.
+
+    ``adaptive`` (a ``SearchConfig``) replaces the uniform grid of ``points`` by the adaptive search of search.py."""
     ts = uniform_ts(points)
     torch.manual_seed(seed)
     ends = [load_adapter(a, allow_pickle), load_adapter(b, allow_pickle)]
@@ -99,9 +102,16 @@ def measure_barrier(
     tasks, metrics = _eval_tasks([a, b], data, split, limit, manifest)
     base_name = resolve_base_name(ends, [a, b], base)
     model, tokenizer = load_base(base_name, device=device)
-    evaluation = evaluate_path(model, tokenizer, the_path, ts, tasks, eval_config, metrics)
-    return BarrierResult.from_evaluation(evaluation, path, space, [str(a), str(b)], base_name, split=split, seed=seed,
-                                         extra={"control": str(control)} if control else {})
+    extra = {"control": str(control)} if control else {}
+    if adaptive is not None:
+        from .search import adaptive_evaluation
+
+        score = lambda ts: evaluate_points(model, tokenizer, the_path, the_path.coefficients(ts), tasks, eval_config, metrics)  # noqa: E731
+        evaluation = adaptive_evaluation(score, adaptive)
+        extra["adaptive"] = {"evaluations": len(evaluation.t), **asdict(adaptive)}
+    else:
+        evaluation = evaluate_path(model, tokenizer, the_path, ts, tasks, eval_config, metrics)
+    return BarrierResult.from_evaluation(evaluation, path, space, [str(a), str(b)], base_name, split=split, seed=seed, extra=extra)
 
 
 def fit_curve(

@@ -8,10 +8,14 @@ import click
 from .errors import ModeconnError
 
 
-def _eval_config(max_batch_tokens: int, accuracy: bool):
+def _eval_config(max_batch_tokens: int | None, accuracy: bool, dtype: str = "float32"):
     from .evaluate import EvalConfig
 
-    return EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy)
+    return EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy, dtype=dtype)
+
+
+BUDGET_HELP = "padded tokens per forward pass (points × examples × length) [default: 16384 on a CPU; on CUDA from free memory]"
+DTYPE_HELP = "bfloat16 / float16: autocast on the device (GPU); float32 is exact"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -26,6 +30,8 @@ def cli():
 @click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True,
               help="interpolate the A and B factors, or the merged updates ΔW = B·A (exact, rank r1+r2)")
 @click.option("--points", type=int, default=11, show_default=True, help="evenly spaced t in [0, 1], endpoints included")
+@click.option("--adaptive", is_flag=True,
+              help="instead of --points: 6 points, then refine around each barrier's peak by parabolic steps (at most 10 points)")
 @click.option("--path", "path_kind", type=click.Choice(["linear", "bezier"]), default="linear", show_default=True)
 @click.option("--control", default=None, help="control-point adapter of a quadratic Bézier path (with --path bezier)")
 @click.option("--data", multiple=True, metavar="[NAME=]PATH",
@@ -37,24 +43,24 @@ def cli():
 @click.option("--out", default="results", show_default=True, help="folder for barrier.json, barrier.png, barrier.html")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
-@click.option("--max-batch-tokens", type=int, default=16384, show_default=True,
-              help="padded tokens per forward pass (path points × examples × length)")
+@click.option("--max-batch-tokens", type=int, default=None, help=BUDGET_HELP)
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True, help=DTYPE_HELP)
 @click.option("--no-accuracy", is_flag=True, help="skip greedy decoding; report loss only")
 @click.option("--allow-pickle", is_flag=True, help="allow adapter_model.bin (loaded with torch.load(weights_only=True))")
 @click.option("--json", "as_json", is_flag=True, help="print the JSON result to stdout instead of the table")
-def barrier(adapter_a, adapter_b, space, points, path_kind, control, data, no_manifest_data, split, limit, base, out, seed,
-            device, max_batch_tokens, no_accuracy, allow_pickle, as_json):
+def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, data, no_manifest_data, split, limit, base, out, seed,
+            device, max_batch_tokens, dtype, no_accuracy, allow_pickle, as_json):
     """Loss and accuracy along the path from ADAPTER_A to ADAPTER_B, per task, and the loss barrier."""
     from .analysis import measure_barrier
     from .paths import uniform_ts
 
     uniform_ts(points)
-    if max_batch_tokens < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--max-batch-tokens")
-    if limit is not None and limit < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--limit")
+    _check_positive(limit=limit, max_batch_tokens=max_batch_tokens)
+    from .search import SearchConfig
+
     result = measure_barrier(adapter_a, adapter_b, list(data), space, points, path_kind, control, base, split, limit,
-                             not no_manifest_data, seed, device, allow_pickle, _eval_config(max_batch_tokens, not no_accuracy))
+                             not no_manifest_data, seed, device, allow_pickle, _eval_config(max_batch_tokens, not no_accuracy, dtype),
+                             SearchConfig() if adaptive else None)
     _finish(result, out, as_json)
 
 
@@ -86,7 +92,9 @@ def _data_options(f):
         click.option("--base", default=None, help="base model (default: from the checkpoints)"),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N"),
-        click.option("--max-batch-tokens", type=int, default=16384, show_default=True, help="padded tokens per forward pass"),
+        click.option("--max-batch-tokens", type=int, default=None, help=BUDGET_HELP),
+        click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+                     help=DTYPE_HELP),
         click.option("--accuracy", is_flag=True, help="also decode greedily at every point and score each task's metric (slow)"),
         click.option("--allow-pickle", is_flag=True, help="allow adapter_model.bin (loaded with torch.load(weights_only=True))"),
         click.option("--json", "as_json", is_flag=True, help="print the JSON result to stdout instead of the table"),
@@ -109,15 +117,14 @@ def _data_options(f):
 @click.option("--out", default="results", show_default=True, help="folder for plane.json, plane.png, plane.html")
 @_data_options
 def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, out, data, no_manifest_data, split, limit,
-          base, seed, device, max_batch_tokens, accuracy, allow_pickle, as_json):
+          base, seed, device, max_batch_tokens, dtype, accuracy, allow_pickle, as_json):
     """Loss of each task on a grid over the plane through three adapters (e.g. two minima and a Bézier control point)."""
     from .analysis import measure_plane
-    from .evaluate import EvalConfig
 
     _check_positive(limit=limit, max_batch_tokens=max_batch_tokens)
     result = measure_plane(adapter_a, adapter_b, adapter_c, list(data), space, grid, margin, curve, base=base, split=split,
                            limit=limit, manifest=not no_manifest_data, seed=seed, device=device, allow_pickle=allow_pickle,
-                           eval_config=EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy))
+                           eval_config=_eval_config(max_batch_tokens, accuracy, dtype))
     _finish(result, out, as_json, surface3d=surface)
 
 
@@ -130,14 +137,13 @@ def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, 
 @click.option("--out", default="results", show_default=True, help="folder for landscape.json, landscape.png, landscape.html")
 @_data_options
 def landscape(adapter, dimensions, grid, span, surface, out, data, no_manifest_data, split, limit, base, seed, device,
-              max_batch_tokens, accuracy, allow_pickle, as_json):
+              max_batch_tokens, dtype, accuracy, allow_pickle, as_json):
     """Loss around ADAPTER along filter-normalised random directions (Li et al., 2018), per LoRA factor; --seed picks them."""
     from .analysis import measure_landscape
-    from .evaluate import EvalConfig
 
     _check_positive(limit=limit, max_batch_tokens=max_batch_tokens)
     result = measure_landscape(adapter, list(data), dimensions, grid, span, base, split, limit, not no_manifest_data, seed,
-                               device, allow_pickle, EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy))
+                               device, allow_pickle, _eval_config(max_batch_tokens, accuracy, dtype))
     _finish(result, out, as_json, surface3d=surface)
 
 
@@ -156,20 +162,20 @@ def landscape(adapter, dimensions, grid, span, surface, out, data, no_manifest_d
 @click.option("--out", default="results", show_default=True, help="folder for sweep.json, sweep.png, sweep.html")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--max-batch-tokens", type=int, default=16384, show_default=True)
+@click.option("--max-batch-tokens", type=int, default=None, help=BUDGET_HELP)
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True, help=DTYPE_HELP)
 @click.option("--accuracy", is_flag=True, help="also decode greedily at every point (slow)")
 @click.option("--allow-pickle", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
 def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, limit, base, out, seed, device,
-          max_batch_tokens, accuracy, allow_pickle, as_json):
+          max_batch_tokens, dtype, accuracy, allow_pickle, as_json):
     """Barriers between every pair of task adapters in SEQUENCE (a sequence.json or its folder), as matrices and heatmaps."""
     from .analysis import sweep_sequence
     from .bezier import CurveConfig
-    from .evaluate import EvalConfig
 
     _check_positive(limit=limit, max_batch_tokens=max_batch_tokens)
     result = sweep_sequence(sequence, space, points, pairs, bezier, CurveConfig(steps=curve_steps, seed=seed), base, split,
-                            limit, seed, device, allow_pickle, EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy))
+                            limit, seed, device, allow_pickle, _eval_config(max_batch_tokens, accuracy, dtype))
     _finish(result, out, as_json, measure=measure)
 
 

@@ -1,6 +1,7 @@
 """The batched path evaluator: base model once, K path points stacked into the batch, per-point per-task numbers."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -12,12 +13,63 @@ from .layer import inject_path
 from .paths import Path, Span
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 @dataclass(frozen=True)
 class EvalConfig:
-    max_batch_tokens: int = field(default=16384, metadata={"help": "padded tokens per forward pass (points × examples × length)"})
+    max_batch_tokens: int | None = field(default=None, metadata={
+        "help": "padded tokens per forward pass (points × examples × length); None: automatic (see auto_budget)"})
     max_length: int = field(default=256, metadata={"help": "tokens per example; prompts are cut from the left"})
     accuracy: bool = field(default=True, metadata={"help": "also decode greedily and score exact match"})
     progress: bool = field(default=True, metadata={"help": "show tqdm progress bars"})
+    dtype: str = field(default="float32", metadata={"help": "float32, or bfloat16 / float16 autocast on the model's device"})
+    share_prefix: bool = field(default=True, metadata={"help": "run layers before the first adapted one once for all points"})
+
+    def __post_init__(self):
+        from .errors import ConfigError
+
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise ConfigError(f"--max-batch-tokens must be at least 1, got {self.max_batch_tokens}")
+
+
+CPU_BUDGET = 16384  # on a CPU, chunks of this size measured fastest (working set near the caches); see benchmarks/
+
+
+def auto_budget(model) -> int:
+    """Padded tokens per forward pass: a cache-friendly constant on the CPU; on CUDA, half the free memory divided
+    by an estimate of one token's live activations (no gradients: about one layer's worth at a time)."""
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return CPU_BUDGET
+    free, _ = torch.cuda.mem_get_info(device)
+    config = getattr(model, "config", None)
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1024)
+    inner = getattr(config, "intermediate_size", None) or 4 * hidden
+    per_token = (12 * hidden + 3 * inner) * next(model.parameters()).element_size()
+    return int(min(max(free // 2 // per_token, 1024), 1 << 21))
+
+
+class Budget:
+    """The token budget of one evaluation. On an accelerator out-of-memory error the failing chunk is split in two
+    and the budget halved for the rest of the run; the first time, it says so on stderr."""
+
+    def __init__(self, tokens: int):
+        self.tokens = tokens
+        self.halvings = 0
+
+    def shrink(self) -> None:
+        import sys
+
+        self.tokens = max(1, self.tokens // 2)
+        self.halvings += 1
+        if self.halvings == 1:
+            tqdm.write(f"modeconn: out of accelerator memory; halving the chunk to {self.tokens} tokens and going on "
+                       "(pass a smaller --max-batch-tokens to start there)", file=sys.stderr)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 @dataclass
@@ -58,11 +110,11 @@ def _point_chunks(n_points: int, rows_per_point: int, width: int, budget: int):
 def _answer_nll(model, ids, mask, targets, positions) -> torch.Tensor:
     """Summed NLL of the answer tokens per row; the LM head runs only at the scored positions."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel wraps the LM
-    hidden = lm.base_model(input_ids=ids, attention_mask=mask)[0]
+    hidden = lm.base_model(input_ids=ids, attention_mask=mask, use_cache=False)[0]  # rows: k·b even with a shared prefix
     rows, cols = positions
     logits = lm.get_output_embeddings()(hidden[rows, cols]).float()
     nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-    return torch.zeros(ids.shape[0], dtype=torch.float64, device=ids.device).index_add_(0, rows, nll.double())
+    return torch.zeros(hidden.shape[0], dtype=torch.float64, device=ids.device).index_add_(0, rows, nll.double())
 
 
 def scored_batch(items: list[Encoded], pad_id: int, device):
@@ -76,35 +128,73 @@ def scored_batch(items: list[Encoded], pad_id: int, device):
         mask[r, : len(e.ids)] = 1
         for p in range(e.n_prompt - 1, len(e.ids) - 1):  # position p predicts token p + 1
             rows.append(r), cols.append(p), targets.append(e.ids[p + 1])
-    as_tensor = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
-    return ids.to(device), mask.to(device), as_tensor(rows), as_tensor(cols), as_tensor(targets)
+    pinned = torch.device(device).type == "cuda"
+    move = lambda t: (t.pin_memory() if pinned else t).to(device, non_blocking=pinned)  # noqa: E731
+    as_tensor = lambda v: move(torch.tensor(v, dtype=torch.long))  # noqa: E731
+    return move(ids), move(mask), as_tensor(rows), as_tensor(cols), as_tensor(targets)
 
 
-def points_nll(model, batch, k: int) -> torch.Tensor:
-    """``[k·b]`` summed answer NLL per row when the batch is repeated point-major for k path points."""
+def points_nll(model, batch, k: int, repeat=None) -> torch.Tensor:
+    """``[k·b]`` summed answer NLL per row when the batch is repeated point-major for k path points.
+
+    With a ``repeat`` from ``shared_prefix`` the batch enters the model once and is repeated at the first adapted layer.
+    """
     ids, mask, rows, cols, targets = batch
     b = ids.shape[0]
     offsets = (torch.arange(k, device=ids.device) * b).repeat_interleave(len(rows))
-    return _answer_nll(model, ids.repeat(k, 1), mask.repeat(k, 1), targets.repeat(k),
-                       (rows.repeat(k) + offsets, cols.repeat(k)))
+    positions = (rows.repeat(k) + offsets, cols.repeat(k))
+    if repeat is not None:
+        repeat.k, repeat.rows = k, b
+        try:
+            return _answer_nll(model, ids, mask, targets.repeat(k), positions)
+        finally:
+            repeat.k = 1
+    return _answer_nll(model, ids.repeat(k, 1), mask.repeat(k, 1), targets.repeat(k), positions)
 
 
-def path_losses(model, encoded: list[Encoded], coeffs: torch.Tensor, holder, pad_id: int, budget: int, bar=None) -> torch.Tensor:
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def _chunk_nll(model, items: list[Encoded], coeffs: torch.Tensor, holder, pad_id: int, budget: Budget, repeat) -> torch.Tensor:
+    """``[kc]`` summed answer NLL of each point in ``coeffs`` over ``items``; on out-of-memory, split and retry."""
+    device = next(model.parameters()).device
+    kc, b = coeffs.shape[0], len(items)
+    try:
+        tensors = scored_batch(items, pad_id, device)
+        holder.value = coeffs.to(device, non_blocking=True).repeat_interleave(b, 0)
+        return points_nll(model, tensors, kc, repeat).view(kc, b).sum(1)
+    except RuntimeError as exc:
+        if not _is_oom(exc) or kc * b == 1:
+            raise
+    budget.shrink()
+    if kc > 1:
+        half = kc // 2
+        return torch.cat([_chunk_nll(model, items, coeffs[:half], holder, pad_id, budget, repeat),
+                          _chunk_nll(model, items, coeffs[half:], holder, pad_id, budget, repeat)])
+    half = b // 2
+    return (_chunk_nll(model, items[:half], coeffs, holder, pad_id, budget, repeat)
+            + _chunk_nll(model, items[half:], coeffs, holder, pad_id, budget, repeat))
+
+
+def path_losses(model, encoded: list[Encoded], coeffs: torch.Tensor, holder, pad_id: int, budget: int | Budget,
+                bar=None, repeat=None) -> torch.Tensor:
     """``[K]`` token-weighted mean answer NLL of each path point (row of ``coeffs``) on ``encoded``."""
+    budget = budget if isinstance(budget, Budget) else Budget(budget)
     device = next(model.parameters()).device
     k = coeffs.shape[0]
-    totals = torch.zeros(k, dtype=torch.float64, device=device)
+    totals = torch.zeros(k, dtype=torch.float64, device=device)  # accumulated on the device: no host sync per chunk
     n_tokens = sum(len(e.ids) - e.n_prompt for e in encoded)
-    for batch in _batches(encoded, lambda e: len(e.ids), 1, budget):
+    for batch in _batches(encoded, lambda e: len(e.ids), 1, budget.tokens):
         items = [encoded[i] for i in batch]
-        tensors = scored_batch(items, pad_id, device)
-        width = tensors[0].shape[1]
-        for chunk in _point_chunks(k, len(items), width, budget):
-            kc, b = len(chunk), len(items)
-            holder.value = coeffs[chunk.start : chunk.stop].to(device).repeat_interleave(b, 0)
-            totals[chunk.start : chunk.stop] += points_nll(model, tensors, kc).view(kc, b).sum(1)
+        width = max(len(e.ids) for e in items)
+        start = 0
+        while start < k:  # the chunk size is recomputed each time: the budget may have shrunk
+            stop = min(k, start + max(1, budget.tokens // max(1, len(items) * width)))
+            totals[start:stop] += _chunk_nll(model, items, coeffs[start:stop], holder, pad_id, budget, repeat)
             if bar is not None:
-                bar.update(kc * b)
+                bar.update((stop - start) * len(items))
+            start = stop
     return totals / n_tokens
 
 
@@ -147,17 +237,23 @@ def evaluate_points(model, tokenizer, span: Span, coeffs: torch.Tensor, tasks: d
                     config: EvalConfig = EvalConfig(), metrics: dict[str, str] | None = None) -> dict[str, TaskCurve]:
     """Score the points ``Σ_i coeffs[k, i] · θ_i`` of ``span`` on every task, all points batched together: loss, and
     greedy decoding scored by each task's metric (``metrics[name]``, exact match by default)."""
+    from .prefix import shared_prefix
+
     metrics = metrics or {}
     model.eval()
     coeffs = torch.as_tensor(coeffs).float()
     out = {}
+    budget = Budget(config.max_batch_tokens or auto_budget(model))
+    device = next(model.parameters()).device
     work = sum(len(ex) for ex in tasks.values()) * len(coeffs) * (2 if config.accuracy else 1)
-    with inject_path(model, span) as holder, tqdm(total=work, desc="points × examples", disable=not config.progress, leave=False) as bar:
+    with inject_path(model, span) as holder, tqdm(total=work, desc="points × examples", disable=not config.progress, leave=False) as bar, \
+            torch.autocast(device.type, DTYPES[config.dtype], enabled=config.dtype != "float32"):
         for name, examples in tasks.items():
             encoded = encode(tokenizer, examples, config.max_length)
-            loss = path_losses(model, encoded, coeffs, holder, tokenizer.pad_token_id, config.max_batch_tokens, bar)
+            with (shared_prefix(model, span.modules) if config.share_prefix else nullcontext()) as repeat:
+                loss = path_losses(model, encoded, coeffs, holder, tokenizer.pad_token_id, budget, bar, repeat)
             metric = metrics.get(name, "exact_match")
-            acc = (path_accuracy(model, tokenizer, examples, encoded, coeffs, holder, config.max_batch_tokens, bar, metric)
+            acc = (path_accuracy(model, tokenizer, examples, encoded, coeffs, holder, budget.tokens, bar, metric)
                    if config.accuracy else None)
             out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric)
     return out
@@ -181,9 +277,10 @@ def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: Ev
     out = {}
     for name, examples in tasks.items():
         encoded = encode(tokenizer, examples, config.max_length)
-        loss = path_losses(model, encoded, single, holder, tokenizer.pad_token_id, config.max_batch_tokens)
+        budget = config.max_batch_tokens or auto_budget(model)
+        loss = path_losses(model, encoded, single, holder, tokenizer.pad_token_id, budget)
         metric = (metrics or {}).get(name, "exact_match")
-        acc = (path_accuracy(model, tokenizer, examples, encoded, single, holder, config.max_batch_tokens, metric=metric)
+        acc = (path_accuracy(model, tokenizer, examples, encoded, single, holder, budget, metric=metric)
                if config.accuracy else None)
         out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric)
     model.train(was_training)

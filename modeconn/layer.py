@@ -60,7 +60,8 @@ class PathLoraLayer(nn.Module):
         else:
             mixed = (u.unflatten(-1, (self.n, self.rank)) * c.reshape(*shape, self.n, 1)).sum(-2)  # Σ c_i A_i x
             u = (mixed.unsqueeze(-2) * c.reshape(*shape, self.n, 1)).flatten(-2)  # c ⊗ u
-        return out + u @ b_stack.to(x.dtype).T
+        # one BLAS call adds the LoRA term into the base output (beta = 1), instead of a matmul and a full-size add
+        return torch.addmm(out.reshape(-1, out.shape[-1]), u.reshape(-1, u.shape[-1]), b_stack.to(x.dtype).T).view(out.shape)
 
 
 def _features(module: nn.Module) -> tuple[int, int]:

@@ -1,4 +1,5 @@
 """Barrier metrics against hand-worked numbers."""
+import numpy as np
 import pytest
 
 from modeconn.barrier import (accuracy_drop, loss_barrier, max_endpoint_barrier, mean_endpoint_barrier,
@@ -38,3 +39,34 @@ def test_accuracy_drop():
 def test_needs_both_endpoints():
     with pytest.raises(ValueError):
         loss_barrier([0.0, 0.5], [1.0, 2.0])
+
+
+def _synthetic(bump_at: float, height: float):
+    """Two tasks on a path: a smooth bump of known height over the endpoint line, and a monotone curve."""
+    from modeconn.evaluate import TaskCurve
+
+    calls = []
+
+    def evaluate(ts):
+        calls.append(list(ts))
+        t = np.asarray(ts)
+        bump = 0.2 + 0.3 * t + height * np.exp(-((t - bump_at) / 0.18) ** 2)
+        return {"bumpy": TaskCurve(bump.tolist(), None, 10), "smooth": TaskCurve((1.0 - 0.5 * t**2).tolist(), None, 10)}
+
+    return evaluate, calls
+
+
+@pytest.mark.parametrize("bump_at", [0.12, 0.31, 0.5, 0.83])
+def test_adaptive_search_finds_the_barrier_within_one_percent_with_half_the_points(bump_at):
+    from modeconn.search import SearchConfig, adaptive_evaluation
+
+    evaluate, calls = _synthetic(bump_at, 0.4)
+    dense = np.linspace(0, 1, 2001)
+    truth = loss_barrier(dense, evaluate(dense.tolist())["bumpy"].loss).value
+    grid = loss_barrier(np.linspace(0, 1, 21), evaluate(np.linspace(0, 1, 21).tolist())["bumpy"].loss).value
+    calls.clear()
+    found = adaptive_evaluation(evaluate, SearchConfig())
+    value = loss_barrier(found.t, found.tasks["bumpy"].loss).value
+    assert abs(value - truth) <= 0.01 * truth and abs(value - truth) <= abs(grid - truth) + 0.005 * truth
+    assert len(found.t) <= 10 and sum(len(c) for c in calls) == len(found.t)
+    assert found.t == sorted(found.t) and found.t[0] == 0.0 and found.t[-1] == 1.0

@@ -1,4 +1,6 @@
 """The batched evaluator against independent references: peft's own forward pass, and a point-by-point loop."""
+import os
+
 import pytest
 import torch
 
@@ -14,6 +16,7 @@ EXAMPLES = [
     Example("a longer prompt " * 12, "tech and more words"),
 ]
 QUIET = dict(progress=False)
+DEVICE = os.environ.get("MODECONN_TEST_DEVICE", "cpu")  # benchmarks/gpu_check.sh runs these on cuda
 
 
 def peft_loss(model, folder, tokenizer, examples):
@@ -21,7 +24,7 @@ def peft_loss(model, folder, tokenizer, examples):
     from peft import PeftModel
 
     peft_model = PeftModel.from_pretrained(model, folder).eval()
-    batch = collate(encode(tokenizer, examples), tokenizer.pad_token_id)
+    batch = {k: v.to(model.device) for k, v in collate(encode(tokenizer, examples), tokenizer.pad_token_id).items()}
     with torch.no_grad():
         logits = peft_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     labels = batch["labels"][:, 1:]
@@ -33,7 +36,7 @@ def peft_loss(model, folder, tokenizer, examples):
 @pytest.fixture(params=list(MODEL_KINDS), scope="module")
 def setup(request, tmp_path_factory):
     kind = request.param
-    model = tiny_model(kind)
+    model = tiny_model(kind).to(DEVICE)
     tmp = tmp_path_factory.mktemp(kind)
     folders = [make_adapter(model, tmp / f"a{s}", kind, seed=s) for s in range(2)]
     return kind, model, folders
@@ -108,3 +111,54 @@ def test_accuracy_equals_peft_greedy_generation_on_the_embedded_default(embedded
                                   do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
         hits += tokenizer.decode(out[0, enc.n_prompt:], skip_special_tokens=True).strip() == ex.answer.strip()
     assert got.accuracy[1] == pytest.approx(hits / len(examples))
+
+
+@pytest.mark.parametrize("kind", list(MODEL_KINDS))
+def test_shared_prefix_equals_peft_when_only_later_layers_are_adapted(kind, tokenizer, tmp_path):
+    """LoRA on the last layer only: the prefix runs once for all points, and the numbers still equal peft's."""
+    from modeconn.prefix import first_adapted_layer
+
+    model = tiny_model(kind).to(DEVICE)
+    folders = [make_adapter(model, tmp_path / f"a{s}", kind, seed=s, layers_to_transform=[1]) for s in range(2)]
+    path = linear_path(*(load_adapter(f) for f in folders), "factor")
+    assert first_adapted_layer(model, path.modules)[1] == 1
+    ts = [0.0, 0.4, 1.0]
+    shared = evaluate_path(model, tokenizer, path, ts, {"x": EXAMPLES}, EvalConfig(accuracy=False, **QUIET)).tasks["x"].loss
+    plain = evaluate_path(model, tokenizer, path, ts, {"x": EXAMPLES},
+                          EvalConfig(accuracy=False, share_prefix=False, **QUIET)).tasks["x"].loss
+    assert shared == pytest.approx(plain, abs=1e-6)
+    assert shared[0] == pytest.approx(peft_loss(model, folders[0], tokenizer, EXAMPLES), abs=1e-5)
+    assert shared[2] == pytest.approx(peft_loss(model, folders[1], tokenizer, EXAMPLES), abs=1e-5)
+
+
+def test_out_of_memory_halves_the_chunk_once_and_gives_the_same_numbers(setup, tokenizer, monkeypatch, capsys):
+    """A simulated accelerator OOM for any forward pass over more than 4 rows: the evaluator splits and goes on."""
+    import modeconn.evaluate as evaluate
+
+    kind, model, folders = setup
+    path = linear_path(*(load_adapter(f) for f in folders), "factor")
+    ts = [0.0, 0.25, 0.5, 0.75, 1.0]
+    config = EvalConfig(accuracy=False, max_batch_tokens=100_000, **QUIET)
+    expected = evaluate_path(model, tokenizer, path, ts, {"x": EXAMPLES}, config).tasks["x"].loss
+    real = evaluate.points_nll
+
+    def small_device(model, batch, k, repeat=None):
+        if k * batch[0].shape[0] > 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return real(model, batch, k, repeat)
+
+    monkeypatch.setattr(evaluate, "points_nll", small_device)
+    capsys.readouterr()
+    got = evaluate_path(model, tokenizer, path, ts, {"x": EXAMPLES}, config).tasks["x"].loss
+    assert got == pytest.approx(expected, abs=1e-9)
+    err = capsys.readouterr().err
+    assert err.count("out of accelerator memory") == 1
+
+
+def test_bfloat16_autocast_stays_close_to_float32(setup, tokenizer):
+    kind, model, folders = setup
+    path = linear_path(*(load_adapter(f) for f in folders), "factor")
+    full = evaluate_path(model, tokenizer, path, [0.0, 1.0], {"x": EXAMPLES}, EvalConfig(accuracy=False, **QUIET)).tasks["x"].loss
+    half = evaluate_path(model, tokenizer, path, [0.0, 1.0], {"x": EXAMPLES},
+                         EvalConfig(accuracy=False, dtype="bfloat16", **QUIET)).tasks["x"].loss
+    assert half != full and half == pytest.approx(full, rel=0.05)
