@@ -7,7 +7,7 @@ would otherwise write, on the same work, in the same run:
   modeconn      evaluate.path_losses: points folded into the batch, LM head only at scored tokens, shared prefix
 
 Each (model, K, peer) runs in a fresh process, so its peak memory (the rise of max RSS, or CUDA peak allocated
-memory, above the level after set-up) is its own. The losses of all peers are compared (max |Δ| reported and
+memory, above the level once the base model and the data are loaded: preloaded adapters count) is its own. The losses of all peers are compared (max |Δ| reported and
 checked). Prints one JSON line per case and writes benchmarks/results/path_eval.{json,md}.
 
     python benchmarks/path_eval.py [--models embedded smollm2 large] [--ks 5 21] [--device cuda --dtype bfloat16]
@@ -114,6 +114,12 @@ def run_peer(peer: str, name: str, k: int, device: str, dtype: str, repeats: int
     autocast = torch.autocast(torch.device(device).type, getattr(torch, dtype), enabled=dtype != "float32")
     targets = sorted({m.rsplit(".", 1)[-1] for m in path.modules})
     rank = ends[0].rank(path.modules[0])
+    cuda = torch.device(device).type == "cuda"
+    if cuda:  # the peer's own memory: what it loads (preloaded adapters count) and what its passes allocate
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base_mem = torch.cuda.memory_allocated()
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     if peer in ("loop-copy", "loop-preload", "mixed"):
         config = LoraConfig(r=rank, lora_alpha=rank, target_modules=targets)
@@ -151,12 +157,6 @@ def run_peer(peer: str, name: str, k: int, device: str, dtype: str, repeats: int
             return totals / n_tokens
 
     losses = once()  # warm-up (and the numbers compared across peers)
-    cuda = torch.device(device).type == "cuda"
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base_mem = torch.cuda.memory_allocated()
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -266,8 +266,8 @@ def write(args, cases: list[dict], ceiling) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"machine": machine, "cases": cases}, indent=2) + "\n")
     lines = [f"Path evaluation, {machine['processor']} ({machine['cpus']} CPUs, {machine['threads']} threads), torch {machine['torch']}, "
-             f"device {args.device}, {args.dtype}. Seconds for the whole K-point sweep (best of {args.repeats}); peak memory "
-             "above the set-up level.", "",
+             f"device {args.device}, {args.dtype}. Seconds for the whole K-point sweep (best of {args.repeats}, after a warm-up); "
+             "peak memory above the level with the base model and data loaded.", "",
              "| model | K | loop-copy s | loop-preload s | mixed s | modeconn s | loop / modeconn | mixed / modeconn | "
              "modeconn MB | loop MB | max Δloss |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cases:

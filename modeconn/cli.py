@@ -14,7 +14,7 @@ def _eval_config(max_batch_tokens: int | None, accuracy: bool, dtype: str = "flo
     return EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy, dtype=dtype)
 
 
-BUDGET_HELP = "padded tokens per forward pass (points × examples × length) [default: 16384 on a CPU; on CUDA from free memory]"
+BUDGET_HELP = "padded tokens per forward pass (points × examples × length) [default: 4096 on a CPU; on CUDA from free memory]"
 DTYPE_HELP = "bfloat16 / float16: autocast on the device (GPU); float32 is exact"
 
 

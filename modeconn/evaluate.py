@@ -35,7 +35,7 @@ class EvalConfig:
             raise ConfigError(f"--max-batch-tokens must be at least 1, got {self.max_batch_tokens}")
 
 
-CPU_BUDGET = 16384  # on a CPU, chunks of this size measured fastest (working set near the caches); see benchmarks/
+CPU_BUDGET = 4096  # on a CPU, chunks of this size measured fastest (working set near the caches): benchmarks/results/path_eval.md
 
 
 def auto_budget(model) -> int:
