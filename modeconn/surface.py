@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -55,7 +56,8 @@ class SurfaceResult:
         """Per task: the loss at each labelled point and the lowest and highest loss on the grid."""
         what = "plane" if self.kind == "plane" else f"{'1D' if self.one_dimensional else '2D'} random-direction landscape"
         lines = [f"{what} in {self.space} space, {len(self.x)}×{len(self.y)} grid, {', '.join(self.labels)}"]
-        lines.append(f"{'task':<16}" + "".join(f"{lab[:12]:>13}" for lab in self.labels) + f"{'grid min':>10}{'grid max':>10}")
+        short = [Path(lab).name or lab for lab in self.labels]
+        lines.append(f"{'task':<16}" + "".join(f"{lab[:12]:>13}" for lab in short) + f"{'grid min':>10}{'grid max':>10}")
         for name, st in self.tasks.items():
             flat = [v for row in st.loss for v in row]
             lines.append(f"{name[:16]:<16}" + "".join(f"{v:13.4f}" for v in st.at_points) + f"{min(flat):10.4f}{max(flat):10.4f}")
