@@ -18,11 +18,12 @@ def _array(matrix) -> np.ndarray:
 
 
 def _heatmap(fig, ax, values: np.ndarray, labels: list[str], title: str, label: str) -> None:
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="magma_r")
+    finite = values[np.isfinite(values)]
+    top = max(float(finite.max()) if finite.size else 0.0, 1e-3)  # an all-zero matrix stays pale, not mid-scale
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="magma_r", vmin=min(0.0, float(finite.min()) if finite.size else 0.0), vmax=top)
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set(title=title, xlabel="adapter (trained on)", ylabel="adapter (trained on)")
-    finite = values[np.isfinite(values)]
     middle = (finite.max() + finite.min()) / 2 if finite.size else 0
     for i in range(len(labels)):
         for j in range(len(labels)):
