@@ -62,6 +62,16 @@ def resolve_base_name(adapters: list[LoraWeights], adapter_dirs: list[str], base
     raise CheckpointError("the adapter does not name its base model; pass --base")
 
 
+def _task_data(adapter_dirs: list[str], data, split: str, limit, manifest: bool):
+    """The adapters' own tasks (from the manifest beside them) plus the ``--data`` ones, and each task's metric."""
+    tasks, metrics = manifest_data(adapter_dirs, split, limit) if manifest else ({}, {})
+    tasks.update(load_task_data(data or [], split, limit))
+    if not tasks:
+        what, hint = ("training", "TASK_FOLDER") if split == "train" else ("evaluation", "FILE_OR_TASK_FOLDER")
+        raise DataError(f"no {what} data: the adapters have no sequence.json beside them; pass --data {hint}")
+    return tasks, metrics
+
+
 def measure_barrier(
     a: str,
     b: str,
@@ -99,7 +109,7 @@ def measure_barrier(
         the_path = bezier_path(ends[0], load_adapter(control, allow_pickle), ends[1], space, base_given=bool(base))
     else:
         the_path = linear_path(ends[0], ends[1], space, base_given=bool(base))
-    tasks, metrics = _eval_tasks([a, b], data, split, limit, manifest)
+    tasks, metrics = _task_data([a, b], data, split, limit, manifest)
     base_name = resolve_base_name(ends, [a, b], base)
     model, tokenizer = load_base(base_name, device=device)
     extra = {"control": str(control)} if control else {}
@@ -133,10 +143,7 @@ def fit_curve(
     config = config or CurveConfig()
     ends = [load_adapter(a, allow_pickle), load_adapter(b, allow_pickle)]
     linear_path(ends[0], ends[1], space, base_given=bool(base))  # validates the pair before any work
-    tasks, _ = manifest_data([a, b], "train", limit) if manifest else ({}, {})
-    tasks.update(load_task_data(data or [], "train", limit))
-    if not tasks:
-        raise DataError("no training data: the adapters have no sequence.json beside them; pass --data TASK_FOLDER")
+    tasks, _ = _task_data([a, b], data, "train", limit, manifest)
     model, tokenizer = load_base(resolve_base_name(ends, [a, b], base), device=device)
     train = [example for examples in tasks.values() for example in examples]
     fit = fit_bezier(model, tokenizer, ends[0], ends[1], train, space, config, progress)
@@ -144,12 +151,6 @@ def fit_curve(
     return fit
 
 
-def _eval_tasks(adapter_dirs: list[str], data, split, limit, manifest):
-    tasks, metrics = manifest_data(adapter_dirs, split, limit) if manifest else ({}, {})
-    tasks.update(load_task_data(data or [], split, limit))
-    if not tasks:
-        raise DataError("no evaluation data: the adapters have no sequence.json beside them; pass --data FILE_OR_TASK_FOLDER")
-    return tasks, metrics
 
 
 def _split_surface(curves, shape: tuple[int, int], n_points: int, n_curve: int = 0) -> dict[str, SurfaceTask]:
@@ -213,17 +214,16 @@ def measure_plane(
     coeffs = [basis.coefficients(xy), torch.eye(3, dtype=torch.float64)]
     curve = _fitted_between(c, a, b, space) if curve is None else curve
     ts = uniform_ts(curve_points) if curve else []
-    if curve:
-        bern = bernstein(torch.tensor(ts), 2)  # over (a, c, b)
-        coeffs.append(bern[:, [0, 2, 1]])
-    tasks, metrics = _eval_tasks([a, b, c], data, split, limit, manifest)
-    model, tokenizer = load_base(resolve_base_name(anchors, [a, b, c], base), device=device)
+    on_curve = bernstein(torch.tensor(ts), 2)[:, [0, 2, 1]]  # Bernstein weights (a, c, b) reordered to anchors (a, b, c)
+    coeffs.append(on_curve)
+    tasks, metrics = _task_data([a, b, c], data, split, limit, manifest)
+    names = [str(a), str(b), str(c)]
+    base_name = resolve_base_name(anchors, names, base)
+    model, tokenizer = load_base(base_name, device=device)
     curves = evaluate_points(model, tokenizer, Span(tuple(anchors), space), torch.cat(coeffs), tasks, eval_config, metrics)
-    curve_xy = (bernstein(torch.tensor(ts), 2) @ basis.coords[[0, 2, 1]]).tolist() if curve else None
-    return SurfaceResult("plane", space, xs, ys, basis.coords.tolist(), [str(a), str(b), str(c)],
-                         _split_surface(curves, (len(ys), len(xs)), 3, len(ts)), [str(a), str(b), str(c)],
-                         resolve_base_name(anchors, [a, b, c], base), split, seed,
-                         {"t": ts, "xy": curve_xy} if curve else None)
+    return SurfaceResult("plane", space, xs, ys, basis.coords.tolist(), names,
+                         _split_surface(curves, (len(ys), len(xs)), 3, len(ts)), names, base_name, split, seed,
+                         {"t": ts, "xy": (on_curve @ basis.coords).tolist()} if curve else None)
 
 
 def measure_landscape(
@@ -243,11 +243,11 @@ def measure_landscape(
 ) -> SurfaceResult:
     """Loss around ``adapter`` along one or two filter-normalised random directions (Li et al., 2018), α, β ∈ [−span, span]."""
     from .directions import landscape_coefficients, random_span
+    from .plane import check_grid
 
     if dimensions not in (1, 2):
         raise ConfigError(f"--dimensions must be 1 or 2, got {dimensions}")
-    if grid < 2:
-        raise ConfigError(f"--grid must be at least 2 points per axis, got {grid}")
+    check_grid(grid)
     if not span > 0:
         raise ConfigError(f"--span must be positive, got {span}")
     centre = load_adapter(adapter, allow_pickle)
@@ -256,7 +256,7 @@ def measure_landscape(
     ys = axis if dimensions == 2 else [0.0]
     coeffs = torch.cat([landscape_coefficients(axis, ys if dimensions == 2 else None),
                         torch.eye(dimensions + 1, dtype=torch.float64)[:1]])
-    tasks, metrics = _eval_tasks([adapter], data, split, limit, manifest)
+    tasks, metrics = _task_data([adapter], data, split, limit, manifest)
     base_name = resolve_base_name([centre], [adapter], base)
     model, tokenizer = load_base(base_name, device=device)
     curves = evaluate_points(model, tokenizer, the_span, coeffs, tasks, eval_config, metrics)

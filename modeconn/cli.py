@@ -16,52 +16,13 @@ def _eval_config(max_batch_tokens: int | None, accuracy: bool, dtype: str = "flo
 
 BUDGET_HELP = "padded tokens per forward pass (points × examples × length) [default: 4096 on a CPU; on CUDA from free memory]"
 DTYPE_HELP = "bfloat16 / float16: autocast on the device (GPU); float32 is exact"
+ACCURACY_HELP = "also decode greedily at every point and score each task's metric (slow)"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="modeconn")
 def cli():
     """Mode connectivity and forgetting in continual LoRA fine-tuning."""
-
-
-@cli.command()
-@click.argument("adapter_a")
-@click.argument("adapter_b")
-@click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True,
-              help="interpolate the A and B factors, or the merged updates ΔW = B·A (exact, rank r1+r2)")
-@click.option("--points", type=int, default=11, show_default=True, help="evenly spaced t in [0, 1], endpoints included")
-@click.option("--adaptive", is_flag=True,
-              help="instead of --points: 6 points, then refine around each barrier's peak by parabolic steps (at most 10 points)")
-@click.option("--path", "path_kind", type=click.Choice(["linear", "bezier"]), default="linear", show_default=True)
-@click.option("--control", default=None, help="control-point adapter of a quadratic Bézier path (with --path bezier)")
-@click.option("--data", multiple=True, metavar="[NAME=]PATH",
-              help="a data file or task folder to score (repeatable); adds to the tasks named in sequence.json")
-@click.option("--no-manifest-data", is_flag=True, help="score only the --data tasks, not the adapters' own tasks")
-@click.option("--split", type=click.Choice(["train", "eval", "test"]), default="eval", show_default=True)
-@click.option("--limit", type=int, default=None, help="use at most this many examples per task")
-@click.option("--base", default=None, help="base model: a folder, a hub id, 'tiny-llama' or 'smollm2-135m' (default: from the checkpoints)")
-@click.option("--out", default="results", show_default=True, help="folder for barrier.json, barrier.png, barrier.html")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
-@click.option("--max-batch-tokens", type=int, default=None, help=BUDGET_HELP)
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True, help=DTYPE_HELP)
-@click.option("--no-accuracy", is_flag=True, help="skip greedy decoding; report loss only")
-@click.option("--allow-pickle", is_flag=True, help="allow adapter_model.bin (loaded with torch.load(weights_only=True))")
-@click.option("--json", "as_json", is_flag=True, help="print the JSON result to stdout instead of the table")
-def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, data, no_manifest_data, split, limit, base, out, seed,
-            device, max_batch_tokens, dtype, no_accuracy, allow_pickle, as_json):
-    """Loss and accuracy along the path from ADAPTER_A to ADAPTER_B, per task, and the loss barrier."""
-    from .analysis import measure_barrier
-    from .paths import uniform_ts
-
-    uniform_ts(points)
-    _check_positive(limit=limit, max_batch_tokens=max_batch_tokens)
-    from .search import SearchConfig
-
-    result = measure_barrier(adapter_a, adapter_b, list(data), space, points, path_kind, control, base, split, limit,
-                             not no_manifest_data, seed, device, allow_pickle, _eval_config(max_batch_tokens, not no_accuracy, dtype),
-                             SearchConfig() if adaptive else None)
-    _finish(result, out, as_json)
 
 
 def _finish(result, out: str, as_json: bool, **options) -> None:
@@ -82,26 +43,56 @@ def _check_positive(**values) -> None:
 
 
 def _data_options(f):
-    """The evaluation-data, base-model and loading options every analysis command shares."""
+    """The evaluation-data, base-model and loading options that barrier, plane and landscape share."""
     options = [
         click.option("--data", multiple=True, metavar="[NAME=]PATH",
                      help="a data file or task folder to score (repeatable); adds to the tasks named in sequence.json"),
         click.option("--no-manifest-data", is_flag=True, help="score only the --data tasks, not the adapters' own tasks"),
         click.option("--split", type=click.Choice(["train", "eval", "test"]), default="eval", show_default=True),
         click.option("--limit", type=int, default=None, help="use at most this many examples per task"),
-        click.option("--base", default=None, help="base model (default: from the checkpoints)"),
+        click.option("--base", default=None,
+                     help="base model: a folder, a hub id, 'tiny-llama' or 'smollm2-135m' (default: from the checkpoints)"),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N"),
         click.option("--max-batch-tokens", type=int, default=None, help=BUDGET_HELP),
         click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
                      help=DTYPE_HELP),
-        click.option("--accuracy", is_flag=True, help="also decode greedily at every point and score each task's metric (slow)"),
         click.option("--allow-pickle", is_flag=True, help="allow adapter_model.bin (loaded with torch.load(weights_only=True))"),
         click.option("--json", "as_json", is_flag=True, help="print the JSON result to stdout instead of the table"),
     ]
     for option in reversed(options):
         f = option(f)
     return f
+
+
+@cli.command()
+@click.argument("adapter_a")
+@click.argument("adapter_b")
+@click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True,
+              help="interpolate the A and B factors, or the merged updates ΔW = B·A (exact, rank r1+r2)")
+@click.option("--points", type=int, default=11, show_default=True, help="evenly spaced t in [0, 1], endpoints included")
+@click.option("--adaptive", is_flag=True,
+              help="instead of --points: 6 points, then refine around each barrier's peak by parabolic steps (at most 10 points)")
+@click.option("--path", "path_kind", type=click.Choice(["linear", "bezier"]), default="linear", show_default=True)
+@click.option("--control", default=None, help="control-point adapter of a quadratic Bézier path (with --path bezier)")
+@click.option("--out", default="results", show_default=True, help="folder for barrier.json, barrier.png, barrier.html")
+@click.option("--no-accuracy", is_flag=True, help="skip greedy decoding; report loss only")
+@_data_options
+def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, out, no_accuracy, data, no_manifest_data, split,
+            limit, base, seed, device, max_batch_tokens, dtype, allow_pickle, as_json):
+    """Loss and accuracy along the path from ADAPTER_A to ADAPTER_B, per task, and the loss barrier."""
+    from .analysis import measure_barrier
+    from .paths import uniform_ts
+
+    from .search import SearchConfig
+
+    uniform_ts(points)
+    _check_positive(limit=limit, max_batch_tokens=max_batch_tokens)
+
+    result = measure_barrier(adapter_a, adapter_b, list(data), space, points, path_kind, control, base, split, limit,
+                             not no_manifest_data, seed, device, allow_pickle, _eval_config(max_batch_tokens, not no_accuracy, dtype),
+                             SearchConfig() if adaptive else None)
+    _finish(result, out, as_json)
 
 
 @cli.command()
@@ -115,9 +106,10 @@ def _data_options(f):
               help="draw the Bézier curve A → B with control point C [default: when C's curve.json names A and B]")
 @click.option("--surface", is_flag=True, help="HTML as 3D surfaces instead of contour maps")
 @click.option("--out", default="results", show_default=True, help="folder for plane.json, plane.png, plane.html")
+@click.option("--accuracy", is_flag=True, help=ACCURACY_HELP)
 @_data_options
-def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, out, data, no_manifest_data, split, limit,
-          base, seed, device, max_batch_tokens, dtype, accuracy, allow_pickle, as_json):
+def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, out, accuracy, data, no_manifest_data, split,
+          limit, base, seed, device, max_batch_tokens, dtype, allow_pickle, as_json):
     """Loss of each task on a grid over the plane through three adapters (e.g. two minima and a Bézier control point)."""
     from .analysis import measure_plane
 
@@ -135,9 +127,10 @@ def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, 
 @click.option("--span", type=float, default=1.0, show_default=True, help="α, β run over [−span, span]")
 @click.option("--surface", is_flag=True, help="HTML as a 3D surface instead of a contour map")
 @click.option("--out", default="results", show_default=True, help="folder for landscape.json, landscape.png, landscape.html")
+@click.option("--accuracy", is_flag=True, help=ACCURACY_HELP)
 @_data_options
-def landscape(adapter, dimensions, grid, span, surface, out, data, no_manifest_data, split, limit, base, seed, device,
-              max_batch_tokens, dtype, accuracy, allow_pickle, as_json):
+def landscape(adapter, dimensions, grid, span, surface, out, accuracy, data, no_manifest_data, split, limit, base, seed, device,
+              max_batch_tokens, dtype, allow_pickle, as_json):
     """Loss around ADAPTER along filter-normalised random directions (Li et al., 2018), per LoRA factor; --seed picks them."""
     from .analysis import measure_landscape
 

@@ -101,8 +101,12 @@ def _batches(encoded: list[Encoded], lengths, k: int, budget: int):
         yield batch
 
 
+def _points_per_chunk(rows_per_point: int, width: int, budget: int) -> int:
+    return max(1, budget // max(1, rows_per_point * width))
+
+
 def _point_chunks(n_points: int, rows_per_point: int, width: int, budget: int):
-    per_chunk = max(1, budget // max(1, rows_per_point * width))
+    per_chunk = _points_per_chunk(rows_per_point, width, budget)
     for start in range(0, n_points, per_chunk):
         yield range(start, min(n_points, start + per_chunk))
 
@@ -190,7 +194,7 @@ def path_losses(model, encoded: list[Encoded], coeffs: torch.Tensor, holder, pad
         width = max(len(e.ids) for e in items)
         start = 0
         while start < k:  # the chunk size is recomputed each time: the budget may have shrunk
-            stop = min(k, start + max(1, budget.tokens // max(1, len(items) * width)))
+            stop = min(k, start + _points_per_chunk(len(items), width, budget.tokens))
             totals[start:stop] += _chunk_nll(model, items, coeffs[start:stop], holder, pad_id, budget, repeat)
             if bar is not None:
                 bar.update((stop - start) * len(items))

@@ -72,10 +72,14 @@ def plane_basis(g: torch.Tensor, names: tuple[str, str, str] = ("first", "second
     return PlaneBasis(u, v, coords)
 
 
-def grid_axes(coords: torch.Tensor, grid: int, margin: float) -> tuple[list[float], list[float]]:
-    """Evenly spaced x and y covering the points' bounding box, widened by ``margin`` × its size on every side."""
+def check_grid(grid: int) -> None:
     if grid < 2:
         raise ConfigError(f"--grid must be at least 2 points per axis, got {grid}")
+
+
+def grid_axes(coords: torch.Tensor, grid: int, margin: float) -> tuple[list[float], list[float]]:
+    """Evenly spaced x and y covering the points' bounding box, widened by ``margin`` × its size on every side."""
+    check_grid(grid)
     if margin < 0:
         raise ConfigError(f"--margin must be at least 0, got {margin}")
     lo, hi = coords.min(0).values, coords.max(0).values
