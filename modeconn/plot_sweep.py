@@ -17,10 +17,16 @@ def _array(matrix) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
 
 
+def _colour_range(values: np.ndarray) -> tuple[float, float]:
+    """From 0 (or below) to the largest value; an all-zero matrix stays pale instead of mid-scale."""
+    finite = values[np.isfinite(values)]
+    return min(0.0, float(finite.min()) if finite.size else 0.0), max(float(finite.max()) if finite.size else 0.0, 1e-3)
+
+
 def _heatmap(fig, ax, values: np.ndarray, labels: list[str], title: str, label: str) -> None:
     finite = values[np.isfinite(values)]
-    top = max(float(finite.max()) if finite.size else 0.0, 1e-3)  # an all-zero matrix stays pale, not mid-scale
-    image = ax.imshow(np.ma.masked_invalid(values), cmap="magma_r", vmin=min(0.0, float(finite.min()) if finite.size else 0.0), vmax=top)
+    low, top = _colour_range(values)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="magma_r", vmin=low, vmax=top)
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set(title=title, xlabel="adapter (trained on)", ylabel="adapter (trained on)")
@@ -76,26 +82,20 @@ def sweep_html(result: SweepResult, out: str | Path, measure: str = "barrier") -
 
     paths = result.paths()
     evaluated = list(result.matrix(measure, "linear"))
-    panels = [(f"{p}: joint gap", p, None) for p in paths] + [(f"{p}: {name}", p, name) for p in paths for name in evaluated]
-    cols = max(len(paths), len(evaluated))
-    rows = 1 + len(paths)
-    specs = [[{} for _ in range(cols)] for _ in range(rows)]
-    titles = []
-    grid: dict[tuple[int, int], tuple] = {}
-    for k, path in enumerate(paths):
-        grid[(1, k + 1)] = panels[k]
+    cols, rows = max(len(paths), len(evaluated)), 1 + len(paths)
+    grid: dict[tuple[int, int], tuple] = {(1, k + 1): (f"{path}: joint gap", path, None) for k, path in enumerate(paths)}
     for r, path in enumerate(paths, start=2):
         for k, name in enumerate(evaluated):
             grid[(r, k + 1)] = (f"{path}: loss of {name}", path, name)
-    for r in range(1, rows + 1):
-        for c in range(1, cols + 1):
-            titles.append(grid[(r, c)][0] if (r, c) in grid else "")
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, specs=specs, horizontal_spacing=0.06, vertical_spacing=0.12)
+    titles = [grid[(r, c)][0] if (r, c) in grid else "" for r in range(1, rows + 1) for c in range(1, cols + 1)]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.06, vertical_spacing=0.12)
     what = MEASURE_NAMES[measure]
     for (r, c), (_, path, name) in grid.items():
         z = _array(result.joint(path) if name is None else result.matrix(measure, path)[name])
         label = "joint gap" if name is None else what
+        low, top = _colour_range(z)
         fig.add_trace(go.Heatmap(z=z, x=result.tasks, y=result.tasks, colorscale="Magma", reversescale=True, showscale=False,
+                                 zmin=low, zmax=top,
                                  text=np.where(np.isfinite(z), np.round(z, 3).astype(str), ""), texttemplate="%{text}",
                                  hovertemplate=f"{label}<br>%{{y}} ↔ %{{x}}: %{{z:.5f}}<extra></extra>"), r, c)
         fig.update_yaxes(autorange="reversed", row=r, col=c)
