@@ -20,14 +20,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The main job: train seq, er and ilora on the embedded sequence, sweep seq's barriers (linear and Bézier), compare,
+# and write demo_out/report.html (about 10 minutes on 2 CPU cores)
 demo: venv
-	$(VENV)/bin/modeconn barrier checkpoints/seq/news checkpoints/seq/gloss --space factor --out demo_out/news-gloss-factor
-	$(VENV)/bin/modeconn barrier checkpoints/seq/news checkpoints/seq/gloss --space delta --out demo_out/news-gloss-delta
-	$(VENV)/bin/modeconn curve checkpoints/seq/news checkpoints/seq/gloss --steps 150 --out demo_out/news-gloss-curve
-	$(VENV)/bin/modeconn barrier checkpoints/seq/news checkpoints/seq/gloss --path bezier --control demo_out/news-gloss-curve --out demo_out/news-gloss-bezier
-	$(VENV)/bin/modeconn plane checkpoints/seq/news checkpoints/seq/gloss demo_out/news-gloss-curve --grid 15 --limit 48 --out demo_out/news-gloss-plane
-	$(VENV)/bin/modeconn landscape checkpoints/seq/news --grid 15 --limit 48 --out demo_out/news-landscape
-	$(VENV)/bin/modeconn sweep checkpoints/seq --pairs consecutive --bezier --curve-steps 150 --out demo_out/sweep
+	$(VENV)/bin/modeconn demo --out demo_out
 
 test: venv
 	$(PY) -m pytest -q -ra

@@ -26,6 +26,8 @@ _EXPORTS = {
     "evaluate_model": "evaluate", "get_scorer": "scoring",
     "TrainConfig": "continual", "train_sequence": "continual", "get_method": "continual", "METHODS": "continual",
     "ContinualMetrics": "continual",
+    "checkpoints_dir": "models", "figure": "results", "save_result": "results",
+    "DemoConfig": "demo", "run_demo": "demo", "load_demo": "demo",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -280,9 +280,11 @@ def sweep_sequence(
     allow_pickle: bool = False,
     eval_config: EvalConfig = EvalConfig(accuracy=False),
     progress: bool = True,
+    curves_out: str | None = None,
 ):
     """Barriers between the task adapters of a sequence, every pair (or consecutive ones), scored on every task;
-    with ``bezier`` a curve is fitted for each pair on its two tasks' training data and measured the same way."""
+    with ``bezier`` a curve is fitted for each pair on its two tasks' training data and measured the same way
+    (``curves_out``: also save each control point there as ``A-B/``, a folder ``modeconn plane`` can take)."""
     from tqdm import tqdm
 
     from .bezier import CurveConfig, fit_bezier
@@ -316,6 +318,9 @@ def sweep_sequence(
         if bezier:
             config = curve_config or CurveConfig(seed=seed)
             fit = fit_bezier(model, tokenizer, adapters[i], adapters[j], train[names[i]] + train[names[j]], space, config, False)
+            if curves_out is not None:
+                fit.endpoints = ends
+                fit.save(FsPath(curves_out) / f"{names[i]}-{names[j]}")
             curve = bezier_path(adapters[i], fit.control, adapters[j], space, True)
             evaluation = evaluate_path(model, tokenizer, curve, ts, tasks, quiet, metrics)
             pair.bezier = BarrierResult.from_evaluation(evaluation, "bezier", space, ends, seq.base_model, split=split, seed=seed,

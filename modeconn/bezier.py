@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -49,6 +50,15 @@ class CurveFit:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
+
+    def save(self, folder) -> None:
+        """The control point as a peft adapter folder, plus ``curve.json`` (endpoints, space, training history)."""
+        from .adapters import save_adapter
+
+        save_adapter(self.control, folder)
+        tmp = Path(folder) / "curve.json.tmp"
+        tmp.write_text(self.dumps() + "\n")
+        tmp.replace(Path(folder) / "curve.json")
 
 
 def midpoint(a: LoraWeights, b: LoraWeights, space: str) -> LoraWeights:

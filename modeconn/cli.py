@@ -179,7 +179,8 @@ def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, l
 @click.option("--measure", type=click.Choice(["barrier", "mean", "max"]), default="barrier", show_default=True,
               help="sweeps: the per-task barrier drawn in the heatmaps")
 def plot(result_json, out, surface, measure):
-    """Redraw the PNG and HTML of any result JSON (barrier, plane, landscape, sweep) without recomputing."""
+    """Redraw the PNG and HTML of any result JSON (barrier, plane, landscape, sweep, a run's metrics.json) without
+    recomputing."""
     from pathlib import Path
 
     from .outputs import write_all
@@ -215,7 +216,7 @@ def curve(adapter_a, adapter_b, out, space, data, no_manifest_data, steps, point
     """
     from pathlib import Path
 
-    from .adapters import CONFIG_FILE, SAFETENSORS_FILE, save_adapter
+    from .adapters import CONFIG_FILE, SAFETENSORS_FILE
     from .analysis import fit_curve
     from .bezier import CurveConfig
     from .errors import ConfigError
@@ -226,10 +227,7 @@ def curve(adapter_a, adapter_b, out, space, data, no_manifest_data, steps, point
         raise ConfigError(f"{out_dir} holds other files; choose a new --out for the control point (nothing was overwritten)")
     config = CurveConfig(steps=steps, points_per_step=points_per_step, batch_size=batch_size, lr=lr, seed=seed)
     fit = fit_curve(adapter_a, adapter_b, list(data), space, base, limit, not no_manifest_data, device, allow_pickle, config)
-    save_adapter(fit.control, out_dir)
-    tmp = out_dir / "curve.json.tmp"
-    tmp.write_text(fit.dumps() + "\n")
-    tmp.replace(out_dir / "curve.json")
+    fit.save(out_dir)
     click.echo(f"fitted in {space} space: training loss {fit.history[0]:.4f} → {sum(fit.history[-10:]) / len(fit.history[-10:]):.4f} "
                f"(mean of the last 10 steps); control point saved to {out_dir}")
 
@@ -295,6 +293,33 @@ def train(method, tasks, order, out, config_file, base, device, eval_split, eval
         return
     click.echo(f"{method}: {len(run.sequence.tasks)} tasks → {out_dir}")
     click.echo(run.metrics.table())
+
+
+@cli.command()
+@click.option("--out", default="demo_out", show_default=True, help="report folder: report.html, PNGs, JSON, the runs")
+@click.option("--methods", default="seq,er,ilora", show_default=True, help="comma-separated methods to train and compare")
+@click.option("--max-train", type=int, default=160, show_default=True, help="training examples per task")
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--eval-limit", type=int, default=60, show_default=True, help="test examples per task for the accuracy matrices")
+@click.option("--limit", type=int, default=48, show_default=True, help="examples per task for paths and curve fitting")
+@click.option("--curve-steps", type=int, default=100, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def demo(out, methods, max_train, epochs, eval_limit, limit, curve_steps, seed):
+    """The main job on the embedded default: train seq, er and ilora, sweep seq's consecutive barriers (linear and
+    Bézier), compare the methods, and write OUT/report.html with its PNGs and JSON."""
+    from .continual import METHODS
+    from .demo import DemoConfig, run_demo
+    from .errors import ConfigError
+
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"--methods: unknown method {unknown[0]!r}; choose from {sorted(METHODS)}")
+    config = DemoConfig(chosen, max_train, epochs, eval_limit, limit, curve_steps=curve_steps, seed=seed)
+    result = run_demo(out, config)
+    click.echo(f"report: {result.out / 'report.html'}  ({result.seconds / 60:.1f} min)")
+    for line in result.summary_lines():
+        click.echo(line)
 
 
 def main(argv: list[str] | None = None) -> int:

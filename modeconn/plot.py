@@ -42,7 +42,8 @@ def barrier_png(result: BarrierResult, out: str | Path) -> None:
     plt.close(fig)
 
 
-def barrier_html(result: BarrierResult, out: str | Path) -> None:
+def barrier_figure(result: BarrierResult):
+    """The plotly figure of a path: loss (and accuracy) per task against t, with each task's endpoint line."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -63,4 +64,13 @@ def barrier_html(result: BarrierResult, out: str | Path) -> None:
     if has_acc:
         fig.update_yaxes(title_text="accuracy (task metric)", range=[-0.03, 1.03], row=1, col=2)
     fig.update_layout(title=_title(result), template="plotly_white", height=480)
+    return fig
+
+
+def barrier_html(result: BarrierResult, out: str | Path) -> None:
+    write_html(barrier_figure(result), out)
+
+
+def write_html(fig, out: str | Path) -> None:
+    """A self-contained page: plotly.js inline, so it opens offline."""
     fig.write_html(out, include_plotlyjs=True, full_html=True)

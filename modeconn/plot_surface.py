@@ -7,25 +7,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .plot import COLORS
+from .plot import COLORS, write_html
 from .surface import SurfaceResult
-
-
-def _short(label: str) -> str:
-    return Path(label).name or label
 
 
 def _axis_names(result: SurfaceResult) -> tuple[str, str]:
     if result.kind == "plane":
-        a, b, c = (_short(x) for x in result.labels)
+        a, b, c = result.short_labels()
         return f"u: along {a} → {b} (distance in {result.space} space)", f"v: towards {c}, orthogonal to u"
     return "α (filter-normalised direction 1)", "β (filter-normalised direction 2)"
 
 
 def _title(result: SurfaceResult) -> str:
     if result.kind == "plane":
-        return f"plane through {', '.join(_short(x) for x in result.labels)} ({result.space} space)"
-    return f"random-direction landscape around {_short(result.labels[0])}"
+        return f"plane through {', '.join(result.short_labels())} ({result.space} space)"
+    return f"random-direction landscape around {result.short_labels()[0]}"
 
 
 def _panels(result: SurfaceResult) -> list[tuple[str, np.ndarray]]:
@@ -77,15 +73,16 @@ def _draw_points(ax, result: SurfaceResult) -> None:
     if result.curve:
         xy = np.asarray(result.curve["xy"])
         ax.plot(xy[:, 0], xy[:, 1], "-", color="#ff7f0e", lw=2, label="Bézier curve")
-    for (px, py), label, marker in zip(pts, result.labels, "o^s"):
+    for (px, py), label, marker in zip(pts, result.short_labels(), "o^s"):
         ax.plot(px, py, marker, color="white", mec="black", ms=8)
-        ax.annotate(_short(label), (px, py), textcoords="offset points", xytext=(6, 6), color="white", fontsize=8,
+        ax.annotate(label, (px, py), textcoords="offset points", xytext=(6, 6), color="white", fontsize=8,
                     bbox=dict(boxstyle="round,pad=0.2", fc="black", alpha=0.5, lw=0))
     if result.kind == "plane":
         ax.legend(fontsize=7, loc="lower right")
 
 
-def surface_html(result: SurfaceResult, out: str | Path, surface3d: bool = False) -> None:
+def surface_figure(result: SurfaceResult, surface3d: bool = False):
+    """The plotly figure of a plane or landscape: contour maps (or 3D surfaces) per task, or 1D curves."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -122,7 +119,11 @@ def surface_html(result: SurfaceResult, out: str | Path, surface3d: bool = False
                 fig.update_yaxes(title_text=yname, row=1, col=i + 1)
     fig.update_layout(title=_title(result), template="plotly_white", height=520, width=max(700, 560 * len(names)),
                       legend=dict(orientation="h", y=-0.2))
-    fig.write_html(out, include_plotlyjs=True, full_html=True)
+    return fig
+
+
+def surface_html(result: SurfaceResult, out: str | Path, surface3d: bool = False) -> None:
+    write_html(surface_figure(result, surface3d), out)
 
 
 def _html_points(fig, result: SurfaceResult, col: int, show_legend: bool) -> None:
@@ -137,7 +138,7 @@ def _html_points(fig, result: SurfaceResult, col: int, show_legend: bool) -> Non
     if result.kind == "plane":
         fig.add_trace(go.Scatter(x=pts[:2, 0], y=pts[:2, 1], mode="lines", line=dict(color="white", dash="dash"),
                                  name="linear path", hoverinfo="skip", showlegend=show_legend, legendgroup="line"), 1, col)
-    fig.add_trace(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="markers+text", text=[_short(x) for x in result.labels],
+    fig.add_trace(go.Scatter(x=pts[:, 0], y=pts[:, 1], mode="markers+text", text=result.short_labels(),
                              textposition="top right", marker=dict(color="white", size=10, line=dict(color="black", width=1)),
                              name="points", showlegend=show_legend, legendgroup="points", textfont=dict(color="white"),
                              hovertemplate="%{text}<br>x=%{x:.4f}<br>y=%{y:.4f}<extra></extra>"), 1, col)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plot import COLORS
+from .plot import COLORS, write_html
 from .sweep import MEASURES, SweepResult
 
 MEASURE_NAMES = {"barrier": "barrier (vs interpolated endpoints)", "mean": "barrier vs mean endpoint",
@@ -76,7 +76,8 @@ def sweep_png(result: SweepResult, out: str | Path, measure: str = "barrier") ->
     plt.close(fig)
 
 
-def sweep_html(result: SweepResult, out: str | Path, measure: str = "barrier") -> None:
+def sweep_figure(result: SweepResult, measure: str = "barrier"):
+    """The plotly figure of a sweep: joint-gap heatmaps per path, then each task's barrier per path."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -101,7 +102,11 @@ def sweep_html(result: SweepResult, out: str | Path, measure: str = "barrier") -
         fig.update_yaxes(autorange="reversed", row=r, col=c)
     fig.update_layout(title=f"sweep over {' → '.join(result.tasks)} ({result.space} space); cells: {what} per task, joint gap per pair",
                       template="plotly_white", height=360 * rows, width=max(800, 330 * cols))
-    fig.write_html(out, include_plotlyjs=True, full_html=True)
+    return fig
 
 
-__all__ = ["sweep_png", "sweep_html", "MEASURES"]
+def sweep_html(result: SweepResult, out: str | Path, measure: str = "barrier") -> None:
+    write_html(sweep_figure(result, measure), out)
+
+
+__all__ = ["sweep_png", "sweep_html", "sweep_figure", "MEASURES"]

@@ -8,12 +8,13 @@ from typing import Callable
 
 from .errors import DataError
 
-STEMS = {"barrier": "barrier", "plane": "plane", "random": "landscape", "sweep": "sweep"}
+STEMS = {"barrier": "barrier", "plane": "plane", "random": "landscape", "sweep": "sweep", "continual_metrics": "accuracy"}
 
 
 def load_result(path: str | Path):
-    """A BarrierResult, SurfaceResult or SweepResult, by the JSON's ``kind``."""
+    """A BarrierResult, SurfaceResult, SweepResult or a training run's ContinualMetrics, by the JSON's ``kind``."""
     from .barrier import BarrierResult
+    from .continual.metrics import ContinualMetrics
     from .surface import SurfaceResult
     from .sweep import SweepResult
 
@@ -25,7 +26,8 @@ def load_result(path: str | Path):
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a JSON file ({exc})") from None
     kind = data.get("kind") if isinstance(data, dict) else None
-    readers = {"barrier": BarrierResult, "plane": SurfaceResult, "random": SurfaceResult, "sweep": SweepResult}
+    readers = {"barrier": BarrierResult, "plane": SurfaceResult, "random": SurfaceResult, "sweep": SweepResult,
+               "continual_metrics": ContinualMetrics}
     if kind not in readers:
         raise DataError(f"{path}: not a modeconn result (kind {kind!r}; expected one of {sorted(readers)})")
     try:
@@ -37,11 +39,16 @@ def load_result(path: str | Path):
 def writers(result, surface3d: bool = False, measure: str = "barrier") -> dict[str, Callable[[Path], None]]:
     """File name → writer for the result's JSON, PNG and HTML (what each command writes, and ``modeconn plot``)."""
     from .barrier import BarrierResult
+    from .continual.metrics import ContinualMetrics
     from .plot import barrier_html, barrier_png
+    from .plot_continual import continual_html, continual_png
     from .plot_surface import surface_html, surface_png
     from .plot_sweep import sweep_html, sweep_png
     from .surface import SurfaceResult
 
+    if isinstance(result, ContinualMetrics):  # a run's metrics.json stays as the trainer wrote it; only pictures
+        runs = {"run": result}
+        return {"accuracy.png": partial(continual_png, runs), "accuracy.html": partial(continual_html, runs)}
     if isinstance(result, BarrierResult):
         stem, png, html = "barrier", partial(barrier_png, result), partial(barrier_html, result)
     elif isinstance(result, SurfaceResult):
@@ -49,3 +56,33 @@ def writers(result, surface3d: bool = False, measure: str = "barrier") -> dict[s
     else:
         stem, png, html = "sweep", partial(sweep_png, result, measure=measure), partial(sweep_html, result, measure=measure)
     return {f"{stem}.json": lambda p: p.write_text(result.dumps() + "\n"), f"{stem}.png": png, f"{stem}.html": html}
+
+
+def figure(result, surface3d: bool = False, measure: str = "barrier"):
+    """The plotly figure of any result (what its HTML page shows); in a notebook it displays itself.
+
+    A dict of ContinualMetrics (method label → metrics) gives the side-by-side accuracy matrices."""
+    from .barrier import BarrierResult
+    from .continual.metrics import ContinualMetrics
+    from .plot import barrier_figure
+    from .plot_continual import continual_figure
+    from .plot_surface import surface_figure
+    from .plot_sweep import sweep_figure
+    from .surface import SurfaceResult
+
+    if isinstance(result, dict):
+        return continual_figure(result)
+    if isinstance(result, ContinualMetrics):
+        return continual_figure({"run": result})
+    if isinstance(result, BarrierResult):
+        return barrier_figure(result)
+    if isinstance(result, SurfaceResult):
+        return surface_figure(result, surface3d)
+    return sweep_figure(result, measure)
+
+
+def save_result(result, out: str | Path, **options) -> list[Path]:
+    """Write a result's JSON, PNG and HTML into ``out`` together (as the commands do); returns the files."""
+    from .outputs import write_all
+
+    return write_all(out, writers(result, **options))

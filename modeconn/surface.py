@@ -52,11 +52,18 @@ class SurfaceResult:
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, allow_nan=False)
 
+    def short_labels(self) -> list[str]:
+        """The labelled points by folder name; by ``parent/name`` when two names clash (``fast/gloss``, ``slow/gloss``)."""
+        names = [Path(lab).name or lab for lab in self.labels]
+        if len(set(names)) == len(names):
+            return names
+        return ["/".join(Path(lab).parts[-2:]) or lab for lab in self.labels]
+
     def table(self) -> str:
         """Per task: the loss at each labelled point and the lowest and highest loss on the grid."""
         what = "plane" if self.kind == "plane" else f"{'1D' if self.one_dimensional else '2D'} random-direction landscape"
         lines = [f"{what} in {self.space} space, {len(self.x)}×{len(self.y)} grid, {', '.join(self.labels)}"]
-        short = [Path(lab).name or lab for lab in self.labels]
+        short = self.short_labels()
         lines.append(f"{'task':<16}" + "".join(f"{lab[:12]:>13}" for lab in short) + f"{'grid min':>10}{'grid max':>10}")
         for name, st in self.tasks.items():
             flat = [v for row in st.loss for v in row]

@@ -190,3 +190,13 @@ def test_bad_sweep_and_plot_input(tmp_path, capsys):
     _refused(["plot", str(tmp_path / "bad.json")], capsys, out, "not a modeconn result")
     (tmp_path / "broken.json").write_text("{")
     _refused(["plot", str(tmp_path / "broken.json")], capsys, out, "not a JSON file")
+
+
+def test_points_with_the_same_folder_name_keep_distinct_labels():
+    from modeconn.surface import SurfaceResult
+
+    def labels(*paths):
+        return SurfaceResult("plane", "factor", [0.0], [0.0], [], list(paths), {}, list(paths), "tiny-llama").short_labels()
+
+    assert labels("runs/seq/news", "runs/seq/gloss", "curves/news-gloss") == ["news", "gloss", "news-gloss"]
+    assert labels("run/fast/news", "run/fast/gloss", "run/slow/gloss") == ["fast/news", "fast/gloss", "slow/gloss"]

@@ -43,6 +43,11 @@ class ContinualMetrics:
     def to_json(self) -> dict:
         return {"kind": "continual_metrics", **asdict(self), "AP": self.ap, "BWT": self.bwt, "FWT": self.fwt}
 
+    @classmethod
+    def from_json(cls, data: dict) -> "ContinualMetrics":
+        """Read the matrix back from a run's ``metrics.json`` (AP, BWT and FWT are recomputed from it)."""
+        return cls(**{k: data[k] for k in ("tasks", "accuracy", "loss", "initial_accuracy", "initial_loss", "split") if k in data})
+
     def table(self) -> str:
         width = max(8, *(len(t) for t in self.tasks))
         lines = [f"{'after':<{width}} " + " ".join(f"{t:>{width}}" for t in self.tasks)]

@@ -1,0 +1,167 @@
+"""The main job on the embedded default (``make demo``, ``modeconn demo``): train seq, er and ilora over the task
+sequence, sweep the barriers between consecutive seq minima (linear and fitted Bézier), compare the methods, and
+write a report folder — report.html, the PNGs and every JSON result.
+
+Data flows one way: training runs → adapters → sweeps, paths and a plane → results → pictures → report.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+# The embedded default's own LoRA training settings (scripts/build_default.py): every linear module of the tiny LLaMA.
+EMBEDDED_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+EMBEDDED_TRAINING = dict(rank=8, alpha=16.0, dropout=0.0, target_modules=EMBEDDED_TARGETS, lr=3e-3, batch_size=16)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sized to finish in a few minutes on 2 CPU cores; the full sequence is ``benchmarks/continual.py``'s job."""
+
+    methods: tuple[str, ...] = ("seq", "er", "ilora")
+    max_train: int = 160  # training examples per task
+    epochs: int = 3
+    eval_limit: int = 60  # test examples per task for the accuracy matrices
+    limit: int = 48  # examples per task for path evaluation and curve fitting
+    points: int = 11  # t per path
+    curve_steps: int = 100
+    grid: int = 13  # plane: points per axis
+    seed: int = 0
+    tasks: int | None = None  # the first N tasks of the embedded sequence (None: all four)
+
+    def __post_init__(self):
+        for name in ("max_train", "epochs", "eval_limit", "limit", "curve_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.points < 2 or self.grid < 2:
+            raise ConfigError("points and grid must be at least 2")
+        if self.tasks is not None and self.tasks < 2:
+            raise ConfigError(f"the demo needs at least two tasks, got {self.tasks}")
+        if "seq" not in self.methods:
+            raise ConfigError("the demo sweeps the seq run: keep 'seq' among the methods")
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    config: DemoConfig
+    metrics: dict = field(default_factory=dict)  # method → ContinualMetrics
+    sweeps: dict = field(default_factory=dict)  # method → SweepResult (seq with Bézier curves)
+    pair: tuple[str, str] = ("", "")  # the seq pair with the largest linear joint gap
+    paths: dict = field(default_factory=dict)  # "linear" / "bezier" → BarrierResult along that pair, with accuracy
+    plane: object = None  # SurfaceResult through the pair and its control point
+    seconds: float = 0.0
+
+    def largest(self) -> dict:
+        """The consecutive seq pair whose straight path has the largest joint gap, and the same pair's curve."""
+        rows = {p: {(r["from"], r["to"]): r for r in self.sweeps["seq"].consecutive(p)} for p in ("linear", "bezier")}
+        line, curve = rows["linear"][self.pair], rows["bezier"][self.pair]
+        own = lambda row: max(row[t]["barrier"] for t in self.pair)  # noqa: E731
+        return {"from": self.pair[0], "to": self.pair[1], "linear_joint_gap": line["joint_gap"],
+                "bezier_joint_gap": curve["joint_gap"], "linear_task_barrier": own(line), "bezier_task_barrier": own(curve)}
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"{m:<6} AP {r.ap:.3f}   BWT {r.bwt:+.3f}   (exact match, {r.split} split, {len(r.tasks)} tasks)"
+                 for m, r in self.metrics.items()]
+        big = self.largest()
+        lines.append(f"largest linear barrier (seq, joint gap): {big['from']} → {big['to']} {big['linear_joint_gap']:.3f}")
+        lines.append(f"its fitted Bézier curve: joint gap {big['bezier_joint_gap']:.3f} "
+                     f"(largest per-task barrier of the pair: line {big['linear_task_barrier']:.3f}, curve {big['bezier_task_barrier']:.3f})")
+        return lines
+
+    def to_json(self) -> dict:
+        return {"kind": "demo", "config": {**asdict(self.config), "methods": list(self.config.methods)},
+                "methods": {m: {"AP": r.ap, "BWT": r.bwt, "FWT": r.fwt, "metrics": f"runs/{m}/metrics.json"}
+                            for m, r in self.metrics.items()},
+                "consecutive": {m: {p: s.consecutive(p) for p in s.paths()} for m, s in self.sweeps.items()},
+                "largest": self.largest(), "seconds": self.seconds}
+
+
+def run_demo(out: str | Path = "demo_out", config: DemoConfig = DemoConfig(), progress: bool = True) -> DemoResult:
+    """Run the whole study and write ``out``; returns the numbers the report and the summary show."""
+    from .analysis import measure_barrier, measure_plane, sweep_sequence
+    from .bezier import CurveConfig
+    from .continual import TrainConfig, get_method, train_sequence
+    from .evaluate import EvalConfig
+    from .models import checkpoints_dir
+    from .results import save_result
+    from .sequence import load_sequence
+
+    started = time.perf_counter()
+    out = Path(out)
+    result = DemoResult(out, config)
+    embedded = load_sequence(checkpoints_dir() / "seq")
+    tasks = [(t.name, embedded.data_dir(t)) for t in embedded.tasks[: config.tasks]]
+    train_config = TrainConfig(**EMBEDDED_TRAINING, epochs=config.epochs, max_train=config.max_train, seed=config.seed)
+    for name in config.methods:
+        options = {"seed": config.seed} if name in ("er", "ilora") else {}
+        run = train_sequence(embedded.base_model, tasks, get_method(name, **options), train_config, out / "runs" / name,
+                             name=f"demo-{name}", eval_limit=config.eval_limit, progress=progress,
+                             metrics_by_task={t.name: t.metric for t in embedded.tasks})
+        result.metrics[name] = run.metrics
+    losses = EvalConfig(accuracy=False, progress=False)
+    curves = CurveConfig(steps=config.curve_steps, seed=config.seed)
+    for name in config.methods:  # seq with fitted curves; the others' straight paths, to compare the methods
+        seq = name == "seq"
+        sweep = sweep_sequence(str(out / "runs" / name), points=config.points, pairs="consecutive", bezier=seq,
+                               curve_config=curves, limit=config.limit, seed=config.seed, eval_config=losses,
+                               progress=progress, curves_out=str(out / "curves") if seq else None)
+        save_result(sweep, out / f"sweep-{name}")
+        result.sweeps[name] = sweep
+    rows = result.sweeps["seq"].consecutive("linear")
+    top = max(rows, key=lambda r: r["joint_gap"])
+    result.pair = (top["from"], top["to"])
+    a, b = (str(out / "runs" / "seq" / t) for t in result.pair)
+    control = str(out / "curves" / f"{result.pair[0]}-{result.pair[1]}")
+    decode = EvalConfig(progress=False)
+    for path in ("linear", "bezier"):
+        barrier = measure_barrier(a, b, points=config.points, path=path, control=control if path == "bezier" else None,
+                                  limit=config.limit, seed=config.seed, eval_config=decode)
+        save_result(barrier, out / f"path-{path}")
+        result.paths[path] = barrier
+    result.plane = measure_plane(a, b, control, grid=config.grid, limit=config.limit, seed=config.seed,
+                                 eval_config=losses)
+    save_result(result.plane, out / "plane")
+    result.seconds = time.perf_counter() - started
+    _write_comparison(result)
+    from .demo_report import write_demo_report
+
+    write_demo_report(result)
+    tmp = out / ".demo.json.tmp"
+    tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    tmp.replace(out / "demo.json")
+    return result
+
+
+def load_demo(out: str | Path) -> DemoResult:
+    """Read a finished demo folder back (every number comes from its JSON files), e.g. to redraw the report."""
+    from .continual.metrics import ContinualMetrics
+    from .errors import DataError
+    from .results import load_result
+
+    out = Path(out)
+    try:
+        record = json.loads((out / "demo.json").read_text())
+    except (FileNotFoundError, ValueError) as exc:
+        raise DataError(f"{out}: not a finished demo folder ({exc})") from None
+    config = DemoConfig(**{**record["config"], "methods": tuple(record["config"]["methods"])})
+    result = DemoResult(out, config, seconds=record["seconds"])
+    for name in config.methods:
+        result.metrics[name] = ContinualMetrics.from_json(json.loads((out / "runs" / name / "metrics.json").read_text()))
+        result.sweeps[name] = load_result(out / f"sweep-{name}" / "sweep.json")
+    result.pair = (record["largest"]["from"], record["largest"]["to"])
+    result.paths = {p: load_result(out / f"path-{p}" / "barrier.json") for p in ("linear", "bezier")}
+    result.plane = load_result(out / "plane" / "plane.json")
+    return result
+
+
+def _write_comparison(result: DemoResult) -> None:
+    from .outputs import write_all
+    from .plot_continual import continual_html, continual_png
+
+    write_all(result.out / "methods", {"accuracy.png": lambda p: continual_png(result.metrics, p),
+                                       "accuracy.html": lambda p: continual_html(result.metrics, p)})
