@@ -3,8 +3,8 @@ time of I-LoRA relative to experience replay measured in the same run.
 
     python benchmarks/continual.py [--seeds 0 1 2] [--methods seq er ewc mtl ilora ilora-0.99 ilora-reference]
     # the same comparison on a real pretrained LLM, added to the same file:
-    python benchmarks/continual.py --base smollm2-135m --tasks news gloss --methods seq er ilora --seeds 0 \\
-        --max-train 64 --epochs 2 --batch-size 8 --eval-limit 50 --append
+    python benchmarks/continual.py --base smollm2-135m --tasks news gloss fortune --methods seq er ilora --seeds 0 \\
+        --max-train 40 --epochs 2 --batch-size 8 --eval-limit 40 --append
 
 Writes benchmarks/results/continual.json and continual.md (one table per base model), and prints one JSON line per
 run. Not a test.
