@@ -27,7 +27,7 @@ _EXPORTS = {
     "TrainConfig": "continual", "train_sequence": "continual", "get_method": "continual", "METHODS": "continual",
     "ContinualMetrics": "continual",
     "checkpoints_dir": "models", "figure": "results", "save_result": "results",
-    "DemoConfig": "demo", "run_demo": "demo", "load_demo": "demo",
+    "DemoConfig": "demo", "run_demo": "demo", "load_demo": "demo", "EMBEDDED_TRAINING": "demo",
 }
 
 __all__ = sorted(_EXPORTS)

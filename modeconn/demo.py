@@ -15,7 +15,7 @@ from .errors import ConfigError
 
 # The embedded default's own LoRA training settings (scripts/build_default.py): every linear module of the tiny LLaMA.
 EMBEDDED_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-EMBEDDED_TRAINING = dict(rank=8, alpha=16.0, dropout=0.0, target_modules=EMBEDDED_TARGETS, lr=3e-3, batch_size=16)
+EMBEDDED_TRAINING = dict(rank=8, alpha=16, dropout=0.0, target_modules=EMBEDDED_TARGETS, lr=3e-3, batch_size=16)
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,11 @@ class DemoConfig:
             raise ConfigError("points and grid must be at least 2")
         if self.tasks is not None and self.tasks < 2:
             raise ConfigError(f"the demo needs at least two tasks, got {self.tasks}")
+        from .continual.registry import METHODS
+
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ConfigError(f"methods: unknown method {unknown[0]!r}; choose from {sorted(METHODS)}")
         if "seq" not in self.methods:
             raise ConfigError("the demo sweeps the seq run: keep 'seq' among the methods")
 
@@ -127,7 +132,7 @@ def run_demo(out: str | Path = "demo_out", config: DemoConfig = DemoConfig(), pr
                                  eval_config=losses)
     save_result(result.plane, out / "plane")
     result.seconds = time.perf_counter() - started
-    _write_comparison(result)
+    save_result(result.metrics, out / "methods")
     from .demo_report import write_demo_report
 
     write_demo_report(result)
@@ -139,7 +144,6 @@ def run_demo(out: str | Path = "demo_out", config: DemoConfig = DemoConfig(), pr
 
 def load_demo(out: str | Path) -> DemoResult:
     """Read a finished demo folder back (every number comes from its JSON files), e.g. to redraw the report."""
-    from .continual.metrics import ContinualMetrics
     from .errors import DataError
     from .results import load_result
 
@@ -151,17 +155,9 @@ def load_demo(out: str | Path) -> DemoResult:
     config = DemoConfig(**{**record["config"], "methods": tuple(record["config"]["methods"])})
     result = DemoResult(out, config, seconds=record["seconds"])
     for name in config.methods:
-        result.metrics[name] = ContinualMetrics.from_json(json.loads((out / "runs" / name / "metrics.json").read_text()))
+        result.metrics[name] = load_result(out / "runs" / name / "metrics.json")
         result.sweeps[name] = load_result(out / f"sweep-{name}" / "sweep.json")
     result.pair = (record["largest"]["from"], record["largest"]["to"])
     result.paths = {p: load_result(out / f"path-{p}" / "barrier.json") for p in ("linear", "bezier")}
     result.plane = load_result(out / "plane" / "plane.json")
     return result
-
-
-def _write_comparison(result: DemoResult) -> None:
-    from .outputs import write_all
-    from .plot_continual import continual_html, continual_png
-
-    write_all(result.out / "methods", {"accuracy.png": lambda p: continual_png(result.metrics, p),
-                                       "accuracy.html": lambda p: continual_html(result.metrics, p)})

@@ -22,12 +22,6 @@ def _pairs_figure(result):
     return fig
 
 
-def _grid_mean_min(plane) -> float:
-    import numpy as np
-
-    return float(np.mean([np.asarray(st.loss) for st in plane.tasks.values()], axis=0).min())
-
-
 def write_demo_report(result) -> None:
     from .results import figure
 
@@ -94,7 +88,7 @@ def write_demo_report(result) -> None:
             f"log10 loss of each task, and of their mean, on a {cfg.grid}×{cfg.grid} grid over the plane through the {a} "
             f"adapter, the {b} adapter and the fitted control point; the dashed line is the straight path and the orange "
             "line the fitted curve; the white points are the two minima and the control point. Grid minimum of the mean "
-            f"loss: {_grid_mean_min(plane):.3f}."),
+            f"loss: {min(min(row) for row in plane.mean_loss()):.3f}."),
             figure(plane), ["plane/plane.json", "plane/plane.png"]),
         Section("Consecutive minima of each method", (
             "The joint gap of each consecutive pair of task adapters, on every method's own straight paths, beside the "

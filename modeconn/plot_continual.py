@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .continual.metrics import ContinualMetrics
+from .continual.metrics import ContinualMetrics, signed
 from .plot import COLORS, write_html
 
 
@@ -27,7 +27,7 @@ def continual_png(runs: dict[str, ContinualMetrics], out: str | Path) -> None:
         image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1)
         ax.set_xticks(range(len(m.tasks)), m.tasks, rotation=30, ha="right")
         ax.set_yticks(range(len(values)), m.tasks[: len(values)])
-        ax.set(title=f"{label}: AP {m.ap:.3f}, BWT {_signed(m.bwt)}", xlabel="evaluated on", ylabel="after training")
+        ax.set(title=f"{label}: AP {m.ap:.3f}, BWT {signed(m.bwt)}", xlabel="evaluated on", ylabel="after training")
         for i in range(values.shape[0]):
             for j in range(values.shape[1]):
                 ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=8,
@@ -52,7 +52,7 @@ def continual_figure(runs: dict[str, ContinualMetrics]):
     from plotly.subplots import make_subplots
 
     n = len(runs)
-    titles = [f"{label}: AP {m.ap:.3f}, BWT {_signed(m.bwt)}" for label, m in runs.items()] + ["AP and BWT"]
+    titles = [f"{label}: AP {m.ap:.3f}, BWT {signed(m.bwt)}" for label, m in runs.items()] + ["AP and BWT"]
     fig = make_subplots(rows=1, cols=n + 1, subplot_titles=titles, horizontal_spacing=0.07)
     for k, (label, m) in enumerate(runs.items(), start=1):
         z = _matrix(m)
@@ -74,7 +74,3 @@ def continual_figure(runs: dict[str, ContinualMetrics]):
 
 def continual_html(runs: dict[str, ContinualMetrics], out: str | Path) -> None:
     write_html(continual_figure(runs), out)
-
-
-def _signed(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:+.3f}"

@@ -28,7 +28,7 @@ def _panels(result: SurfaceResult) -> list[tuple[str, np.ndarray]]:
     """One loss grid per task, and their mean (the joint objective a Bézier curve is fitted to) when there are several."""
     panels = [(name, np.asarray(st.loss)) for name, st in result.tasks.items()]
     if len(panels) > 1:
-        panels.append((f"mean of {len(panels)} tasks", np.mean([z for _, z in panels], axis=0)))
+        panels.append((f"mean of {len(panels)} tasks", np.asarray(result.mean_loss())))
     return panels
 
 

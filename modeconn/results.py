@@ -37,17 +37,17 @@ def load_result(path: str | Path):
 
 
 def writers(result, surface3d: bool = False, measure: str = "barrier") -> dict[str, Callable[[Path], None]]:
-    """File name → writer for the result's JSON, PNG and HTML (what each command writes, and ``modeconn plot``)."""
+    """File name → writer for the result's JSON, PNG and HTML (what each command writes, and ``modeconn plot``);
+    training metrics (one run, or method label → run) get only the accuracy pictures."""
     from .barrier import BarrierResult
-    from .continual.metrics import ContinualMetrics
     from .plot import barrier_html, barrier_png
     from .plot_continual import continual_html, continual_png
     from .plot_surface import surface_html, surface_png
     from .plot_sweep import sweep_html, sweep_png
     from .surface import SurfaceResult
 
-    if isinstance(result, ContinualMetrics):  # a run's metrics.json stays as the trainer wrote it; only pictures
-        runs = {"run": result}
+    runs = _continual_runs(result)
+    if runs is not None:  # a run's metrics.json stays as the trainer wrote it; only pictures
         return {"accuracy.png": partial(continual_png, runs), "accuracy.html": partial(continual_html, runs)}
     if isinstance(result, BarrierResult):
         stem, png, html = "barrier", partial(barrier_png, result), partial(barrier_html, result)
@@ -58,22 +58,29 @@ def writers(result, surface3d: bool = False, measure: str = "barrier") -> dict[s
     return {f"{stem}.json": lambda p: p.write_text(result.dumps() + "\n"), f"{stem}.png": png, f"{stem}.html": html}
 
 
+def _continual_runs(result) -> dict | None:
+    """Training metrics as label → ContinualMetrics (a single run is labelled "run"); None for any other result."""
+    from .continual.metrics import ContinualMetrics
+
+    if isinstance(result, ContinualMetrics):
+        return {"run": result}
+    return result if isinstance(result, dict) else None
+
+
 def figure(result, surface3d: bool = False, measure: str = "barrier"):
     """The plotly figure of any result (what its HTML page shows); in a notebook it displays itself.
 
-    A dict of ContinualMetrics (method label → metrics) gives the side-by-side accuracy matrices."""
+    Training metrics, one run or a dict of them (method label → metrics), give side-by-side accuracy matrices."""
     from .barrier import BarrierResult
-    from .continual.metrics import ContinualMetrics
     from .plot import barrier_figure
     from .plot_continual import continual_figure
     from .plot_surface import surface_figure
     from .plot_sweep import sweep_figure
     from .surface import SurfaceResult
 
-    if isinstance(result, dict):
-        return continual_figure(result)
-    if isinstance(result, ContinualMetrics):
-        return continual_figure({"run": result})
+    runs = _continual_runs(result)
+    if runs is not None:
+        return continual_figure(runs)
     if isinstance(result, BarrierResult):
         return barrier_figure(result)
     if isinstance(result, SurfaceResult):

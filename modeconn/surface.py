@@ -52,6 +52,11 @@ class SurfaceResult:
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, allow_nan=False)
 
+    def mean_loss(self) -> list[list[float]]:
+        """The grid of the tasks' mean loss: the joint objective a Bézier curve between two tasks is fitted to."""
+        losses = [st.loss for st in self.tasks.values()]
+        return [[sum(v) / len(v) for v in zip(*rows)] for rows in zip(*losses)]
+
     def short_labels(self) -> list[str]:
         """The labelled points by folder name; by ``parent/name`` when two names clash (``fast/gloss``, ``slow/gloss``)."""
         names = [Path(lab).name or lab for lab in self.labels]

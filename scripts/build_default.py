@@ -22,7 +22,6 @@ import pretrain_base  # noqa: E402
 
 TASKS = ["news", "gloss", "fortune", "stdlib"]
 PRETRAIN_STEPS = 1000
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def main() -> None:
@@ -48,9 +47,10 @@ def main() -> None:
         import os
 
         from modeconn.continual import TrainConfig, get_method, train_sequence
+        from modeconn.demo import EMBEDDED_TRAINING
 
         os.environ["MODECONN_CHECKPOINTS"] = str(out.resolve())
-        config = TrainConfig(rank=8, alpha=16, dropout=0.0, target_modules=LORA_TARGETS, lr=3e-3, epochs=5, batch_size=16, seed=args.seed)
+        config = TrainConfig(**EMBEDDED_TRAINING, epochs=5, seed=args.seed)
         train_sequence("tiny-llama", [(t, out / "data" / t) for t in TASKS], get_method("seq"), config, out / "seq", name="embedded-seq")
 
 

@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 
+def signed(value: float | None) -> str:
+    """A transfer value as printed everywhere: sign always shown, 'n/a' where it is undefined."""
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
 @dataclass
 class ContinualMetrics:
     tasks: list[str]
@@ -55,6 +60,5 @@ class ContinualMetrics:
             lines.append(f"{'(base)':<{width}} " + " ".join(f"{a:>{width}.3f}" for a in self.initial_accuracy))
         for name, row in zip(self.tasks, self.accuracy):
             lines.append(f"{name:<{width}} " + " ".join(f"{a:>{width}.3f}" for a in row))
-        fmt = lambda x: "n/a" if x is None else f"{x:+.3f}"  # noqa: E731
-        lines.append(f"AP {self.ap:.3f}   BWT {fmt(self.bwt)}   FWT {fmt(self.fwt)}   ({self.split} split, each task's metric)")
+        lines.append(f"AP {self.ap:.3f}   BWT {signed(self.bwt)}   FWT {signed(self.fwt)}   ({self.split} split, each task's metric)")
         return "\n".join(lines)
