@@ -28,11 +28,13 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q -ra
 
-# Benchmarks (not tests): the path evaluator against the per-point loop and peft's mixed-adapter batch (~15 min on
-# 2 CPU cores). The continual-methods benchmark takes hours on a CPU: python benchmarks/continual.py
+# Benchmarks (not tests): the path evaluator against the per-point loop and peft's mixed-adapter batch, and the
+# I-LoRA / ER training step time (~20 min on 2 CPU cores). The continual-methods benchmark takes hours on a CPU:
+# python benchmarks/continual.py
 bench: venv
 	$(PY) benchmarks/path_eval.py
 	$(PY) benchmarks/adaptive.py
+	$(PY) benchmarks/step_time.py
 
 clean:
 	rm -rf $(VENV) demo_out results .pytest_cache

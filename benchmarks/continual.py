@@ -7,7 +7,8 @@ time of I-LoRA relative to experience replay measured in the same run.
         --max-train 40 --epochs 2 --batch-size 8 --eval-limit 40 --append
 
 Writes benchmarks/results/continual.json and continual.md (one table per base model), and prints one JSON line per
-run. Not a test.
+run. Not a test. The step times of these long runs share the machine with whatever else runs; continual.md also
+quotes the controlled ilora / er measurement of benchmarks/step_time.py where results/step_time.json has the base.
 """
 from __future__ import annotations
 
@@ -116,6 +117,8 @@ def write(out: Path, runs: list[dict]) -> None:
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     tmp.replace(out.with_suffix(".json"))
+    timing = out.with_name("step_time.json")
+    step_times = json.loads(timing.read_text())["bases"] if timing.is_file() else {}
     lines = []
     for base, b in by_base.items():
         lines += [f"## {base}: {' → '.join(b['tasks'])}, exact match on test splits", "",
@@ -124,7 +127,15 @@ def write(out: Path, runs: list[dict]) -> None:
             lines.append(f"| {label} | {len(s['seeds'])} | {s['AP'][0]:.3f} ± {s['AP'][1]:.3f} | "
                          f"{s['BWT'][0]:+.3f} ± {s['BWT'][1]:.3f} | {s['seconds_per_step'][0]:.3f} |")
         if b["ilora_over_er_step_time"] is not None:
-            lines += ["", f"I-LoRA step time / ER step time (same process, per seed, mean): {b['ilora_over_er_step_time']:.2f}×"]
+            lines += ["", f"I-LoRA step time / ER step time in these runs (same process, per seed, mean; every task, "
+                          f"under whatever else ran on the machine): {b['ilora_over_er_step_time']:.2f}×"]
+        timed = step_times.get(base)
+        if timed:  # the controlled measurement: replay steps only, alternating runs (benchmarks/step_time.py)
+            med = timed["median_seconds_per_step"]
+            lines += ["", f"Measured by `benchmarks/step_time.py` ({' → '.join(timed['tasks'])}, steps of the tasks after "
+                          f"the first, batch {timed['config']['batch_size']}): er {med['er']:.3f} s / step, ilora "
+                          f"{med['ilora']:.3f} s / step, **ilora / er = {timed['ilora_over_er']:.2f}×** (median of "
+                          f"{timed['repeats']} alternating pairs; range {min(timed['ratios']):.2f}–{max(timed['ratios']):.2f})"]
         lines.append("")
     notes = out.with_name(out.name + "_notes.md")
     if notes.is_file():  # hand-written context (which commit, what ran beside what), kept under the tables

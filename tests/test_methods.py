@@ -170,3 +170,27 @@ def test_ilora_slow_pass_keeps_only_the_fast_adapter_trainable(peft_llama):
     method._slow_hidden(peft_llama, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
     assert {n: p.requires_grad for n, p in peft_llama.named_parameters()} == before
     assert peft_llama.active_adapter == "default"
+
+
+def test_ilora_slow_hidden_states_equal_peft_forward_of_the_slow_adapter(peft_llama):
+    """The slow pass skips the LM head; its hidden states are those of peft's own forward with the slow adapter."""
+    method = ILoRA()
+    method.begin_task(_ctx(peft_llama))
+    with torch.no_grad():
+        for name, p in peft_llama.named_parameters():
+            if ".slow." in name:
+                p.normal_(0, 0.05)  # B = 0 at the start would hide which adapter ran
+    ids = torch.randint(3, 50, (2, 5))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    hidden = method._slow_hidden(peft_llama, {"input_ids": ids, "attention_mask": mask})
+    peft_llama.set_adapter("slow")
+    peft_llama.eval()
+    with torch.no_grad():
+        reference = peft_llama(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1:]
+    peft_llama.set_adapter("default")
+    with torch.no_grad():
+        other = peft_llama(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1:]
+    assert len(hidden) == len(reference) == peft_llama.config.num_hidden_layers
+    for h, r in zip(hidden, reference):
+        torch.testing.assert_close(h, r, rtol=0, atol=0)
+    assert not torch.allclose(hidden[-1], other[-1])  # and not the fast adapter's

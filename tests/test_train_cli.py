@@ -31,6 +31,8 @@ def test_train_ilora_writes_adapters_metrics_and_both_learners(tmp_path, capsys)
     assert metrics["method"] == "ilora" and metrics["tasks"] == ["news", "gloss"]
     assert len(metrics["accuracy"]) == 2 and all(len(r) == 2 for r in metrics["accuracy"])
     assert metrics["BWT"] == pytest.approx(metrics["accuracy"][1][0] - metrics["accuracy"][0][0])
+    by_task = metrics["seconds_per_step_by_task"]  # both tasks take equally many steps here
+    assert list(by_task) == ["news", "gloss"] and sum(by_task.values()) / 2 == pytest.approx(metrics["seconds_per_step"])
     for sub in ("news", "gloss", "fast/news", "slow/gloss"):
         assert (out / sub / "adapter_model.safetensors").is_file()
     assert main(["barrier", str(out / "news"), str(out / "gloss"), "--points", "2", "--limit", "3", "--no-accuracy",

@@ -85,8 +85,9 @@ class ILoRA:
         # inference_mode freezes both adapters; switching back to FAST re-enables exactly its gradients
         model.set_adapter(SLOW, inference_mode=True)
         model.eval()
-        with torch.no_grad():
-            hidden = model(**inputs, output_hidden_states=True).hidden_states[1:]
+        with torch.no_grad():  # the decoder alone: the consistency loss needs hidden states, not the LM head's logits
+            decoder = model.get_base_model().get_decoder()
+            hidden = decoder(**inputs, output_hidden_states=True).hidden_states[1:]
         model.set_adapter(FAST)
         model.train(was_training)
         return hidden

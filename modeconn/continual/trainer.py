@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,6 +40,8 @@ class TrainRun:
     complete: bool = True
     main_process: bool = True  # False on the other ranks of a multi-process run, which write nothing
     seconds_per_step: float = 0.0  # wall time of the training steps of this call (forward, backward, update, hooks)
+    # the same per task trained in this call: replay methods do more work once a buffer exists (tasks after the first)
+    seconds_per_step_by_task: dict[str, float] = field(default_factory=dict)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -151,6 +153,7 @@ def train_sequence(
         metrics = ContinualMetrics([t for t, _ in tasks], split=eval_split)
         metrics.initial_accuracy, metrics.initial_loss = _scores(model, tokenizer, tests, FAST, eval_config, metrics_by_task)
     steps_now, step_seconds = 0, 0.0
+    task_steps: dict[str, list[float]] = {}  # task -> [steps, seconds] of this call
     for index in range(run.task_index, len(tasks)):
         task, _ = tasks[index]
         select = getattr(method, "train_set", None)
@@ -179,7 +182,10 @@ def train_sequence(
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 method.after_step(trained)
-                step_seconds += time.perf_counter() - started
+                elapsed = time.perf_counter() - started
+                step_seconds += elapsed
+                counts = task_steps.setdefault(task, [0, 0.0])
+                counts[0], counts[1] = counts[0] + 1, counts[1] + elapsed
                 run.position += config.batch_size
                 run.global_step += 1
                 steps_now += 1
@@ -208,14 +214,16 @@ def train_sequence(
         accelerator.wait_for_everyone()
     in_sync = _ranks_agree(accelerator, model)
     per_step = step_seconds / max(1, steps_now)
+    by_task = {task: seconds / steps for task, (steps, seconds) in task_steps.items()}
     if not accelerator.is_main_process:
-        return TrainRun(None, metrics, main_process=False, seconds_per_step=per_step)
+        return TrainRun(None, metrics, main_process=False, seconds_per_step=per_step, seconds_per_step_by_task=by_task)
     entries = tuple(TaskEntry(task, _relative(folder, out), task, metrics_by_task[task]) for task, folder in tasks)
     seq = Sequence(name or out.name, base, entries, method.name, {"config": config.to_json(), "options": fingerprint["options"]}, out)
     seq.save(out)
     (out / "metrics.json").write_text(json.dumps({"method": method.name, **metrics.to_json(), "world_size": world,
-                                                  "ranks_in_sync": in_sync, "seconds_per_step": per_step}, indent=2) + "\n")
+                                                  "ranks_in_sync": in_sync, "seconds_per_step": per_step,
+                                                  "seconds_per_step_by_task": by_task}, indent=2) + "\n")
     (out / "command.sh").write_text(" ".join(shlex.quote(a) for a in sys.argv) + "\n")
     (out / "train_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n")
     clear_state(out)
-    return TrainRun(seq, metrics, seconds_per_step=per_step)
+    return TrainRun(seq, metrics, seconds_per_step=per_step, seconds_per_step_by_task=by_task)
