@@ -75,10 +75,9 @@ def main() -> None:
         name, options = VARIANTS[label]
         runs = [r for r in runs if (r.get("base", "tiny-llama"), r["label"], r["seed"]) != (args.base, label, seed)]
         started = time.perf_counter()
-        extra = {"seed": seed} if name in ("er", "ilora") else {}
         config = TrainConfig(**settings, max_train=args.max_train, seed=seed)
         with tempfile.TemporaryDirectory() as tmp:
-            run = train_sequence(args.base, [(t, data / t) for t in args.tasks], get_method(name, **options, **extra),
+            run = train_sequence(args.base, [(t, data / t) for t in args.tasks], get_method(name, seed=seed, **options),
                                  config, tmp, eval_limit=args.eval_limit, progress=False)
         m = run.metrics
         runs.append({"base": args.base, "tasks": args.tasks, "label": label, "seed": seed, "AP": m.ap, "BWT": m.bwt,

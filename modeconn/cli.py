@@ -282,7 +282,7 @@ def train(method, tasks, order, out, config_file, base, device, eval_split, eval
     method = method or file_values.get("method") or "seq"
     config, options = resolve(method, file_values, flags)
     chosen, manifest_base, task_metrics = resolve_tasks(tasks, order)
-    strategy = get_method(method, **options)
+    strategy = get_method(method, seed=config.seed, **options)
     run = train_sequence(base or manifest_base or DEFAULT_BASE, chosen, strategy, config, out_dir, device=device,
                          eval_split=eval_split, eval_limit=eval_limit, resume=resume, stop_after=stop_after_steps,
                          metrics_by_task=task_metrics)

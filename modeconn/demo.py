@@ -103,8 +103,7 @@ def run_demo(out: str | Path = "demo_out", config: DemoConfig = DemoConfig(), pr
     tasks = [(t.name, embedded.data_dir(t)) for t in embedded.tasks[: config.tasks]]
     train_config = TrainConfig(**EMBEDDED_TRAINING, epochs=config.epochs, max_train=config.max_train, seed=config.seed)
     for name in config.methods:
-        options = {"seed": config.seed} if name in ("er", "ilora") else {}
-        run = train_sequence(embedded.base_model, tasks, get_method(name, **options), train_config, out / "runs" / name,
+        run = train_sequence(embedded.base_model, tasks, get_method(name, seed=config.seed), train_config, out / "runs" / name,
                              name=f"demo-{name}", eval_limit=config.eval_limit, progress=progress,
                              metrics_by_task={t.name: t.metric for t in embedded.tasks})
         result.metrics[name] = run.metrics

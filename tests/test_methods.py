@@ -146,6 +146,19 @@ def test_method_options_are_checked():
         get_method("er", gamma=1.0)
 
 
+def test_the_run_seed_reaches_only_the_methods_that_draw_random_numbers():
+    """Replay buffers sample with the run's seed (recorded with the run); the other methods take no seed."""
+    assert get_method("er", seed=3).options == {"seed": 3}
+    assert get_method("ilora", seed=3, ema=0.99).options == {"ema": 0.99, "seed": 3}
+    assert get_method("seq", seed=3).options == {} and get_method("ewc", seed=3).options == {}
+    samples = []
+    for seed in (3, 3, 4):
+        buffer = get_method("er", seed=seed).buffer
+        buffer.add(list(range(50)))
+        samples.append(buffer.sample(8))
+    assert samples[0] == samples[1] and samples[0] != samples[2]
+
+
 def test_mean_token_nll_matches_a_float64_reference():
     """The gathered NLL equals a full float64 cross-entropy over labelled next tokens, row by row."""
     torch.manual_seed(0)

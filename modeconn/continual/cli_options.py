@@ -61,8 +61,6 @@ def resolve(method: str, file_values: dict, flag_values: dict) -> tuple[TrainCon
     for key, (methods, arg) in METHOD_OPTIONS.items():
         if key in merged and method in methods:
             options[arg] = merged[key]
-    if method in ("er", "ilora"):
-        options.setdefault("seed", config.seed)
     return config, options
 
 
