@@ -1,6 +1,8 @@
 """The demo's report.html: the figures of ``run_demo``'s results, each with a few sentences saying what it shows."""
 from __future__ import annotations
 
+from .continual.metrics import signed
+from .demo import EMBEDDED_TRAINING
 from .report import Section, render, table_html, write_report
 
 
@@ -26,7 +28,8 @@ def write_demo_report(result) -> None:
     from .results import figure
 
     m, big, cfg = result.metrics, result.largest(), result.config
-    order = " → ".join(next(iter(m.values())).tasks)
+    names = next(iter(m.values())).tasks
+    order = " → ".join(names)
     top = max(r.ap for r in m.values())
     best = " and ".join(k for k, r in m.items() if abs(r.ap - top) < 1e-9)
     seq_rows = result.sweeps["seq"].consecutive("linear")
@@ -96,9 +99,9 @@ def write_demo_report(result) -> None:
             _pairs_figure(result), [f"sweep-{k}/sweep.json" for k in result.sweeps]),
     ]
     summary = table_html(["method", "AP", "BWT", "FWT", "accuracy per task after the last (" + order + ")"],
-                         [[k, f"{r.ap:.3f}", f"{r.bwt:+.3f}", "n/a" if r.fwt is None else f"{r.fwt:+.3f}",
+                         [[k, f"{r.ap:.3f}", signed(r.bwt), signed(r.fwt),
                            "  ".join(f"{v:.2f}" for v in r.accuracy[-1])] for k, r in m.items()])
-    intro = (f"modeconn on its embedded default: a small pretrained LLaMA, LoRA (rank 8) on the four-task sequence "
+    intro = (f"modeconn on its embedded default: a small pretrained LLaMA, LoRA (rank {EMBEDDED_TRAINING['rank']}) on the {len(names)}-task sequence "
              f"{order}, {cfg.max_train} training examples per task, {cfg.epochs} epochs, seed {cfg.seed}. "
              f"Made by `modeconn demo` in {result.seconds / 60:.1f} minutes.")
     footer = ("Every number on this page is in the JSON files beside it (demo.json gathers the summary); every figure "

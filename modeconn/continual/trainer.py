@@ -152,8 +152,8 @@ def train_sequence(
         run = RunState(fingerprint)
         metrics = ContinualMetrics([t for t, _ in tasks], split=eval_split)
         metrics.initial_accuracy, metrics.initial_loss = _scores(model, tokenizer, tests, FAST, eval_config, metrics_by_task)
-    steps_now, step_seconds = 0, 0.0
-    task_steps: dict[str, list[float]] = {}  # task -> [steps, seconds] of this call
+    steps_now = 0
+    task_steps: dict[str, tuple[int, float]] = {}  # task -> (steps, seconds of those steps) in this call
     for index in range(run.task_index, len(tasks)):
         task, _ = tasks[index]
         select = getattr(method, "train_set", None)
@@ -182,10 +182,8 @@ def train_sequence(
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 method.after_step(trained)
-                elapsed = time.perf_counter() - started
-                step_seconds += elapsed
-                counts = task_steps.setdefault(task, [0, 0.0])
-                counts[0], counts[1] = counts[0] + 1, counts[1] + elapsed
+                steps, seconds = task_steps.get(task, (0, 0.0))
+                task_steps[task] = (steps + 1, seconds + time.perf_counter() - started)
                 run.position += config.batch_size
                 run.global_step += 1
                 steps_now += 1
@@ -213,7 +211,7 @@ def train_sequence(
                 _checkpoint(out, run, metrics, model, optimizer, generator, method)
         accelerator.wait_for_everyone()
     in_sync = _ranks_agree(accelerator, model)
-    per_step = step_seconds / max(1, steps_now)
+    per_step = sum(seconds for _, seconds in task_steps.values()) / max(1, steps_now)
     by_task = {task: seconds / steps for task, (steps, seconds) in task_steps.items()}
     if not accelerator.is_main_process:
         return TrainRun(None, metrics, main_process=False, seconds_per_step=per_step, seconds_per_step_by_task=by_task)
