@@ -19,13 +19,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from modeconn.adapters import LoraWeights, load_adapter  # noqa: E402
-from modeconn.barrier import loss_barrier  # noqa: E402
-from modeconn.data import load_split  # noqa: E402
-from modeconn.evaluate import EvalConfig, evaluate_points  # noqa: E402
-from modeconn.models import checkpoints_dir, load_base  # noqa: E402
-from modeconn.paths import linear_path, uniform_ts  # noqa: E402
-from modeconn.search import SearchConfig, adaptive_evaluation  # noqa: E402
+from modeconn.lora.adapters import LoraWeights, load_adapter  # noqa: E402
+from modeconn.analysis.barrier import loss_barrier  # noqa: E402
+from modeconn.evaluator.data import load_split  # noqa: E402
+from modeconn.evaluator.evaluate import EvalConfig, evaluate_points  # noqa: E402
+from modeconn.evaluator.models import checkpoints_dir, load_base  # noqa: E402
+from modeconn.lora.paths import linear_path, uniform_ts  # noqa: E402
+from modeconn.analysis.search import SearchConfig, adaptive_evaluation  # noqa: E402
 
 
 def refactorised(weights: LoraWeights, seed: int) -> LoraWeights:

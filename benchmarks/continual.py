@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from modeconn.continual import TrainConfig, get_method, train_sequence  # noqa: E402
-from modeconn.demo import EMBEDDED_TRAINING  # noqa: E402
-from modeconn.models import checkpoints_dir  # noqa: E402
+from modeconn.continual.config import EMBEDDED_TRAINING  # noqa: E402
+from modeconn.evaluator.models import checkpoints_dir  # noqa: E402
 
 VARIANTS = {  # label -> (method, options)
     "seq": ("seq", {}),

@@ -4,7 +4,7 @@ would otherwise write, on the same work, in the same run:
   loop-copy     for each t: write φ(t) into a PeftModel (set_peft_model_state_dict), run the eval set
   loop-preload  K adapters loaded up front; for each t: set_adapter, run the eval set
   mixed         K adapters loaded up front; one forward per chunk with adapter_names (peft's mixed-adapter batch)
-  modeconn      evaluate.path_losses: points folded into the batch, LM head only at scored tokens, shared prefix
+  modeconn      evaluator.evaluate.path_losses: points folded into the batch, LM head only at scored tokens, shared prefix
 
 Each (model, K, peer) runs in a fresh process, so its peak memory (the rise of max RSS, or CUDA peak allocated
 memory, above the level once the base model and the data are loaded: preloaded adapters count) is its own. The losses of all peers are compared (max |Δ| reported and
@@ -40,8 +40,8 @@ def build(name: str, device: str):
     no trained ones exist (timing does not depend on the values)."""
     from peft import LoraConfig, get_peft_model
 
-    from modeconn.adapters import load_adapter
-    from modeconn.models import checkpoints_dir, load_base
+    from modeconn.lora.adapters import load_adapter
+    from modeconn.evaluator.models import checkpoints_dir, load_base
 
     if name == "embedded":
         model, _ = load_base("tiny-llama")
@@ -68,7 +68,7 @@ def build(name: str, device: str):
 
 
 def work(model, sequences: int, length: int):
-    from modeconn.data import Encoded
+    from modeconn.evaluator.data import Encoded
 
     generator = torch.Generator().manual_seed(0)
     vocab = model.config.vocab_size
@@ -96,10 +96,11 @@ def full_logits_nll(model, ids, mask, n_prompt: int, **kwargs) -> torch.Tensor:
 def run_peer(peer: str, name: str, k: int, device: str, dtype: str, repeats: int) -> dict:
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
-    from modeconn.evaluate import Budget, auto_budget, path_losses
-    from modeconn.layer import inject_path
-    from modeconn.paths import linear_path, uniform_ts
-    from modeconn.prefix import shared_prefix
+    from modeconn.evaluator.budget import Budget, auto_budget
+    from modeconn.evaluator.evaluate import path_losses
+    from modeconn.evaluator.layer import inject_path
+    from modeconn.evaluator.prefix import shared_prefix
+    from modeconn.lora.paths import linear_path, uniform_ts
 
     model, ends = build(name, device)
     sequences, length = WORK[name]
@@ -136,9 +137,9 @@ def run_peer(peer: str, name: str, k: int, device: str, dtype: str, repeats: int
     def once() -> torch.Tensor:
         with torch.no_grad(), autocast:
             if peer == "modeconn":
-                with inject_path(model, path) as holder, shared_prefix(model, path.modules) as repeat:
+                with inject_path(model, path) as injected, shared_prefix(model, path.modules) as repeat:
                     coeffs = path.coefficients(ts).float()
-                    return path_losses(model, encoded, coeffs, holder, 0, Budget(budget), None, repeat).cpu()
+                    return path_losses(model, encoded, coeffs, injected, 0, Budget(budget), None, repeat).cpu()
             totals = torch.zeros(k, dtype=torch.float64)
             if peer == "mixed":
                 flat_ids, flat_mask = ids.repeat(k, 1), mask.repeat(k, 1)
@@ -186,7 +187,7 @@ def matmul_ceiling(device: str) -> float | None:
 
 def model_flops(name: str, k: int) -> float:
     """Forward FLOPs of the work: 2 × (non-embedding parameters) per token, plus the LM head at scored tokens."""
-    from modeconn.models import load_base
+    from modeconn.evaluator.models import load_base
 
     sequences, length = WORK[name]
     sizes = {"large": (8 * (4 * 1024 * 1024 + 3 * 1024 * 2816), 1024 * 32000)}

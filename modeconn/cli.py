@@ -1,22 +1,27 @@
-"""The ``modeconn`` command: parse, call the library, print a table, write files. Bad input: one line, exit 2."""
+"""The ``modeconn`` command: parse, call the library, print a table, write files. Bad input: one line, exit 2.
+
+``modeconn train``'s flags are derived from ``TrainConfig``'s fields and the methods' own option declarations, so a
+new setting or method option appears here, in config files and in the run record without being listed again.
+"""
 from __future__ import annotations
 
+import re
 import sys
 
 import click
 
 from .errors import ModeconnError
 
-
-def _eval_config(max_batch_tokens: int | None, accuracy: bool, dtype: str = "float32"):
-    from .evaluate import EvalConfig
-
-    return EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy, dtype=dtype)
-
-
 BUDGET_HELP = "padded tokens per forward pass (points × examples × length) [default: 4096 on a CPU; on CUDA from free memory]"
 DTYPE_HELP = "bfloat16 / float16: autocast on the device (GPU); float32 is exact"
 ACCURACY_HELP = "also decode greedily at every point and score each task's metric (slow)"
+POSITIVE = click.IntRange(min=1)
+
+
+def _eval_config(max_batch_tokens: int | None, accuracy: bool, dtype: str = "float32"):
+    from .evaluator.evaluate import EvalConfig
+
+    return EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy, dtype=dtype)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,8 +32,8 @@ def cli():
 
 def _finish(result, out: str, as_json: bool, **options) -> None:
     """Write the result's JSON, PNG and HTML together, then print its table (or the JSON)."""
-    from .outputs import write_all
-    from .results import writers
+    from .files import write_all
+    from .plots.kinds import writers
 
     files = write_all(out, writers(result, **options))
     click.echo(result.dumps() if as_json else result.table())
@@ -36,33 +41,35 @@ def _finish(result, out: str, as_json: bool, **options) -> None:
         click.echo("\nwrote " + ", ".join(str(f) for f in files))
 
 
-def _check_positive(**values) -> None:
-    for name, value in values.items():
-        if value is not None and value < 1:
-            raise click.BadParameter("must be at least 1", param_hint="--" + name.replace("_", "-"))
+def _options(*options):
+    """Apply click options in the order they are listed."""
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
 
 
-def _data_options(f):
-    """The evaluation-data, base-model and loading options that barrier, plane and landscape share."""
-    options = [
-        click.option("--data", multiple=True, metavar="[NAME=]PATH",
-                     help="a data file or task folder to score (repeatable); adds to the tasks named in sequence.json"),
-        click.option("--no-manifest-data", is_flag=True, help="score only the --data tasks, not the adapters' own tasks"),
-        click.option("--split", type=click.Choice(["train", "eval", "test"]), default="eval", show_default=True),
-        click.option("--limit", type=int, default=None, help="use at most this many examples per task"),
-        click.option("--base", default=None,
-                     help="base model: a folder, a hub id, 'tiny-llama' or 'smollm2-135m' (default: from the checkpoints)"),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N"),
-        click.option("--max-batch-tokens", type=int, default=None, help=BUDGET_HELP),
-        click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
-                     help=DTYPE_HELP),
-        click.option("--allow-pickle", is_flag=True, help="allow adapter_model.bin (loaded with torch.load(weights_only=True))"),
-        click.option("--json", "as_json", is_flag=True, help="print the JSON result to stdout instead of the table"),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+_evaluation_options = _options(
+    click.option("--limit", type=POSITIVE, default=None, help="use at most this many examples per task"),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N"),
+    click.option("--max-batch-tokens", type=POSITIVE, default=None, help=BUDGET_HELP),
+    click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
+                 help=DTYPE_HELP),
+    click.option("--allow-pickle", is_flag=True, help="allow adapter_model.bin (loaded with torch.load(weights_only=True))"),
+    click.option("--json", "as_json", is_flag=True, help="print the JSON result to stdout instead of the table"),
+)
+
+_data_options = _options(  # the evaluation-data and base-model options of barrier, plane and landscape
+    click.option("--data", multiple=True, metavar="[NAME=]PATH",
+                 help="a data file or task folder to score (repeatable); adds to the tasks named in sequence.json"),
+    click.option("--no-manifest-data", is_flag=True, help="score only the --data tasks, not the adapters' own tasks"),
+    click.option("--split", type=click.Choice(["train", "eval", "test"]), default="eval", show_default=True),
+    click.option("--base", default=None,
+                 help="base model: a folder, a hub id, 'tiny-llama' or 'smollm2-135m' (default: from the checkpoints)"),
+    _evaluation_options,
+)
 
 
 @cli.command()
@@ -70,7 +77,8 @@ def _data_options(f):
 @click.argument("adapter_b")
 @click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True,
               help="interpolate the A and B factors, or the merged updates ΔW = B·A (exact, rank r1+r2)")
-@click.option("--points", type=int, default=11, show_default=True, help="evenly spaced t in [0, 1], endpoints included")
+@click.option("--points", type=click.IntRange(min=2), default=11, show_default=True,
+              help="evenly spaced t in [0, 1], endpoints included")
 @click.option("--adaptive", is_flag=True,
               help="instead of --points: 6 points, then refine around each barrier's peak by parabolic steps (at most 10 points)")
 @click.option("--path", "path_kind", type=click.Choice(["linear", "bezier"]), default="linear", show_default=True)
@@ -81,13 +89,8 @@ def _data_options(f):
 def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, out, no_accuracy, data, no_manifest_data, split,
             limit, base, seed, device, max_batch_tokens, dtype, allow_pickle, as_json):
     """Loss and accuracy along the path from ADAPTER_A to ADAPTER_B, per task, and the loss barrier."""
-    from .analysis import measure_barrier
-    from .paths import uniform_ts
-
-    from .search import SearchConfig
-
-    uniform_ts(points)
-    _check_positive(limit=limit, max_batch_tokens=max_batch_tokens)
+    from .analysis.measure import measure_barrier
+    from .analysis.search import SearchConfig
 
     result = measure_barrier(adapter_a, adapter_b, list(data), space, points, path_kind, control, base, split, limit,
                              not no_manifest_data, seed, device, allow_pickle, _eval_config(max_batch_tokens, not no_accuracy, dtype),
@@ -100,8 +103,9 @@ def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, o
 @click.argument("adapter_b")
 @click.argument("adapter_c")
 @click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True)
-@click.option("--grid", type=int, default=21, show_default=True, help="points per axis")
-@click.option("--margin", type=float, default=0.2, show_default=True, help="extra room around the three points, as a fraction of their extent")
+@click.option("--grid", type=click.IntRange(min=2), default=21, show_default=True, help="points per axis")
+@click.option("--margin", type=click.FloatRange(min=0), default=0.2, show_default=True,
+              help="extra room around the three points, as a fraction of their extent")
 @click.option("--curve/--no-curve", default=None,
               help="draw the Bézier curve A → B with control point C [default: when C's curve.json names A and B]")
 @click.option("--surface", is_flag=True, help="HTML as 3D surfaces instead of contour maps")
@@ -111,9 +115,8 @@ def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, o
 def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, out, accuracy, data, no_manifest_data, split,
           limit, base, seed, device, max_batch_tokens, dtype, allow_pickle, as_json):
     """Loss of each task on a grid over the plane through three adapters (e.g. two minima and a Bézier control point)."""
-    from .analysis import measure_plane
+    from .analysis.measure import measure_plane
 
-    _check_positive(limit=limit, max_batch_tokens=max_batch_tokens)
     result = measure_plane(adapter_a, adapter_b, adapter_c, list(data), space, grid, margin, curve, base=base, split=split,
                            limit=limit, manifest=not no_manifest_data, seed=seed, device=device, allow_pickle=allow_pickle,
                            eval_config=_eval_config(max_batch_tokens, accuracy, dtype))
@@ -123,8 +126,9 @@ def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, 
 @cli.command()
 @click.argument("adapter")
 @click.option("--dimensions", type=click.IntRange(1, 2), default=2, show_default=True, help="1D curve or 2D surface")
-@click.option("--grid", type=int, default=21, show_default=True, help="points per axis")
-@click.option("--span", type=float, default=1.0, show_default=True, help="α, β run over [−span, span]")
+@click.option("--grid", type=click.IntRange(min=2), default=21, show_default=True, help="points per axis")
+@click.option("--span", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="α, β run over [−span, span]")
 @click.option("--surface", is_flag=True, help="HTML as a 3D surface instead of a contour map")
 @click.option("--out", default="results", show_default=True, help="folder for landscape.json, landscape.png, landscape.html")
 @click.option("--accuracy", is_flag=True, help=ACCURACY_HELP)
@@ -132,9 +136,8 @@ def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, 
 def landscape(adapter, dimensions, grid, span, surface, out, accuracy, data, no_manifest_data, split, limit, base, seed, device,
               max_batch_tokens, dtype, allow_pickle, as_json):
     """Loss around ADAPTER along filter-normalised random directions (Li et al., 2018), per LoRA factor; --seed picks them."""
-    from .analysis import measure_landscape
+    from .analysis.measure import measure_landscape
 
-    _check_positive(limit=limit, max_batch_tokens=max_batch_tokens)
     result = measure_landscape(adapter, list(data), dimensions, grid, span, base, split, limit, not no_manifest_data, seed,
                                device, allow_pickle, _eval_config(max_batch_tokens, accuracy, dtype))
     _finish(result, out, as_json, surface3d=surface)
@@ -143,30 +146,24 @@ def landscape(adapter, dimensions, grid, span, surface, out, accuracy, data, no_
 @cli.command()
 @click.argument("sequence")
 @click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True)
-@click.option("--points", type=int, default=11, show_default=True, help="evenly spaced t per path, endpoints included")
+@click.option("--points", type=click.IntRange(min=2), default=11, show_default=True,
+              help="evenly spaced t per path, endpoints included")
 @click.option("--pairs", type=click.Choice(["all", "consecutive"]), default="all", show_default=True)
 @click.option("--bezier", is_flag=True, help="also fit a Bézier curve for every pair and measure along it")
-@click.option("--curve-steps", type=int, default=200, show_default=True, help="optimizer steps per fitted curve")
+@click.option("--curve-steps", type=POSITIVE, default=200, show_default=True, help="optimizer steps per fitted curve")
 @click.option("--measure", type=click.Choice(["barrier", "mean", "max"]), default="barrier", show_default=True,
               help="per-task barrier drawn in the heatmaps (all three are in the JSON)")
 @click.option("--split", type=click.Choice(["train", "eval", "test"]), default="eval", show_default=True)
-@click.option("--limit", type=int, default=None, help="examples per task (evaluation, and curve training)")
 @click.option("--base", default=None, help="base model (default: the manifest's)")
 @click.option("--out", default="results", show_default=True, help="folder for sweep.json, sweep.png, sweep.html")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--max-batch-tokens", type=int, default=None, help=BUDGET_HELP)
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True, help=DTYPE_HELP)
 @click.option("--accuracy", is_flag=True, help="also decode greedily at every point (slow)")
-@click.option("--allow-pickle", is_flag=True)
-@click.option("--json", "as_json", is_flag=True)
-def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, limit, base, out, seed, device,
-          max_batch_tokens, dtype, accuracy, allow_pickle, as_json):
+@_evaluation_options
+def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, base, out, accuracy, limit, seed, device,
+          max_batch_tokens, dtype, allow_pickle, as_json):
     """Barriers between every pair of task adapters in SEQUENCE (a sequence.json or its folder), as matrices and heatmaps."""
-    from .analysis import sweep_sequence
-    from .bezier import CurveConfig
+    from .analysis.bezier import CurveConfig
+    from .analysis.measure import sweep_sequence
 
-    _check_positive(limit=limit, max_batch_tokens=max_batch_tokens)
     result = sweep_sequence(sequence, space, points, pairs, bezier, CurveConfig(steps=curve_steps, seed=seed), base, split,
                             limit, seed, device, allow_pickle, _eval_config(max_batch_tokens, accuracy, dtype))
     _finish(result, out, as_json, measure=measure)
@@ -180,15 +177,19 @@ def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, l
               help="sweeps: the per-task barrier drawn in the heatmaps")
 def plot(result_json, out, surface, measure):
     """Redraw the PNG and HTML of any result JSON (barrier, plane, landscape, sweep, a run's metrics.json) without
-    recomputing."""
+    recomputing; prints the settings that made it."""
     from pathlib import Path
 
-    from .outputs import write_all
-    from .results import load_result, writers
+    from .files import write_all
+    from .plots.kinds import load_result, writers
+    from .provenance import settings_line
 
     result = load_result(result_json)
     pictures = {k: v for k, v in writers(result, surface3d=surface, measure=measure).items() if not k.endswith(".json")}
     files = write_all(out or Path(result_json).parent, pictures)
+    made_by = getattr(result, "made_by", None)
+    if made_by:
+        click.echo(f"made by: {made_by.get('command', '')}\nsettings: {settings_line(made_by)}")
     click.echo("wrote " + ", ".join(str(f) for f in files))
 
 
@@ -199,11 +200,11 @@ def plot(result_json, out, surface, measure):
 @click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True)
 @click.option("--data", multiple=True, metavar="[NAME=]PATH", help="training data (file or task folder; repeatable); adds to the manifest's tasks")
 @click.option("--no-manifest-data", is_flag=True, help="train only on the --data tasks")
-@click.option("--steps", type=int, default=200, show_default=True)
-@click.option("--points-per-step", type=int, default=4, show_default=True, help="t values per step, scored in one forward pass")
-@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--steps", type=POSITIVE, default=200, show_default=True)
+@click.option("--points-per-step", type=POSITIVE, default=4, show_default=True, help="t values per step, scored in one forward pass")
+@click.option("--batch-size", type=POSITIVE, default=8, show_default=True)
 @click.option("--lr", type=float, default=1e-2, show_default=True)
-@click.option("--limit", type=int, default=None, help="training examples per task")
+@click.option("--limit", type=POSITIVE, default=None, help="training examples per task")
 @click.option("--base", default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
@@ -216,13 +217,14 @@ def curve(adapter_a, adapter_b, out, space, data, no_manifest_data, steps, point
     """
     from pathlib import Path
 
-    from .adapters import CONFIG_FILE, SAFETENSORS_FILE
-    from .analysis import fit_curve
-    from .bezier import CurveConfig
+    from .analysis.bezier import CURVE_RECORD, CurveConfig
+    from .analysis.measure import fit_curve
     from .errors import ConfigError
+    from .lora.adapters import CONFIG_FILE, SAFETENSORS_FILE
 
     out_dir = Path(out)
-    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in (CONFIG_FILE, SAFETENSORS_FILE, "curve.json")) if out_dir.is_dir() else []
+    ours = (CONFIG_FILE, SAFETENSORS_FILE, CURVE_RECORD)
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in ours) if out_dir.is_dir() else []
     if foreign or out_dir.is_file():
         raise ConfigError(f"{out_dir} holds other files; choose a new --out for the control point (nothing was overwritten)")
     config = CurveConfig(steps=steps, points_per_step=points_per_step, batch_size=batch_size, lr=lr, seed=seed)
@@ -232,6 +234,34 @@ def curve(adapter_a, adapter_b, out, space, data, no_manifest_data, steps, point
                f"(mean of the last 10 steps); control point saved to {out_dir}")
 
 
+def _train_config_options(f):
+    """One flag per TrainConfig field, its help and default taken from the field; None means 'not given'."""
+    from dataclasses import MISSING, fields
+
+    from .continual.config import TrainConfig
+
+    for spec in reversed(fields(TrainConfig)):
+        default = spec.default if spec.default is not MISSING else spec.default_factory()
+        shown = ",".join(default) if isinstance(default, tuple) else ("all" if default is None else default)
+        kind = {"int": int, "float": float, "int | None": int}.get(spec.type, str)
+        help_text = spec.metadata["help"] + (" (comma-separated)" if isinstance(default, tuple) else "") + f" [{shown}]"
+        f = click.option(f"--{spec.name.replace('_', '-')}", spec.name, type=kind, default=None, help=help_text)(f)
+    return f
+
+
+def _method_options(f):
+    """One flag per method option, from the methods' own declarations (``continual.registry.declared_options``)."""
+    from .continual.registry import declared_options
+
+    for key, opt in reversed(declared_options().items()):
+        defaults = sorted(set(map(str, opt.defaults.values())))
+        shown = defaults[0] if len(defaults) == 1 else ", ".join(f"{m} {d}" for m, d in opt.defaults.items())
+        kind = click.Choice(list(opt.choices)) if opt.choices else opt.type
+        help_text = f"{' / '.join(opt.defaults)}: {opt.help} [{shown}]"
+        f = click.option(f"--{opt.flag}", key, type=kind, default=None, help=help_text)(f)
+    return f
+
+
 @cli.command()
 @click.option("--method", default=None, help="seq, er, ewc, mtl or ilora  [default: seq]")
 @click.option("--tasks", required=True, help="a sequence.json (or its folder), or a folder of task folders (TRACE/LLMCL format)")
@@ -239,39 +269,23 @@ def curve(adapter_a, adapter_b, out, space, data, no_manifest_data, steps, point
 @click.option("--out", required=True, help="run folder: one adapter per task, sequence.json, metrics.json")
 @click.option("--config", "config_file", default=None, help="YAML or JSON file of the options below (flags win)")
 @click.option("--base", default=None, help="base model (default: the manifest's, else 'tiny-llama')")
-@click.option("--rank", type=int, default=None, help="LoRA rank [8]")
-@click.option("--alpha", type=float, default=None, help="LoRA alpha [32]")
-@click.option("--dropout", type=float, default=None, help="LoRA dropout [0.1]")
-@click.option("--target-modules", default=None, help="comma-separated module names [q_proj,k_proj,v_proj,o_proj]")
-@click.option("--lr", type=float, default=None, help="learning rate [2e-3]")
-@click.option("--epochs", type=int, default=None, help="epochs per task [3]")
-@click.option("--batch-size", type=int, default=None, help="examples per step [16]")
-@click.option("--max-length", type=int, default=None, help="tokens per example [128]")
-@click.option("--max-train", type=int, default=None, help="training examples per task (default: all)")
-@click.option("--seed", type=int, default=None, help="seed [0]")
-@click.option("--buffer-size", type=int, default=None, help="er / ilora: replay buffer size [500]")
-@click.option("--ewc-lambda", type=float, default=None, help="ewc: penalty weight [100]")
-@click.option("--gamma", type=float, default=None, help="ilora: consistency-loss weight γ [1.0]")
-@click.option("--ema", type=float, default=None, help="ilora: λ_max of slow ← λ·slow + (1−λ)·fast [0.25, the reference code's]")
-@click.option("--ilora-eval", type=click.Choice(["fast", "slow"]), default=None, help="ilora: adapter evaluated and saved per task [slow]")
-@click.option("--ilora-variant", type=click.Choice(["paper", "reference"]), default=None,
-              help="ilora: 'reference' reproduces the published code's behaviour (slow = base model, evaluate fast)")
-@click.option("--consistency", type=click.Choice(["max", "mse"]), default=None,
-              help="ilora: target max(fast, slow) as the reference code, or the slow hidden state (symmetric MSE)")
+@_train_config_options
+@_method_options
 @click.option("--eval-split", type=click.Choice(["eval", "test"]), default="test", show_default=True)
-@click.option("--eval-limit", type=int, default=None, help="examples per task for the accuracy matrix (default: all)")
+@click.option("--eval-limit", type=POSITIVE, default=None, help="examples per task for the accuracy matrix (default: all)")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda (several processes: launch with accelerate)")
 @click.option("--resume", is_flag=True, help="continue the interrupted run in --out (same settings), or start it")
-@click.option("--stop-after-steps", type=int, default=None, help="stop after this many steps, leaving a state for --resume")
+@click.option("--stop-after-steps", type=POSITIVE, default=None,
+              help="stop after this many steps, leaving a state for --resume")
 def train(method, tasks, order, out, config_file, base, device, eval_split, eval_limit, resume, stop_after_steps, **flags):
     """Train a continual LoRA sequence; write per-task adapters, sequence.json and metrics.json (AP, BWT, FWT)."""
     from pathlib import Path
 
     from .continual import get_method, train_sequence
-    from .continual.cli_options import read_config_file, resolve, resolve_tasks
+    from .continual.options import read_config_file, resolve, resolve_tasks
     from .continual.state import STATE_DIR
     from .errors import ConfigError
-    from .models import DEFAULT_BASE
+    from .evaluator.models import DEFAULT_BASE
 
     out_dir = Path(out)
     if (out_dir / "sequence.json").exists() or (out_dir / "metrics.json").exists():
@@ -307,7 +321,8 @@ def train(method, tasks, order, out, config_file, base, device, eval_split, eval
 def demo(out, methods, max_train, epochs, eval_limit, limit, curve_steps, seed):
     """The main job on the embedded default: train seq, er and ilora, sweep seq's consecutive barriers (linear and
     Bézier), compare the methods, and write OUT/report.html with its PNGs and JSON."""
-    from .demo import DemoConfig, run_demo
+    from .demo.config import DemoConfig
+    from .demo.run import run_demo
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
     config = DemoConfig(chosen, max_train, epochs, eval_limit, limit, curve_steps=curve_steps, seed=seed)
@@ -317,13 +332,37 @@ def demo(out, methods, max_train, epochs, eval_limit, limit, curve_steps, seed):
         click.echo(line)
 
 
+_SETTING = re.compile(r"\b([a-z][a-z_]*)=('[^']*'|\"[^\"]*\"|[^\s;,()]+)")
+
+
+def in_flag_terms(message: str, argv: list[str]) -> str:
+    """A library message names settings as ``name=value`` (``space='delta'``, ``allow_pickle=True``); say them as the
+    running command's flags (``--space delta``, ``--allow-pickle``)."""
+    command = next((cli.commands[a] for a in argv if a in cli.commands), None)
+    flags = {p.name: max(p.opts, key=len) for p in command.params if p.opts} if command is not None else {}
+
+    def flag(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2).strip("'\"")
+        if name not in flags:
+            return match.group(0)
+        return flags[name] if value == "True" else f"{flags[name]} {value}"
+
+    return _SETTING.sub(flag, message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: library errors and usage errors become one line on stderr and exit code 2."""
+    from .provenance import invoked_as
+
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        cli.main(args=argv, prog_name="modeconn", standalone_mode=False)
-    except (ModeconnError, click.ClickException) as exc:
-        message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
-        click.echo(f"modeconn: error: {' '.join(message.split())}", err=True)
+        with invoked_as(argv):
+            cli.main(args=argv, prog_name="modeconn", standalone_mode=False)
+    except ModeconnError as exc:
+        click.echo(f"modeconn: error: {' '.join(in_flag_terms(str(exc), argv).split())}", err=True)
+        return 2
+    except click.ClickException as exc:
+        click.echo(f"modeconn: error: {' '.join(exc.format_message().split())}", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("modeconn: aborted", err=True)

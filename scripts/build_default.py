@@ -47,7 +47,7 @@ def main() -> None:
         import os
 
         from modeconn.continual import TrainConfig, get_method, train_sequence
-        from modeconn.demo import EMBEDDED_TRAINING
+        from modeconn.continual.config import EMBEDDED_TRAINING
 
         os.environ["MODECONN_CHECKPOINTS"] = str(out.resolve())
         config = TrainConfig(**EMBEDDED_TRAINING, epochs=5, seed=args.seed)

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from modeconn.cli import main
-from modeconn.models import checkpoints_dir
+from modeconn.evaluator.models import checkpoints_dir
 
 SEQ = checkpoints_dir() / "seq"
 A, B = str(SEQ / "news"), str(SEQ / "gloss")
@@ -93,12 +93,13 @@ def test_different_base_models(tmp_path, capsys):
 def _peft_adapter(folder, **lora):
     from peft import LoraConfig, get_peft_model
 
-    from modeconn.models import load_base
+    from modeconn.evaluator.models import load_base
 
     model, _ = load_base("tiny-llama")
     torch.manual_seed(0)
     peft_model = get_peft_model(model, LoraConfig(init_lora_weights=False, **lora))
-    peft_model.save_pretrained(folder)
+    peft_model.peft_config["default"].base_model_name_or_path = "tiny-llama"  # as the embedded adapters name it
+    peft_model.save_pretrained(folder, save_embedding_layers=False)
     return str(folder)
 
 

@@ -22,7 +22,7 @@ class TrainConfig:
     epochs: int = _f(3, "passes over each task's training split")
     batch_size: int = _f(16, "examples per optimizer step")
     max_length: int = _f(128, "tokens per example; prompts are cut from the left")
-    max_train: int | None = _f(None, "use at most this many training examples per task (None: all)")
+    max_train: int | None = _f(None, "use at most this many training examples per task (None: all of them)")
     seed: int = _f(0, "seed for LoRA initialisation and data order")
 
     def __post_init__(self):
@@ -40,3 +40,8 @@ class TrainConfig:
         d = asdict(self)
         d["target_modules"] = list(self.target_modules)
         return d
+
+
+# The embedded default's own LoRA training settings (scripts/build_default.py): every linear module of the tiny LLaMA.
+EMBEDDED_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+EMBEDDED_TRAINING = dict(rank=8, alpha=16, dropout=0.0, target_modules=EMBEDDED_TARGETS, lr=3e-3, batch_size=16)

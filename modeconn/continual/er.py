@@ -1,17 +1,24 @@
 """Experience replay: a reservoir buffer of past examples; every step mixes a replay batch into the current batch."""
 from __future__ import annotations
 
-from .methods import Batch, TaskContext
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from .methods import Batch, Method, TaskContext, option, run_seed
 from .replay import ReservoirBuffer
 
 
-class ExperienceReplay:
-    name = "er"
+@dataclass
+class ExperienceReplay(Method):
+    name: ClassVar[str] = "er"
+    buffer_size: int = option(500, "replay buffer size (examples kept from earlier tasks)")
+    seed: int = run_seed()
+    buffer: ReservoirBuffer = field(init=False, repr=False)
 
-    def __init__(self, buffer_size: int = 500, seed: int = 0):
-        self.buffer = ReservoirBuffer(buffer_size, seed)
-        self.collate = None
-        self.batch_size = 1
+    def __post_init__(self):
+        super().__post_init__()
+        self.buffer = ReservoirBuffer(self.buffer_size, self.seed)
+        self.collate, self.batch_size = None, 1
 
     def begin_task(self, ctx: TaskContext) -> None:
         self.collate, self.batch_size = ctx.collate, ctx.batch_size
@@ -21,12 +28,6 @@ class ExperienceReplay:
         inputs = self.collate(batch.examples + replay) if replay else batch.inputs
         self.buffer.add(batch.examples)
         return model(**inputs).loss
-
-    def after_step(self, model) -> None:
-        pass
-
-    def end_task(self, ctx: TaskContext) -> None:
-        pass
 
     def state(self) -> tuple[dict, dict]:
         return {}, {"buffer": self.buffer.state_dict()}

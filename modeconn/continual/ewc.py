@@ -5,25 +5,24 @@ The Fisher diagonal is estimated from squared gradients of the training loss on 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import ClassVar
+
 import torch
 
-from .methods import Batch, TaskContext, unwrap
+from .methods import Batch, Method, TaskContext, option, unwrap
 
 
-class EWC:
-    name = "ewc"
-
-    def __init__(self, ewc_lambda: float = 100.0):
-        self.ewc_lambda = ewc_lambda
-        self.fisher: dict[str, torch.Tensor] = {}
-        self.anchor: dict[str, torch.Tensor] = {}
+@dataclass
+class EWC(Method):
+    name: ClassVar[str] = "ewc"
+    ewc_lambda: float = option(100.0, "weight λ of the penalty ½λ·Σ F·(θ − θ*)²")
+    fisher: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
+    anchor: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
 
     @staticmethod
     def _params(model) -> dict[str, torch.nn.Parameter]:
         return {n: p for n, p in unwrap(model).named_parameters() if p.requires_grad}
-
-    def begin_task(self, ctx: TaskContext) -> None:
-        pass
 
     def penalty(self, model) -> torch.Tensor:
         total = torch.zeros((), device=next(model.parameters()).device)
@@ -35,9 +34,6 @@ class EWC:
     def training_step(self, model, batch: Batch):
         loss = model(**batch.inputs).loss
         return loss + self.penalty(model) if self.fisher else loss
-
-    def after_step(self, model) -> None:
-        pass
 
     def end_task(self, ctx: TaskContext) -> None:
         params = self._params(ctx.model)

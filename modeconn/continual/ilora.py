@@ -13,12 +13,16 @@ evaluated.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import ClassVar
+
 import torch
 
-from .methods import Batch, TaskContext, mean_token_nll, train_only, unwrap
+from .methods import FAST, Batch, Method, TaskContext, mean_token_nll, option, run_seed, train_only, unwrap
 from .replay import ReservoirBuffer
 
-FAST, SLOW = "default", "slow"
+SLOW = "slow"
 
 
 def consistency_loss(fast: list[torch.Tensor], slow: list[torch.Tensor], mask: torch.Tensor, mode: str = "max") -> torch.Tensor:
@@ -35,29 +39,36 @@ def consistency_loss(fast: list[torch.Tensor], slow: list[torch.Tensor], mask: t
     return total / len(fast)
 
 
-class ILoRA:
-    name = "ilora"
+@dataclass
+class ILoRA(Method):
+    name: ClassVar[str] = "ilora"
+    saved_adapters: ClassVar = MappingProxyType({"fast": FAST, "slow": SLOW})
+    buffer_size: int = option(500, "replay buffer size (examples kept from earlier tasks)")
+    gamma: float = option(1.0, "weight γ of the consistency loss")
+    ema: float = option(0.25, "λ_max of slow ← λ·slow + (1−λ)·fast (0.25: the reference code's; the paper describes a "
+                              "slowly moving average, e.g. 0.99)")
+    eval_adapter: str = option("slow", "adapter evaluated and saved per task", flag="ilora-eval", choices=("fast", "slow"))
+    variant: str = option("paper", "'reference' reproduces the published code's behaviour (slow = base model, evaluate fast)",
+                          flag="ilora-variant", choices=("paper", "reference"))
+    consistency: str = option("max", "target max(fast, slow) as the reference code, or the slow hidden state (symmetric MSE)",
+                              choices=("max", "mse"))
+    seed: int = run_seed()
+    buffer: ReservoirBuffer = field(init=False, repr=False)
 
-    def __init__(self, buffer_size: int = 500, gamma: float = 1.0, ema: float = 0.25, eval_adapter: str = "slow",
-                 variant: str = "paper", consistency: str = "max", seed: int = 0):
+    def __post_init__(self):
         from ..errors import ConfigError
 
-        if variant not in ("paper", "reference"):
-            raise ConfigError(f"--ilora-variant must be 'paper' or 'reference', got {variant!r}")
-        if consistency not in ("max", "mse"):
-            raise ConfigError(f"--consistency must be 'max' or 'mse', got {consistency!r}")
-        if eval_adapter not in ("fast", "slow"):
-            raise ConfigError(f"--ilora-eval must be 'fast' or 'slow', got {eval_adapter!r}")
-        if not 0 <= ema < 1:
-            raise ConfigError(f"--ema (λ_max) must be in [0, 1), got {ema}")
-        self.buffer = ReservoirBuffer(buffer_size, seed)
-        self.gamma, self.ema, self.variant, self.consistency = gamma, ema, variant, consistency
-        self.eval_adapter = FAST if variant == "reference" or eval_adapter == "fast" else SLOW
-        self.saved_adapters = {"fast": FAST, "slow": SLOW}
+        super().__post_init__()
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"ilora: ema (λ_max) must be in [0, 1), got {self.ema}")
+        self.buffer = ReservoirBuffer(self.buffer_size, self.seed)
         self.step = 0
-        self.collate = None
-        self.batch_size = 1
+        self.collate, self.batch_size = None, 1
         self.pairs: tuple[list, list] = ([], [])  # (slow weights, fast weights), found once per model
+
+    @property
+    def evaluated_adapter(self) -> str:
+        return FAST if self.variant == "reference" or self.eval_adapter == "fast" else SLOW
 
     def begin_task(self, ctx: TaskContext) -> None:
         self.collate, self.batch_size = ctx.collate, ctx.batch_size
@@ -114,9 +125,6 @@ class ILoRA:
             for slow, fast in zip(*self.pairs):
                 slow.lerp_(fast, weight)
         self.step += 1
-
-    def end_task(self, ctx: TaskContext) -> None:
-        pass
 
     def state(self) -> tuple[dict, dict]:
         return {}, {"buffer": self.buffer.state_dict(), "step": self.step}

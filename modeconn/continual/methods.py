@@ -1,16 +1,22 @@
-"""The protocol every continual method follows, the context the loop hands it, and the plain sequential baseline.
+"""The protocol every continual method follows, the context the loop hands it, and the helpers methods share.
 
-A method is one small class with visible hooks: ``begin_task``, ``training_step`` (returns the loss),
-``after_step`` (after the optimizer step) and ``end_task``; ``registry.py`` lists them by name.
+A method is one small dataclass in a file of its own (mammoth's strategies without the import-time side effects):
+its options are its fields declared with ``option(...)`` (default, help, CLI flag, choices), and its hooks are
+visible: ``begin_task``, ``training_step`` (returns the loss), ``after_step`` (after the optimizer step),
+``end_task``, plus ``state``/``load_state`` for resuming. ``Method`` gives every hook and attribute the trainer
+uses a default, so a method writes only what it changes; ``registry.py`` lists the methods by name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Protocol
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 import torch
 
-from ..data import Encoded
+from ..evaluator.data import Encoded
+
+FAST = "default"  # peft's name for the adapter every method trains
 
 
 @dataclass
@@ -29,35 +35,57 @@ class TaskContext:
     batch_size: int
 
 
+def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None):
+    """Declare a method option as a dataclass field: its default, its help, its ``modeconn train`` flag (default:
+    the field name with dashes) and its allowed values. The CLI, config files and the run record derive from it."""
+    return field(default=default, metadata={"option": True, "help": help, "flag": flag, "choices": choices})
+
+
+def run_seed():
+    """The field that receives the run's seed (``get_method(..., seed=)``): for methods that draw random numbers."""
+    return field(default=0, metadata={"run_seed": True})
+
+
+def option_fields(method_class: type) -> list:
+    return [f for f in fields(method_class) if f.metadata.get("option")]
+
+
+def takes_seed(method_class: type) -> bool:
+    return any(f.metadata.get("run_seed") for f in fields(method_class))
+
+
 class Method(Protocol):
-    name: str
+    """What the trainer calls. Subclass it (as a dataclass) to inherit the defaults below."""
 
-    def begin_task(self, ctx: TaskContext) -> None: ...
+    name: ClassVar[str]
+    # the peft adapter the trainer evaluates and saves as each task's checkpoint
+    evaluated_adapter: ClassVar[str] = FAST
+    # further adapters saved per task, label -> peft adapter name (I-LoRA's fast/ and slow/)
+    saved_adapters: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
-    def training_step(self, model, batch: Batch) -> torch.Tensor:
-        """The loss to minimise for one batch of the current task."""
-        ...
+    def __post_init__(self) -> None:
+        """Refuse an option value outside its declared choices, naming the option."""
+        from ..errors import ConfigError
 
-    def after_step(self, model) -> None: ...
+        for name, value in self.options.items():
+            allowed = next(f.metadata["choices"] for f in option_fields(type(self)) if f.name == name)
+            if allowed is not None and value not in allowed:
+                raise ConfigError(f"{self.name}: {name} must be one of {list(allowed)}, got {value!r}")
 
-    def end_task(self, ctx: TaskContext) -> None: ...
+    @property
+    def options(self) -> dict:
+        """The method's resolved options, recorded with the run and checked when it is resumed."""
+        return {f.name: getattr(self, f.name) for f in option_fields(type(self))}
 
-    def state(self) -> tuple[dict, dict]:
-        """``(tensors, JSON-ready values)`` needed to resume mid-run."""
-        ...
-
-    def load_state(self, tensors: dict, meta: dict) -> None: ...
-
-
-class Sequential:
-    """Plain sequential LoRA: one adapter, fine-tuned on each task in turn (the forgetting baseline)."""
-
-    name = "seq"
+    def train_set(self, seen: list[list[Encoded]]) -> list[Encoded]:
+        """The examples of the current task's epochs, given every task's so far (the current one last)."""
+        return seen[-1]
 
     def begin_task(self, ctx: TaskContext) -> None:
         pass
 
     def training_step(self, model, batch: Batch) -> torch.Tensor:
+        """The loss to minimise for one batch of the current task (default: its cross-entropy)."""
         return model(**batch.inputs).loss
 
     def after_step(self, model) -> None:
@@ -67,13 +95,14 @@ class Sequential:
         pass
 
     def state(self) -> tuple[dict, dict]:
+        """``(tensors, JSON-ready values)`` needed to resume mid-run."""
         return {}, {}
 
     def load_state(self, tensors: dict, meta: dict) -> None:
         pass
 
 
-def train_only(model, adapter: str = "default") -> None:
+def train_only(model, adapter: str = FAST) -> None:
     """Activate ``adapter`` of a PeftModel and make its LoRA weights the only trainable ones.
 
     peft's ``set_adapter`` re-enables gradients of whichever adapter it activates, so every switch ends here.
@@ -98,3 +127,7 @@ def mean_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     rows = keep.nonzero()[:, 0]
     nll = torch.nn.functional.cross_entropy(logits[:, :-1][keep].float(), shift_labels[keep], reduction="none")
     return torch.zeros(len(labels), dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll), keep.sum(1)
+
+
+__all__ = ["Batch", "TaskContext", "Method", "option", "run_seed", "option_fields", "takes_seed", "train_only", "unwrap",
+           "mean_token_nll", "FAST"]

@@ -1,31 +1,66 @@
-"""Continual methods by name. Adding a method: write its class (one file), add it here."""
+"""Continual methods by name. Adding a method: write its dataclass (one file, options declared with ``option``), and
+add it to ``METHODS`` here; the CLI flags, config-file keys and run records follow from its declaration."""
 from __future__ import annotations
 
-import inspect
+import typing
+from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 from .er import ExperienceReplay
 from .ewc import EWC
 from .ilora import ILoRA
-from .methods import Method, Sequential
+from .methods import Method, option_fields, takes_seed
 from .mtl import MultiTask
+from .seq import Sequential
 
 METHODS: dict[str, type] = {cls.name: cls for cls in (Sequential, ExperienceReplay, EWC, MultiTask, ILoRA)}
 
 
 def get_method(name: str, seed: int | None = None, **options) -> Method:
-    """Build a method; options it does not take are an error (so a typo in a flag cannot pass silently).
+    """Build a method; an option it does not declare is an error (so a typo in a flag cannot pass silently).
 
     ``seed`` goes to the methods that draw random numbers of their own (the replay buffers of er and ilora) and is
     not an option of the others, so a caller passes the run's seed whichever method it builds.
     """
     if name not in METHODS:
         raise ConfigError(f"unknown method '{name}'; choose one of {sorted(METHODS)}")
-    if seed is not None and "seed" in inspect.signature(METHODS[name]).parameters:
+    cls = METHODS[name]
+    declared = {f.name for f in option_fields(cls)}
+    unknown = sorted(set(options) - declared)
+    if unknown:
+        has = f"its options are {sorted(declared)}" if declared else "it has no options"
+        raise ConfigError(f"method '{name}' has no option {unknown[0]!r}; {has}")
+    if seed is not None and takes_seed(cls):
         options["seed"] = seed
-    try:
-        method = METHODS[name](**options)
-    except TypeError as exc:
-        raise ConfigError(f"method '{name}': {exc}") from None
-    method.options = dict(options)  # recorded with the run, and checked when it is resumed
-    return method
+    return cls(**options)
+
+
+@dataclass
+class DeclaredOption:
+    """One method option as the CLI and config files see it: the union of its declarations over the methods."""
+
+    name: str  # the methods' field name (their constructor argument)
+    flag: str  # the `modeconn train` flag, without dashes
+    type: type
+    help: str
+    choices: tuple | None
+    defaults: dict[str, object] = field(default_factory=dict)  # method name -> its default
+
+    @property
+    def key(self) -> str:
+        """The config-file key."""
+        return self.flag.replace("-", "_")
+
+
+def declared_options() -> dict[str, DeclaredOption]:
+    """Every method's options by config key, in declaration order (options shared by several methods appear once)."""
+    out: dict[str, DeclaredOption] = {}
+    for method, cls in METHODS.items():
+        hints = typing.get_type_hints(cls)
+        for f in option_fields(cls):
+            flag = f.metadata["flag"] or f.name.replace("_", "-")
+            key = flag.replace("-", "_")
+            if key not in out:
+                out[key] = DeclaredOption(f.name, flag, hints[f.name], f.metadata["help"], f.metadata["choices"])
+            out[key].defaults[method] = f.default
+    return out

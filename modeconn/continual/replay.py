@@ -32,7 +32,7 @@ class ReservoirBuffer:
                 "rng": [version, list(internal), gauss]}
 
     def load_state_dict(self, state: dict) -> None:
-        from ..data import Encoded
+        from ..evaluator.data import Encoded
 
         self.size, self.seen = state["size"], state["seen"]
         self.items = [Encoded(tuple(ids), n) for ids, n in state["items"]]

@@ -5,7 +5,6 @@ Written to ``<out>/.state/`` every few steps and when a run stops early; removed
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,8 +49,10 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
 
 
 def save_state(out: Path, run: RunState, model, optimizer, generator: torch.Generator, method_tensors: dict) -> None:
-    """Write the whole state to a temporary folder, then swap it in, so a kill never leaves half a state."""
+    """Write the whole state into a new folder, then swap it in, so a kill never leaves half a state."""
     from safetensors.torch import save_file
+
+    from ..files import atomic_folder
 
     tensors = {f"lora.{n}": p.detach().contiguous() for n, p in model.named_parameters() if "lora_" in n}
     opt_tensors, opt_meta = _optimizer_tensors(optimizer)
@@ -59,17 +60,9 @@ def save_state(out: Path, run: RunState, model, optimizer, generator: torch.Gene
     tensors.update({f"method.{k}": v.contiguous() for k, v in method_tensors.items()})
     tensors["rng.generator"] = generator.get_state()
     tensors["rng.torch"] = torch.get_rng_state()
-    tmp = out / (STATE_DIR + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(tensors, tmp / "state.safetensors")
-    (tmp / "state.json").write_text(json.dumps({**run.__dict__, "optimizer": opt_meta}))
-    old = out / (STATE_DIR + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if (out / STATE_DIR).exists():
-        os.replace(out / STATE_DIR, old)
-    os.replace(tmp, out / STATE_DIR)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_folder(out / STATE_DIR) as tmp:
+        save_file(tensors, tmp / "state.safetensors")
+        (tmp / "state.json").write_text(json.dumps({**run.__dict__, "optimizer": opt_meta}))
 
 
 def read_state(out: Path) -> tuple[RunState, dict, dict[str, torch.Tensor]] | None:

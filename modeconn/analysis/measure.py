@@ -1,0 +1,260 @@
+"""One-call analyses for Python users and the CLI: checkpoints → study → span and points → evaluator → result.
+
+Each function opens a ``Study`` (adapters, tasks, base model) once, builds the points it measures as coefficients
+over the study's adapters, scores them in batched passes, and returns a result that records its settings.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+import torch
+
+from ..errors import ConfigError, DataError
+from ..evaluator.evaluate import EvalConfig, PathEvaluation
+from ..lora.paths import LoraPath, Span, bernstein, uniform_ts
+from .barrier import BarrierResult
+from .bezier import fitted_between, read_curve
+from .study import Study
+from .surface import SurfaceResult, SurfaceTask
+
+
+def _evaluate_path(study: Study, path: LoraPath, ts: list[float], config: EvalConfig | None = None) -> PathEvaluation:
+    return PathEvaluation(list(ts), study.evaluate(path, path.coefficients(ts), config))
+
+
+def measure_barrier(
+    a: str,
+    b: str,
+    data: list[str] | None = None,
+    space: str = "factor",
+    points: int = 11,
+    path: str = "linear",
+    control: str | None = None,
+    base: str | None = None,
+    split: str = "eval",
+    limit: int | None = None,
+    manifest: bool = True,
+    seed: int = 0,
+    device: str = "cpu",
+    allow_pickle: bool = False,
+    eval_config: EvalConfig = EvalConfig(),
+    adaptive=None,
+) -> BarrierResult:
+    """Loss and accuracy of each task along the path from adapter ``a`` to ``b``, with its barriers.
+
+    ``adaptive`` (a ``SearchConfig``) replaces the uniform grid of ``points`` by the adaptive search of search.py."""
+    ts = uniform_ts(points)
+    extra = {}
+    if path == "bezier":
+        if control is None:
+            raise DataError("a Bézier path needs control=ADAPTER (the curve's control-point adapter)")
+        fitted = read_curve(control)
+        if fitted is not None and fitted.get("space") != space:
+            raise DataError(f"{control} was fitted in {fitted.get('space')} space; pass space='{fitted.get('space')}'")
+        locations, extra = [a, control, b], {"control": str(control)}
+    elif path == "linear":
+        locations = [a, b]
+    else:
+        raise ConfigError(f"unknown path '{path}'; choose 'linear' or 'bezier'")
+    study = Study.open(locations, data or [], space=space, split=split, limit=limit, manifest=manifest, base=base,
+                       seed=seed, device=device, allow_pickle=allow_pickle, eval_config=eval_config, manifest_from=[a, b])
+    the_path = LoraPath(tuple(study.adapters), space, path)
+    settings = {"path": path, "points": points}
+    if adaptive is not None:
+        from .search import adaptive_evaluation
+
+        evaluation = adaptive_evaluation(lambda ts: study.evaluate(the_path, the_path.coefficients(ts)), adaptive)
+        extra["adaptive"] = {"evaluations": len(evaluation.t), **asdict(adaptive)}
+        settings = {"path": path, "adaptive": asdict(adaptive)}
+    else:
+        evaluation = _evaluate_path(study, the_path, ts)
+    return BarrierResult.from_evaluation(evaluation, path, space, [str(a), str(b)], study.base_name, split=split, seed=seed,
+                                         extra=extra, made_by=study.made_by(**settings))
+
+
+def fit_curve(
+    a: str,
+    b: str,
+    data: list[str] | None = None,
+    space: str = "factor",
+    base: str | None = None,
+    limit: int | None = None,
+    manifest: bool = True,
+    device: str = "cpu",
+    allow_pickle: bool = False,
+    config=None,
+    progress: bool = True,
+):
+    """Fit a quadratic Bézier control point between adapters ``a`` and ``b`` on both tasks' training data."""
+    from .bezier import CurveConfig, fit_bezier
+
+    config = config or CurveConfig()
+    study = Study.open([a, b], data or [], space=space, split="train", limit=limit, manifest=manifest, base=base,
+                       seed=config.seed, device=device, allow_pickle=allow_pickle)
+    train = [example for examples in study.tasks().values() for example in examples]
+    fit = fit_bezier(study.model, study.tokenizer, *study.adapters, train, space, config, progress)
+    fit.endpoints = [str(a), str(b)]
+    fit.made_by = study.made_by(**{f"curve_{k}": v for k, v in asdict(config).items()})
+    return fit
+
+
+def _split_surface(curves, shape: tuple[int, int], n_points: int, n_curve: int = 0) -> dict[str, SurfaceTask]:
+    """Cut the evaluator's flat per-point numbers into grid rows, the labelled points and the curve."""
+    ny, nx = shape
+    rows = lambda v: [v[i * nx : (i + 1) * nx] for i in range(ny)]  # noqa: E731
+    out = {}
+    for name, c in curves.items():
+        grid = nx * ny
+        out[name] = SurfaceTask(rows(c.loss[:grid]), rows(c.accuracy[:grid]) if c.accuracy is not None else None,
+                                c.loss[grid : grid + n_points], c.examples, c.metric,
+                                c.loss[grid + n_points : grid + n_points + n_curve] if n_curve else None)
+    return out
+
+
+def measure_plane(
+    a: str,
+    b: str,
+    c: str,
+    data: list[str] | None = None,
+    space: str = "factor",
+    grid: int = 21,
+    margin: float = 0.2,
+    curve: bool | None = None,
+    curve_points: int = 41,
+    base: str | None = None,
+    split: str = "eval",
+    limit: int | None = None,
+    manifest: bool = True,
+    seed: int = 0,
+    device: str = "cpu",
+    allow_pickle: bool = False,
+    eval_config: EvalConfig = EvalConfig(accuracy=False),
+) -> SurfaceResult:
+    """Loss of each task on a grid over the plane through adapters ``a``, ``b``, ``c`` (Garipov et al.'s figure).
+
+    ``curve`` draws the quadratic Bézier a → b with control point ``c`` on the plane (default: when ``c`` holds a
+    curve.json fitted between ``a`` and ``b``)."""
+    from ..lora.plane import gram, grid_axes, plane_basis
+
+    grid_axes(torch.zeros(1, 2), grid, margin)  # checks grid and margin before any loading
+    names = [str(a), str(b), str(c)]
+    study = Study.open(names, data or [], space=space, split=split, limit=limit, manifest=manifest, base=base, seed=seed,
+                       device=device, allow_pickle=allow_pickle, eval_config=eval_config)
+    basis = plane_basis(gram(study.adapters, space), tuple(names))
+    xs, ys = grid_axes(basis.coords, grid, margin)
+    xy = torch.tensor([[x, y] for y in ys for x in xs], dtype=torch.float64)
+    curve = fitted_between(read_curve(c), a, b, space) if curve is None else curve
+    ts = uniform_ts(curve_points) if curve else []
+    on_curve = bernstein(torch.tensor(ts), 2)[:, [0, 2, 1]]  # Bernstein weights (a, c, b) reordered to anchors (a, b, c)
+    coeffs = torch.cat([basis.coefficients(xy), torch.eye(3, dtype=torch.float64), on_curve])
+    curves = study.evaluate(Span(tuple(study.adapters), space), coeffs)
+    return SurfaceResult("plane", space, xs, ys, basis.coords.tolist(), names,
+                         _split_surface(curves, (len(ys), len(xs)), 3, len(ts)), names, study.base_name, split, seed,
+                         {"t": ts, "xy": (on_curve @ basis.coords).tolist()} if curve else None,
+                         made_by=study.made_by(grid=grid, margin=margin, curve_points=len(ts)))
+
+
+def measure_landscape(
+    adapter: str,
+    data: list[str] | None = None,
+    dimensions: int = 2,
+    grid: int = 21,
+    span: float = 1.0,
+    base: str | None = None,
+    split: str = "eval",
+    limit: int | None = None,
+    manifest: bool = True,
+    seed: int = 0,
+    device: str = "cpu",
+    allow_pickle: bool = False,
+    eval_config: EvalConfig = EvalConfig(accuracy=False),
+) -> SurfaceResult:
+    """Loss around ``adapter`` along one or two filter-normalised random directions (Li et al., 2018), α, β ∈ [−span, span]."""
+    from ..lora.directions import landscape_coefficients, random_span
+    from ..lora.plane import check_grid
+
+    if dimensions not in (1, 2):
+        raise ConfigError(f"dimensions must be 1 or 2, got {dimensions}")
+    check_grid(grid)
+    if not span > 0:
+        raise ConfigError(f"span must be positive, got {span}")
+    study = Study.open([adapter], data or [], space="factor", split=split, limit=limit, manifest=manifest, base=base,
+                       seed=seed, device=device, allow_pickle=allow_pickle, eval_config=eval_config)
+    the_span = random_span(study.adapters[0], dimensions, seed)
+    axis = torch.linspace(-span, span, grid, dtype=torch.float64).tolist()
+    ys = axis if dimensions == 2 else [0.0]
+    coeffs = torch.cat([landscape_coefficients(axis, ys if dimensions == 2 else None),
+                        torch.eye(dimensions + 1, dtype=torch.float64)[:1]])
+    curves = study.evaluate(the_span, coeffs)
+    return SurfaceResult("random", "factor", axis, ys, [[0.0, 0.0]], [str(adapter)],
+                         _split_surface(curves, (len(ys), len(axis)), 1), [str(adapter)], study.base_name, split, seed,
+                         extra={"directions": "filter-normalised Gaussian, per LoRA factor row (Li et al., 2018)", "span": span},
+                         made_by=study.made_by(dimensions=dimensions, grid=grid, span=span))
+
+
+def sweep_sequence(
+    sequence: str,
+    space: str = "factor",
+    points: int = 11,
+    pairs: str = "all",
+    bezier: bool = False,
+    curve_config=None,
+    base: str | None = None,
+    split: str = "eval",
+    limit: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    allow_pickle: bool = False,
+    eval_config: EvalConfig = EvalConfig(accuracy=False),
+    progress: bool = True,
+    curves_out: str | None = None,
+):
+    """Barriers between the task adapters of a sequence, every pair (or consecutive ones), scored on every task;
+    with ``bezier`` a curve is fitted for each pair on its two tasks' training data and measured the same way
+    (``curves_out``: also save each control point there as ``A-B/``, a folder ``modeconn plane`` can take)."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from ..lora.paths import bezier_path, linear_path
+    from ..lora.sequence import load_sequence
+    from .bezier import CurveConfig, fit_bezier
+    from .sweep import PairResult, SweepResult
+
+    if pairs not in ("all", "consecutive"):
+        raise ConfigError(f"pairs must be 'all' or 'consecutive', got {pairs!r}")
+    ts = uniform_ts(points)
+    seq = load_sequence(sequence)
+    if len(seq.tasks) < 2:
+        raise ConfigError(f"{sequence}: a sweep needs at least two tasks, the manifest lists {len(seq.tasks)}")
+    names = [t.name for t in seq.tasks]
+    ends_of = [str(seq.adapter_dir(t)) for t in seq.tasks]
+    study = Study.open(ends_of, space=space, split=split, limit=limit, base=base, seed=seed, device=device,
+                       allow_pickle=allow_pickle, eval_config=eval_config, sequence=seq)
+    train = study.tasks("train") if bezier else {}
+    adapters = study.adapters
+    todo = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names)) if pairs == "all" or j == i + 1]
+    quiet = replace(study.eval_config, progress=False)
+    config = curve_config or CurveConfig(seed=seed)
+    results = []
+    for i, j in tqdm(todo, desc="adapter pairs", disable=not progress):
+        ends = [ends_of[i], ends_of[j]]
+        line = _evaluate_path(study, linear_path(adapters[i], adapters[j], space, True), ts, quiet)
+        pair = PairResult(i, j, BarrierResult.from_evaluation(line, "linear", space, ends, seq.base_model, split=split, seed=seed))
+        if bezier:
+            fit = fit_bezier(study.model, study.tokenizer, adapters[i], adapters[j], train[names[i]] + train[names[j]], space,
+                             config, False)
+            if curves_out is not None:
+                fit.endpoints = ends
+                fit.save(Path(curves_out) / f"{names[i]}-{names[j]}")
+            curve = _evaluate_path(study, bezier_path(adapters[i], fit.control, adapters[j], space, True), ts, quiet)
+            pair.bezier = BarrierResult.from_evaluation(curve, "bezier", space, ends, seq.base_model, split=split, seed=seed,
+                                                        extra={"fit_loss_first": fit.history[0], "fit_loss_last": fit.history[-1]})
+        results.append(pair)
+    settings = {"points": points, "pairs": pairs, "bezier": bezier,
+                **({f"curve_{k}": v for k, v in asdict(config).items()} if bezier else {})}
+    return SweepResult(str(sequence), names, ends_of, space, study.base_name, results, split, seed,
+                       {"points": points, "pairs": pairs}, made_by=study.made_by(**settings))
+
+
+__all__ = ["measure_barrier", "fit_curve", "measure_plane", "measure_landscape", "sweep_sequence"]

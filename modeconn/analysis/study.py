@@ -1,0 +1,152 @@
+"""What every analysis sets up once: the adapters (loaded and checked), the tasks to score them on (from the
+sequence manifest beside them and from ``data``), the base model, and the settings every result records.
+
+    study = Study.open(["runs/seq/news", "runs/seq/gloss"], space="delta", limit=24)
+    curves = study.evaluate(linear_path(*study.adapters, "delta", True), coefficients)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..errors import CheckpointError, DataError
+from ..evaluator.budget import auto_budget
+from ..evaluator.data import Example, load_examples, load_split
+from ..evaluator.evaluate import EvalConfig, TaskCurve, evaluate_points
+from ..evaluator.models import load_base
+from ..evaluator.scoring import get_scorer
+from ..lora.adapters import LoraWeights, check_compatible, load_adapter
+from ..lora.sequence import MANIFEST, Sequence, load_sequence
+from ..provenance import made_by
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """Where one task's examples come from: a task folder (any split) or a single data file."""
+
+    name: str
+    path: Path
+    metric: str = "exact_match"
+
+    def load(self, split: str, limit: int | None) -> list[Example]:
+        return load_split(self.path, split, limit) if self.path.is_dir() else load_examples(self.path, limit)
+
+
+def parse_data_spec(spec: str) -> TaskSource:
+    """``NAME=PATH`` or ``PATH``; the name defaults to the task folder's name (or the file's, or its folder's)."""
+    name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: data file or task folder not found")
+    if not name:
+        name = p.name if p.is_dir() else (p.parent.name if p.stem in ("train", "eval", "test") else p.stem)
+    return TaskSource(name, p)
+
+
+def sequence_sources(seq: Sequence) -> list[TaskSource]:
+    """Every task of a manifest, its metric checked."""
+    for entry in seq.tasks:
+        get_scorer(entry.metric)
+    return [TaskSource(entry.name, seq.data_dir(entry), entry.metric) for entry in seq.tasks]
+
+
+def load_task_data(specs: list[str], split: str = "eval", limit: int | None = None) -> dict[str, list[Example]]:
+    """Examples of ``split`` for each ``[NAME=]PATH`` (a task folder or a data file)."""
+    return {source.name: source.load(split, limit) for source in map(parse_data_spec, specs)}
+
+
+@dataclass
+class Study:
+    """Adapters, tasks and a base model, set up once; ``evaluate`` scores points of a span of the adapters."""
+
+    locations: list[str]
+    adapters: list[LoraWeights]
+    space: str
+    sources: dict[str, TaskSource]
+    base_name: str
+    model: object
+    tokenizer: object
+    split: str = "eval"
+    limit: int | None = None
+    seed: int = 0
+    device: str = "cpu"
+    eval_config: EvalConfig = EvalConfig()
+    _loaded: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, locations: list[str], data: list[str] | tuple = (), *, space: str = "factor", split: str = "eval",
+             limit: int | None = None, manifest: bool = True, base: str | None = None, seed: int = 0,
+             device: str = "cpu", allow_pickle: bool = False, eval_config: EvalConfig = EvalConfig(),
+             manifest_from: list[str] | None = None, sequence: Sequence | None = None) -> "Study":
+        """Load and check the adapters at ``locations`` (for one span in ``space``), gather the tasks — those of the
+        manifest beside the adapters in ``manifest_from`` (default: all; or of ``sequence``), plus ``data`` — load
+        ``split`` of each, then load the base model (``base``, else the manifest's, else the adapters')."""
+        locations = [str(p) for p in locations]
+        adapters = [load_adapter(p, allow_pickle) for p in locations]
+        check_compatible(adapters, space, base_given=bool(base))
+        if sequence is not None:
+            manifests, sources = [sequence], {s.name: s for s in sequence_sources(sequence)}
+        else:
+            manifests, sources = _manifest_sources(manifest_from or locations)
+        if not manifest:
+            sources = {}
+        sources.update({s.name: s for s in map(parse_data_spec, data or [])})
+        if not sources:
+            what, hint = ("training", "TASK_FOLDER") if split == "train" else ("evaluation", "FILE_OR_TASK_FOLDER")
+            raise DataError(f"no {what} data: the adapters have no sequence.json beside them; pass data={hint}")
+        study = cls(locations, adapters, space, sources, "", None, None, split, limit, seed, device, eval_config)
+        study.tasks(split)  # read every task before the (slower) base model, so bad data fails fast
+        study.base_name = base or next((s.base_model for s in manifests), None) or adapters[0].base_model or ""
+        if not study.base_name:
+            raise CheckpointError("the adapter does not name its base model; pass base=NAME")
+        study.model, study.tokenizer = load_base(study.base_name, device=device)
+        if eval_config.max_batch_tokens is None:
+            study.eval_config = replace(eval_config, max_batch_tokens=auto_budget(study.model))
+        return study
+
+    @property
+    def metrics(self) -> dict[str, str]:
+        return {name: source.metric for name, source in self.sources.items()}
+
+    def tasks(self, split: str | None = None) -> dict[str, list[Example]]:
+        """Every task's examples of ``split`` (default: the study's), read once."""
+        split = split or self.split
+        if split not in self._loaded:
+            self._loaded[split] = {name: source.load(split, self.limit) for name, source in self.sources.items()}
+        return self._loaded[split]
+
+    def evaluate(self, span, coefficients, config: EvalConfig | None = None, split: str | None = None) -> dict[str, TaskCurve]:
+        """Loss (and accuracy, if the config asks) of each point ``Σ_i coefficients[k, i]·θ_i`` on every task."""
+        config = config or self.eval_config
+        return evaluate_points(self.model, self.tokenizer, span, coefficients, self.tasks(split), config, self.metrics)
+
+    def settings(self, **extra) -> dict:
+        """The resolved settings of an analysis on this study, for its result's ``made_by``."""
+        config = self.eval_config
+        return {"space": self.space, "split": self.split, "limit": self.limit, "max_length": config.max_length,
+                "dtype": config.dtype, "max_batch_tokens": config.max_batch_tokens, "accuracy": config.accuracy,
+                "seed": self.seed, "device": self.device, "base": self.base_name, **extra}
+
+    def made_by(self, **extra) -> dict:
+        return made_by(self.settings(**extra))
+
+
+def _manifest_sources(adapter_dirs: list[str]) -> tuple[list[Sequence], dict[str, TaskSource]]:
+    """Each adapter's own task, as the manifest beside it records it (adapters without one add none); every
+    manifest is read once."""
+    manifests: dict[Path, Sequence | None] = {}
+    used: list[Sequence] = []
+    sources = {}
+    for adapter in adapter_dirs:
+        if not Path(adapter).is_dir():
+            continue
+        where = Path(adapter).resolve().parent / MANIFEST
+        if where not in manifests:
+            manifests[where] = load_sequence(where) if where.is_file() else None
+        seq = manifests[where]
+        entry = seq.task_for_adapter(adapter) if seq is not None else None
+        if entry is not None:
+            get_scorer(entry.metric)
+            sources[entry.name] = TaskSource(entry.name, seq.data_dir(entry), entry.metric)
+            used += [seq] if seq not in used else []
+    return used, sources

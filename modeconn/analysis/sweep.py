@@ -1,0 +1,117 @@
+"""Barriers between every pair of task minima in a sequence (linear, and fitted Bézier curves), as matrices.
+
+``matrix(measure, path)[task][i][j]`` is task's barrier on the path from adapter i to adapter j (null where not
+measured); ``joint(path)[i][j]`` is the pair's joint gap over tasks i and j. The consecutive pairs (i, i+1) follow
+the training order: the quantity the I-LoRA paper's analysis looks at.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+from .barrier import BarrierResult, joint_gap
+
+MEASURES = {"barrier": "barrier", "mean": "barrier_mean_endpoint", "max": "barrier_max_endpoint"}
+
+
+@dataclass
+class PairResult:
+    a: int
+    b: int
+    linear: BarrierResult
+    bezier: BarrierResult | None = None
+
+    def get(self, path: str) -> BarrierResult | None:
+        return self.linear if path == "linear" else self.bezier
+
+
+@dataclass
+class SweepResult:
+    sequence: str
+    tasks: list[str]  # the training order; adapter i was trained on tasks[i]
+    adapters: list[str]
+    space: str
+    base_model: str
+    pairs: list[PairResult]
+    split: str = "eval"
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+    made_by: dict = field(default_factory=dict)  # settings, versions, command (provenance.made_by)
+
+    def paths(self) -> list[str]:
+        return ["linear"] + (["bezier"] if any(p.bezier for p in self.pairs) else [])
+
+    def matrix(self, measure: str = "barrier", path: str = "linear") -> dict[str, list[list[float | None]]]:
+        """Per evaluated task, the symmetric matrix of ``measure`` over adapter pairs; zeros on the diagonal."""
+        n, key = len(self.tasks), MEASURES[measure]
+        names = list(self.pairs[0].linear.tasks) if self.pairs else []
+        out = {name: [[0.0 if i == j else None for j in range(n)] for i in range(n)] for name in names}
+        for pair in self.pairs:
+            result = pair.get(path)
+            if result is None:
+                continue
+            for name in names:
+                out[name][pair.a][pair.b] = out[name][pair.b][pair.a] = getattr(result.tasks[name], key)
+        return out
+
+    def joint(self, path: str = "linear") -> list[list[float | None]]:
+        """The joint gap of each pair over its own two tasks (0 on the diagonal)."""
+        n = len(self.tasks)
+        out = [[0.0 if i == j else None for j in range(n)] for i in range(n)]
+        for pair in self.pairs:
+            result = pair.get(path)
+            if result is None:
+                continue
+            own = [result.tasks[self.tasks[k]].loss for k in (pair.a, pair.b) if self.tasks[k] in result.tasks]
+            out[pair.a][pair.b] = out[pair.b][pair.a] = joint_gap(result.t, own).value
+        return out
+
+    def consecutive(self, path: str = "linear") -> list[dict]:
+        """Along the training order: each consecutive pair's joint gap and each of its two tasks' barriers."""
+        rows, joint = [], self.joint(path)
+        matrices = {m: self.matrix(m, path) for m in MEASURES}
+        for i in range(len(self.tasks) - 1):
+            if joint[i][i + 1] is None:
+                continue
+            row = {"from": self.tasks[i], "to": self.tasks[i + 1], "joint_gap": joint[i][i + 1]}
+            for k in (i, i + 1):
+                name = self.tasks[k]
+                if name in matrices["barrier"]:
+                    row[name] = {m: matrices[m][name][i][i + 1] for m in MEASURES}
+            rows.append(row)
+        return rows
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["pairs"] = [{"a": p.a, "b": p.b, "linear": p.linear.to_json(), "bezier": p.bezier.to_json() if p.bezier else None}
+                         for p in self.pairs]
+        summary = {path: {"joint_gap": self.joint(path), "consecutive": self.consecutive(path),
+                          **{m: self.matrix(m, path) for m in MEASURES}} for path in self.paths()}
+        return {"kind": "sweep", **data, "matrices": summary}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SweepResult":
+        data = {k: v for k, v in data.items() if k not in ("kind", "matrices")}
+        data["pairs"] = [PairResult(p["a"], p["b"], BarrierResult.from_json(p["linear"]),
+                                    BarrierResult.from_json(p["bezier"]) if p.get("bezier") else None) for p in data["pairs"]]
+        return cls(**data)
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, allow_nan=False)
+
+    def table(self) -> str:
+        lines = [f"sweep over {' → '.join(self.tasks)} ({self.space} space)", ""]
+        for path in self.paths():
+            lines.append(f"{path}: joint gap of each pair (rows and columns in training order)")
+            joint = self.joint(path)
+            lines.append(f"{'':<12}" + "".join(f"{t[:10]:>11}" for t in self.tasks))
+            for name, row in zip(self.tasks, joint):
+                lines.append(f"{name[:12]:<12}" + "".join(f"{v:11.4f}" if v is not None else f"{'-':>11}" for v in row))
+            lines.append("")
+        lines.append(f"{'consecutive pair':<24}" + "".join(f"{p + ' joint gap':>20}" for p in self.paths()))
+        per_path = {p: {(r["from"], r["to"]): r for r in self.consecutive(p)} for p in self.paths()}
+        for i in range(len(self.tasks) - 1):
+            key = (self.tasks[i], self.tasks[i + 1])
+            cells = [f"{per_path[p][key]['joint_gap']:20.4f}" if key in per_path[p] else f"{'-':>20}" for p in self.paths()]
+            lines.append(f"{key[0][:11] + ' → ' + key[1][:10]:<24}" + "".join(cells))
+        return "\n".join(lines)

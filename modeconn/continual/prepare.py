@@ -1,0 +1,95 @@
+"""Everything a training run sets up before its loop: processes, the resume check, the base model with a fresh LoRA,
+the tokenised tasks, the evaluation settings, and the state to continue from (torchtune's recipe ``setup``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import ConfigError
+from ..evaluator.data import Encoded, Example, collate, encode, load_split
+from ..evaluator.evaluate import EvalConfig, evaluate_model
+from ..evaluator.models import load_base
+from ..evaluator.scoring import get_scorer
+from .config import TrainConfig
+from .methods import FAST, Method, train_only
+from .metrics import ContinualMetrics
+from .run_folder import RunFolder
+from .state import RunState, read_state
+
+
+@dataclass
+class Prepared:
+    """A run ready for its loop. ``trained`` is the model the steps call (DDP-wrapped with several processes)."""
+
+    accelerator: object
+    model: object  # the PeftModel
+    trained: object
+    tokenizer: object
+    tasks: list[tuple[str, Path]]
+    train_sets: list[list[Encoded]]
+    tests: dict[str, list[Example]]
+    metrics_by_task: dict[str, str]
+    eval_config: EvalConfig
+    generator: torch.Generator
+    run: RunState
+    metrics: ContinualMetrics
+    resume_from: tuple | None  # (optimizer meta, tensors) of a saved state, until the loop restores it
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def world(self) -> int:
+        return self.accelerator.num_processes
+
+    def to_device(self, examples: list[Encoded]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.accelerator.device) for k, v in collate(examples, self.tokenizer.pad_token_id).items()}
+
+    def scores(self, adapter: str) -> tuple[list[float], list[float]]:
+        """Accuracy and loss of ``adapter`` on every task's evaluation split; the fast adapter stays the trained one."""
+        self.model.set_adapter(adapter)
+        curves = evaluate_model(self.model, self.tokenizer, self.tests, self.eval_config, self.metrics_by_task)
+        train_only(self.model, FAST)
+        return [c.accuracy[0] for c in curves.values()], [c.loss[0] for c in curves.values()]
+
+
+def fingerprint(base: str, tasks, method: Method, config: TrainConfig, eval_split: str, eval_limit) -> dict:
+    """What must match for ``resume``: base, tasks, method and its options, training settings, evaluation."""
+    return {"base": base, "tasks": [[t, str(Path(f).resolve())] for t, f in tasks], "method": method.name,
+            "options": method.options, "config": config.to_json(), "eval_split": eval_split, "eval_limit": eval_limit}
+
+
+def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Method, config: TrainConfig, folder: RunFolder,
+            eval_split: str, eval_limit: int | None, resume: bool, metrics_by_task: dict[str, str]) -> Prepared:
+    """Set the run up; draws from the global RNG in a fixed order (the base, then the LoRA initialisation)."""
+    from peft import LoraConfig, get_peft_model
+
+    for metric in metrics_by_task.values():
+        get_scorer(metric)
+    prints = fingerprint(base, tasks, method, config, eval_split, eval_limit)
+    previous = read_state(folder.out) if resume else None
+    if previous is not None and previous[0].fingerprint != prints:
+        changed = sorted(k for k in prints if previous[0].fingerprint.get(k) != prints[k])
+        raise ConfigError(f"resume: the run in {folder.out} was made with other settings ({', '.join(changed)} differ); "
+                          "repeat its command or choose another output folder")
+    model, tokenizer = load_base(base, device=accelerator.device)
+    train_sets = [encode(tokenizer, load_split(path, "train", config.max_train), config.max_length) for _, path in tasks]
+    tests = {task: load_split(path, eval_split, eval_limit) for task, path in tasks}
+    folder.out.mkdir(parents=True, exist_ok=True)
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    model.peft_config[FAST].base_model_name_or_path = base  # the name the run was given ('tiny-llama'), not its folder
+    trained = accelerator.prepare_model(model) if accelerator.num_processes > 1 else model  # DDP: forwards sync gradients
+    prepared = Prepared(accelerator, model, trained, tokenizer, tasks, train_sets, tests, metrics_by_task,
+                        EvalConfig(max_length=config.max_length, progress=False), torch.Generator().manual_seed(config.seed),
+                        RunState(prints), ContinualMetrics([t for t, _ in tasks], split=eval_split), None)
+    if previous is not None:
+        prepared.run, prepared.resume_from = previous[0], previous[1:]
+        prepared.metrics = ContinualMetrics(**prepared.run.metrics)
+    else:
+        prepared.metrics.initial_accuracy, prepared.metrics.initial_loss = prepared.scores(FAST)
+    return prepared

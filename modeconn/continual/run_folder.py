@@ -1,0 +1,68 @@
+"""Everything a training run writes under its ``out`` folder, each file all-or-nothing:
+
+  <task>/                 the evaluated adapter after each task (a plain peft adapter folder)
+  <label>/<task>/         further adapters the method keeps (I-LoRA: fast/, slow/)
+  sequence.json           the manifest the analysis side reads
+  metrics.json            the accuracy/loss matrix, AP, BWT, FWT, timings, and what made the run (made_by)
+  train_config.json       the resolved training settings
+  command.sh              the command that made the run (or a note that a Python call did)
+  .state/                 the resumable state while the run is unfinished (state.py)
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from ..files import atomic_folder, atomic_write, write_json
+from ..lora.sequence import Sequence
+from ..provenance import PYTHON_CALL, command
+from .methods import FAST
+from .metrics import ContinualMetrics
+from .state import RunState, clear_state, save_state
+
+
+def save_peft_adapter(model, adapter: str, folder: Path) -> None:
+    """Save one named adapter of a PeftModel with peft's own ``save_pretrained``, as a plain adapter folder."""
+    with atomic_folder(folder) as tmp:
+        model.save_pretrained(tmp / "saved", selected_adapters=[adapter], save_embedding_layers=False)
+        saved = tmp / "saved" if adapter == FAST else tmp / "saved" / adapter
+        config_path = saved / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        if isinstance(config.get("target_modules"), list):  # peft writes a set: its order changes from run to run
+            config["target_modules"] = sorted(config["target_modules"])
+            config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        for item in saved.iterdir():
+            if item.is_file():
+                item.rename(tmp / item.name)
+
+
+def command_script() -> str:
+    """``command.sh``: the command line, or a comment saying that a Python call made the run."""
+    line = command()
+    return (f"# {PYTHON_CALL}: modeconn.train_sequence; its settings are in train_config.json\n" if line == PYTHON_CALL
+            else line + "\n")
+
+
+class RunFolder:
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+
+    def save_task(self, model, method, task: str) -> None:
+        """The method's evaluated adapter as ``<task>/``, and each further adapter it keeps as ``<label>/<task>/``."""
+        save_peft_adapter(model, method.evaluated_adapter, self.out / task)
+        for label, adapter in method.saved_adapters.items():
+            save_peft_adapter(model, adapter, self.out / label / task)
+
+    def checkpoint(self, run: RunState, metrics: ContinualMetrics, model, optimizer, generator, method) -> None:
+        run.metrics = asdict(metrics)
+        tensors, run.method_meta = method.state()
+        save_state(self.out, run, model, optimizer, generator, tensors)
+
+    def finish(self, sequence: Sequence, metrics: dict, config: dict) -> None:
+        """Write the finished run's records, then drop its resumable state."""
+        sequence.save(self.out)
+        write_json(self.out / "metrics.json", metrics)
+        write_json(self.out / "train_config.json", config)
+        atomic_write(self.out / "command.sh", command_script())
+        clear_state(self.out)

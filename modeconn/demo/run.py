@@ -1,0 +1,66 @@
+"""The main job on the embedded default (``make demo``, ``modeconn demo``): train seq, er and ilora over the task
+sequence, sweep the barriers between consecutive seq minima (linear and fitted Bézier), compare the methods, and
+write a report folder — report.html, the PNGs and every JSON result.
+
+Data flows one way: training runs → adapters → sweeps, paths and a plane → results → pictures → report.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .config import DemoConfig, DemoResult
+
+
+def run_demo(out: str | Path = "demo_out", config: DemoConfig = DemoConfig(), progress: bool = True) -> DemoResult:
+    """Run the whole study and write ``out``; returns the numbers the report and the summary show."""
+    from ..analysis.bezier import CurveConfig
+    from ..analysis.measure import measure_barrier, measure_plane, sweep_sequence
+    from ..continual import TrainConfig, get_method, train_sequence
+    from ..continual.config import EMBEDDED_TRAINING
+    from ..evaluator.evaluate import EvalConfig
+    from ..evaluator.models import checkpoints_dir
+    from ..files import write_json
+    from ..lora.sequence import load_sequence
+    from ..plots.kinds import save_result
+    from .report import write_demo_report
+
+    started = time.perf_counter()
+    out = Path(out)
+    result = DemoResult(out, config)
+    embedded = load_sequence(checkpoints_dir() / "seq")
+    tasks = [(t.name, embedded.data_dir(t)) for t in embedded.tasks[: config.tasks]]
+    train_config = TrainConfig(**EMBEDDED_TRAINING, epochs=config.epochs, max_train=config.max_train, seed=config.seed)
+    for name in config.methods:
+        run = train_sequence(embedded.base_model, tasks, get_method(name, seed=config.seed), train_config, out / "runs" / name,
+                             name=f"demo-{name}", eval_limit=config.eval_limit, progress=progress,
+                             metrics_by_task={t.name: t.metric for t in embedded.tasks})
+        result.metrics[name] = run.metrics
+    losses = EvalConfig(accuracy=False, progress=False)
+    curves = CurveConfig(steps=config.curve_steps, seed=config.seed)
+    for name in config.methods:  # seq with fitted curves; the others' straight paths, to compare the methods
+        seq = name == "seq"
+        sweep = sweep_sequence(str(out / "runs" / name), points=config.points, pairs="consecutive", bezier=seq,
+                               curve_config=curves, limit=config.limit, seed=config.seed, eval_config=losses,
+                               progress=progress, curves_out=str(out / "curves") if seq else None)
+        save_result(sweep, out / f"sweep-{name}")
+        result.sweeps[name] = sweep
+    rows = result.sweeps["seq"].consecutive("linear")
+    top = max(rows, key=lambda r: r["joint_gap"])
+    result.pair = (top["from"], top["to"])
+    a, b = (str(out / "runs" / "seq" / t) for t in result.pair)
+    control = str(out / "curves" / f"{result.pair[0]}-{result.pair[1]}")
+    decode = EvalConfig(progress=False)
+    for path in ("linear", "bezier"):
+        barrier = measure_barrier(a, b, points=config.points, path=path, control=control if path == "bezier" else None,
+                                  limit=config.limit, seed=config.seed, eval_config=decode)
+        save_result(barrier, out / f"path-{path}")
+        result.paths[path] = barrier
+    result.plane = measure_plane(a, b, control, grid=config.grid, limit=config.limit, seed=config.seed,
+                                 eval_config=losses)
+    save_result(result.plane, out / "plane")
+    result.seconds = time.perf_counter() - started
+    save_result(result.metrics, out / "methods")
+    write_demo_report(result)
+    write_json(out / "demo.json", result.to_json())
+    return result

@@ -1,0 +1,152 @@
+"""A path-aware LoRA layer: every row of the batch carries its own path coefficients, the weights are shared.
+
+For anchors with factors (A_i, B_i) (scales folded into B) and a row's coefficients c:
+  delta  space: y = [B_1|B_2|…] · (c ⊙ ([A_1; A_2; …] · x))            (c repeated over each anchor's rank block)
+  factor space: u = Σ_i c_i A_i x,   y = [B_1|B_2|…] · (c ⊗ u)
+Only per-row scalars change with t, so K path points cost no extra weights and stay differentiable.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from ..errors import CompatibilityError
+from ..lora.paths import Span
+
+
+class Routing:
+    """The ``[rows, n_anchors]`` coefficients of the batch about to run, shared by every PathLoraLayer of one model.
+
+    Set only through ``InjectedPath.points``, which scopes them to one block of forward passes."""
+
+    def __init__(self):
+        self.value: torch.Tensor | None = None
+
+    def current(self) -> torch.Tensor:
+        if self.value is None:
+            raise RuntimeError("a path-injected model ran outside `with injected.points(coefficients): ...`")
+        return self.value
+
+
+class PathLoraLayer(nn.Module):
+    """``trainable=i`` makes anchor i's factors parameters (a Bézier control point being fitted); the rest stay fixed."""
+
+    def __init__(self, base: nn.Module, a_stack: torch.Tensor, b_stack: torch.Tensor, ranks: list[int],
+                 space: str, routing: Routing, trainable: int | None = None):
+        super().__init__()
+        self.base = base
+        self.register_buffer("a_stack", a_stack, persistent=False)  # [Σr, in]
+        self.register_buffer("b_stack", b_stack, persistent=False)  # [out, Σr]
+        self.register_buffer("block", torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks)), persistent=False)
+        self.n, self.rank, self.space, self.routing = len(ranks), ranks[0], space, routing
+        self.span = None
+        if trainable is not None:
+            start = sum(ranks[:trainable])
+            self.span = (start, start + ranks[trainable])
+            self.control_a = nn.Parameter(a_stack[start : self.span[1]].clone())
+            self.control_b = nn.Parameter(b_stack[:, start : self.span[1]].clone())
+
+    def stacks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.span is None:
+            return self.a_stack, self.b_stack
+        lo, hi = self.span
+        a = torch.cat([self.a_stack[:lo], self.control_a, self.a_stack[hi:]], 0)
+        b = torch.cat([self.b_stack[:, :lo], self.control_b, self.b_stack[:, hi:]], 1)
+        return a, b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        a_stack, b_stack = self.stacks()
+        c = self.routing.current().to(x.dtype)  # [rows, n]
+        shape = (c.shape[0],) + (1,) * (x.dim() - 2)
+        u = x @ a_stack.to(x.dtype).T  # [rows, …, Σr]
+        if self.space == "delta":
+            u = u * c[:, self.block].reshape(*shape, -1)
+        else:
+            mixed = (u.unflatten(-1, (self.n, self.rank)) * c.reshape(*shape, self.n, 1)).sum(-2)  # Σ c_i A_i x
+            u = (mixed.unsqueeze(-2) * c.reshape(*shape, self.n, 1)).flatten(-2)  # c ⊗ u
+        # one BLAS call adds the LoRA term into the base output (beta = 1), instead of a matmul and a full-size add
+        return torch.addmm(out.reshape(-1, out.shape[-1]), u.reshape(-1, u.shape[-1]), b_stack.to(x.dtype).T).view(out.shape)
+
+
+def _features(module: nn.Module) -> tuple[int, int]:
+    if isinstance(module, nn.Linear):
+        return module.in_features, module.out_features
+    if type(module).__name__ == "Conv1D":  # GPT-2: weight is [in, out]
+        return module.weight.shape[0], module.weight.shape[1]
+    raise CompatibilityError(f"LoRA on {type(module).__name__} layers is not supported (nn.Linear and GPT-2 Conv1D are)")
+
+
+def stacked_factors(path: Span, device, dtype=torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor, list[int]]]:
+    """Per module: A's stacked by rows, (scaled) B's side by side, and each anchor's rank."""
+    folded = [a.folded() for a in path.anchors]
+    out = {}
+    for m in path.modules:
+        a = torch.cat([f[m][0] for f in folded], 0).to(device, dtype)
+        b = torch.cat([f[m][1] for f in folded], 1).to(device, dtype)
+        out[m] = (a, b, [f[m][0].shape[0] for f in folded])
+    return out
+
+
+class InjectedPath:
+    """A model whose adapted modules are PathLoraLayers: ``points`` says which path point each batch row is."""
+
+    def __init__(self, model: nn.Module, layers: dict[str, PathLoraLayer], routing: Routing):
+        self.model, self.layers, self._routing = model, layers, routing
+
+    @contextmanager
+    def points(self, coefficients: torch.Tensor, rows_per_point: int):
+        """Inside the block, rows ``[k·b, (k+1)·b)`` of every batch are the point ``Σ_i coefficients[k, i]·θ_i``
+        (``b = rows_per_point``): the point-major layout of the evaluator and the curve fit."""
+        device = self.model_device()
+        self._routing.value = coefficients.to(device, non_blocking=True).repeat_interleave(rows_per_point, 0)
+        try:
+            yield
+        finally:
+            self._routing.value = None
+
+    def model_device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def parameters(self) -> list[nn.Parameter]:
+        """The trainable anchor's factors in every layer (``inject_path(..., trainable=i)``), for an optimizer."""
+        return [p for layer in self.layers.values() if layer.span is not None for p in (layer.control_a, layer.control_b)]
+
+
+class Unrouted:
+    """The stand-in for ``InjectedPath`` when a model is scored as it stands (one point, no path layers)."""
+
+    @contextmanager
+    def points(self, coefficients: torch.Tensor, rows_per_point: int):
+        yield
+
+
+@contextmanager
+def inject_path(model: nn.Module, path: Span, trainable: int | None = None):
+    """Temporarily replace each adapted module of ``model`` with a PathLoraLayer; yields the ``InjectedPath``
+    (with ``trainable=i``, each layer exposes anchor i's factors as ``control_a`` / ``control_b`` parameters)."""
+    routing = Routing()
+    replaced, layers = [], {}
+    stacks = stacked_factors(path, next(model.parameters()).device)
+    try:
+        for name, (a, b, ranks) in stacks.items():
+            try:
+                module = model.get_submodule(name)
+            except AttributeError:
+                raise CompatibilityError(f"the base model has no module '{name}' that the adapter {path.anchors[0].source} adapts") from None
+            fan_in, fan_out = _features(module)
+            if a.shape[1] != fan_in or b.shape[0] != fan_out:
+                raise CompatibilityError(
+                    f"{name}: adapter shapes A{tuple(a.shape)} B{tuple(b.shape)} do not fit the base layer ({fan_in} → {fan_out})"
+                )
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            layers[name] = PathLoraLayer(module, a, b, ranks, path.space, routing, trainable)
+            setattr(parent, child, layers[name])
+            replaced.append((parent, child, module))
+        yield InjectedPath(model, layers, routing)
+    finally:
+        for parent, child, module in reversed(replaced):
+            setattr(parent, child, module)

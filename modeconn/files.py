@@ -1,0 +1,94 @@
+"""The one way modeconn writes files: under a temporary name in the same folder, flushed to disk, then renamed.
+
+A reader (or a run killed half-way) sees the old file or the new one, never half of one. ``write_all`` does the
+same for a result's files together (JSON + PNG + HTML), ``atomic_folder`` for a folder built whole (an adapter).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Union
+
+Content = Union[str, bytes, Callable[[Path], None]]
+TEMP_PREFIX = ".modeconn-"
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _fill(path: Path, content: Content) -> None:
+    if callable(content):
+        content(path)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    _fsync(path)
+
+
+def atomic_write(path: str | Path, content: Content) -> Path:
+    """Write ``content`` (text, bytes, or a ``writer(tmp_path)``) to ``path`` all-or-nothing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        _fill(tmp, content)
+        tmp.chmod(0o644)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_json(path: str | Path, data) -> Path:
+    """JSON with a trailing newline; NaN and infinity are refused (they are not JSON)."""
+    return atomic_write(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def write_all(out: str | Path, writers: dict[str, Content]) -> list[Path]:
+    """Write several files of one folder together: all are finished in a temporary folder before any is moved in."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=out))
+    try:
+        for name, content in writers.items():
+            _fill(tmp / name, content)
+        final = []
+        for name in writers:
+            os.replace(tmp / name, out / name)
+            final.append(out / name)
+        return final
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def atomic_folder(folder: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``folder``; when the block ends without error, it replaces ``folder``
+    (an old one is moved aside first and removed after), otherwise it is removed and ``folder`` is left as it was."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{folder.name}.", dir=folder.parent))
+    tmp.chmod(0o755)
+    old = None
+    try:
+        yield tmp
+        for item in tmp.rglob("*"):
+            if item.is_file():
+                _fsync(item)
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}old.", dir=folder.parent))
+            os.replace(folder, old / folder.name)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,184 @@
+"""Load and validate LoRA adapters as plain data: ``module name -> (A, B)`` tensors plus each module's scale."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError, CompatibilityError
+
+CONFIG_FILE = "adapter_config.json"
+SAFETENSORS_FILE = "adapter_model.safetensors"
+PICKLE_FILE = "adapter_model.bin"
+_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<which>[AB])(?:\.[^.]+)?\.weight$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class LoraWeights:
+    """One point in LoRA space. ``factors[m] = (A [r, in], B [out, r])``; the module's update is ``scaling[m] * B @ A``."""
+
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    scaling: dict[str, float]
+    base_model: str | None = None
+    source: str = ""
+    config: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def modules(self) -> list[str]:
+        return sorted(self.factors)
+
+    def rank(self, module: str) -> int:
+        return self.factors[module][0].shape[0]
+
+    def delta(self, module: str) -> torch.Tensor:
+        """The merged update ΔW = scaling · B A of one module, shape ``[out, in]``."""
+        a, b = self.factors[module]
+        return self.scaling[module] * (b @ a)
+
+    def folded(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Factors with the scale folded into B, so that ΔW = B A."""
+        return {m: (a, self.scaling[m] * b) for m, (a, b) in self.factors.items()}
+
+    def canonical(self) -> "LoraWeights":
+        """SVD-balanced factors ``B = U√S, A = √S Vᵀ`` of each ΔW: the same adapter, a factorisation-free form."""
+        factors = {}
+        for m in self.factors:
+            a, b = self.factors[m]
+            u, s, vh = torch.linalg.svd(self.delta(m).double(), full_matrices=False)
+            r = a.shape[0]
+            root = s[:r].sqrt()
+            factors[m] = ((root[:, None] * vh[:r]).to(a.dtype), (u[:, :r] * root).to(b.dtype))
+        return LoraWeights(factors, {m: 1.0 for m in factors}, self.base_model, self.source + " (canonical)", self.config)
+
+
+def _resolve_folder(location: str) -> Path:
+    path = Path(location)
+    if path.exists():
+        if not path.is_dir():
+            raise CheckpointError(f"{location}: not a folder; an adapter is a folder with {CONFIG_FILE} and {SAFETENSORS_FILE}")
+        return path
+    if _HUB_ID.match(location) and not location.startswith("."):
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(location, allow_patterns=[CONFIG_FILE, SAFETENSORS_FILE, PICKLE_FILE]))
+        except Exception as exc:  # offline, missing repo, auth: all mean "cannot get it"
+            raise CheckpointError(f"{location}: not a local folder, and not downloadable as a hub id ({type(exc).__name__})") from None
+    raise CheckpointError(f"{location}: no such adapter folder")
+
+
+def _scaling(config: dict, module: str, rank: int) -> float:
+    from peft.utils.other import get_pattern_key
+
+    alpha_pattern = config.get("alpha_pattern") or {}
+    alpha = alpha_pattern.get(get_pattern_key(alpha_pattern.keys(), module), config.get("lora_alpha", 8))
+    return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
+
+
+def _read_tensors(folder: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
+    if (folder / SAFETENSORS_FILE).is_file():
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(folder / SAFETENSORS_FILE, device="cpu")
+        except Exception as exc:
+            raise CheckpointError(f"{folder / SAFETENSORS_FILE}: unreadable safetensors file ({exc})") from None
+    if (folder / PICKLE_FILE).is_file():
+        if not allow_pickle:
+            raise CheckpointError(
+                f"{folder}: holds only {PICKLE_FILE} (a pickle); pass allow_pickle=True to load it with torch.load(weights_only=True)"
+            )
+        try:
+            return torch.load(folder / PICKLE_FILE, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"{folder / PICKLE_FILE}: unreadable ({type(exc).__name__}: {exc})") from None
+    raise CheckpointError(f"{folder}: no {SAFETENSORS_FILE} found")
+
+
+def load_adapter(location: str | Path, allow_pickle: bool = False) -> LoraWeights:
+    """Read a peft LoRA adapter (folder or hub id) and check it is a plain, finite LoRA."""
+    folder = _resolve_folder(str(location))
+    config_path = folder / CONFIG_FILE
+    if not config_path.is_file():
+        raise CheckpointError(f"{location}: not a peft adapter folder (no {CONFIG_FILE})")
+    try:
+        config = json.loads(config_path.read_text())
+    except ValueError as exc:
+        raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
+    if config.get("peft_type", "LORA") != "LORA":
+        raise CheckpointError(f"{location}: a {config.get('peft_type')} adapter; modeconn works on LoRA adapters")
+    if config.get("use_dora"):
+        raise CheckpointError(f"{location}: a DoRA adapter; its magnitude vector is not a low-rank update, so paths are undefined")
+    raw = _read_tensors(folder, allow_pickle)
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in raw.items():
+        match = _KEY.match(key)
+        if not match:
+            raise CheckpointError(f"{location}: unsupported tensor '{key}' (only lora_A / lora_B weights of linear layers)")
+        pairs.setdefault(match["module"], {})[match["which"]] = tensor
+    if not pairs:
+        raise CheckpointError(f"{location}: the adapter holds no LoRA weights")
+    factors, scaling = {}, {}
+    for module, ab in sorted(pairs.items()):
+        if set(ab) != {"A", "B"}:
+            raise CheckpointError(f"{location}: module {module} lacks its lora_{'B' if 'A' in ab else 'A'} weight")
+        a, b = ab["A"].float(), ab["B"].float()
+        if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
+            raise CheckpointError(f"{location}: module {module} has inconsistent shapes A{tuple(a.shape)} B{tuple(b.shape)}")
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+            raise CheckpointError(f"{location}: module {module} has non-finite (NaN or inf) weights")
+        factors[module] = (a, b)
+        scaling[module] = _scaling(config, module, a.shape[0])
+    return LoraWeights(factors, scaling, config.get("base_model_name_or_path"), str(location), config)
+
+
+def check_compatible(adapters: list[LoraWeights], space: str, base_given: bool = False) -> None:
+    """Refuse adapters that cannot share a path: different base, modules or shapes; unequal ranks in factor space."""
+    first = adapters[0]
+    for other in adapters[1:]:
+        if not base_given and first.base_model != other.base_model:
+            raise CompatibilityError(
+                f"{first.source} and {other.source} name different base models ({first.base_model!r} vs {other.base_model!r}); "
+                "if they are the same model under two names, pass base=NAME to choose it"
+            )
+        if set(first.factors) != set(other.factors):
+            diff = sorted(set(first.factors) ^ set(other.factors))
+            raise CompatibilityError(f"{first.source} and {other.source} adapt different modules (e.g. {diff[0]})")
+        for m in first.factors:
+            (a1, b1), (a2, b2) = first.factors[m], other.factors[m]
+            if a1.shape[1] != a2.shape[1] or b1.shape[0] != b2.shape[0]:
+                raise CompatibilityError(f"{m}: layer shapes differ between {first.source} and {other.source}")
+            if space == "factor" and a1.shape[0] != a2.shape[0]:
+                raise CompatibilityError(
+                    f"{m}: ranks differ ({a1.shape[0]} vs {a2.shape[0]}); a factor-space path needs equal ranks, use space='delta'"
+                )
+
+
+def save_adapter(weights: LoraWeights, folder: str | Path, config: dict | None = None) -> Path:
+    """Write ``weights`` as a peft adapter folder (scales folded so peft's alpha / r reproduces ΔW exactly)."""
+    from safetensors.torch import save_file
+
+    from ..files import atomic_folder
+
+    ranks = {weights.rank(m) for m in weights.factors}
+    r = max(ranks)
+    cfg = dict(config or weights.config)
+    cfg.update(peft_type="LORA", r=r, lora_alpha=r, use_rslora=False, alpha_pattern={},
+               rank_pattern={m: weights.rank(m) for m in weights.factors if weights.rank(m) != r},
+               target_modules=sorted({m.rsplit(".", 1)[-1] for m in weights.factors}),
+               base_model_name_or_path=weights.base_model)
+    cfg.setdefault("task_type", "CAUSAL_LM")
+    tensors = {}
+    for m, (a, b) in weights.folded().items():
+        tensors[f"base_model.model.{m}.lora_A.weight"] = a.contiguous()
+        # peft scales by alpha / rank(m); rank_pattern keeps alpha = r only for the default rank, so undo per module
+        tensors[f"base_model.model.{m}.lora_B.weight"] = (b * weights.rank(m) / r).contiguous()
+    with atomic_folder(folder) as tmp:
+        save_file(tensors, tmp / SAFETENSORS_FILE)
+        (tmp / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
+    return Path(folder)

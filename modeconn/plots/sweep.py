@@ -1,0 +1,107 @@
+"""Pictures of a sweep: heatmaps of the joint gap and of each task's barrier over adapter pairs, and the joint gap
+of consecutive tasks along the training order (linear vs Bézier)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..analysis.sweep import MEASURES, SweepResult
+from .style import COLORS, caption_html, new_figure, save_png, write_html
+
+MEASURE_NAMES = {"barrier": "barrier (vs interpolated endpoints)", "mean": "barrier vs mean endpoint",
+                 "max": "barrier vs worse endpoint"}
+
+
+def _array(matrix) -> np.ndarray:
+    return np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+
+
+def _colour_range(values: np.ndarray) -> tuple[float, float]:
+    """From 0 (or below) to the largest value; an all-zero matrix stays pale instead of mid-scale."""
+    finite = values[np.isfinite(values)]
+    return min(0.0, float(finite.min()) if finite.size else 0.0), max(float(finite.max()) if finite.size else 0.0, 1e-3)
+
+
+def _heatmap(fig, ax, values: np.ndarray, labels: list[str], title: str, label: str) -> None:
+    finite = values[np.isfinite(values)]
+    low, top = _colour_range(values)
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="magma_r", vmin=low, vmax=top)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set(title=title, xlabel="adapter (trained on)", ylabel="adapter (trained on)")
+    middle = (finite.max() + finite.min()) / 2 if finite.size else 0
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                        color="white" if values[i, j] > middle else "black")
+    fig.colorbar(image, ax=ax, label=label, shrink=0.8)
+
+
+def sweep_png(result: SweepResult, out: str | Path, measure: str = "barrier") -> None:
+    paths = result.paths()
+    evaluated = list(result.matrix(measure, "linear"))
+    cols = max(len(paths) + 1, len(evaluated))
+    fig = new_figure(figsize=(4.3 * cols, 4.0 * (1 + len(paths)) + 0.2))
+    axes = fig.subplots(1 + len(paths), cols, squeeze=False)
+    for k, path in enumerate(paths):
+        _heatmap(fig, axes[0, k], _array(result.joint(path)), result.tasks, f"{path}: joint gap of each pair", "joint gap (loss)")
+    ax = axes[0, len(paths)]
+    names = [f"{r['from']}→{r['to']}" for r in result.consecutive("linear")]
+    for k, path in enumerate(paths):
+        rows = {f"{r['from']}→{r['to']}": r["joint_gap"] for r in result.consecutive(path)}
+        ax.plot(range(len(names)), [rows.get(n, np.nan) for n in names], "o-", color=COLORS[k], label=path)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    ax.set(title="consecutive tasks (training order)", ylabel="joint gap (loss)", xlabel="pair")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    for k in range(len(paths) + 1, cols):
+        axes[0, k].axis("off")
+    for r, path in enumerate(paths, start=1):
+        matrices = result.matrix(measure, path)
+        for k in range(cols):
+            if k < len(evaluated):
+                name = evaluated[k]
+                _heatmap(fig, axes[r, k], _array(matrices[name]), result.tasks, f"{path}: loss of {name}", MEASURE_NAMES[measure])
+            else:
+                axes[r, k].axis("off")
+    fig.suptitle(f"sweep over {' → '.join(result.tasks)} ({result.space} space)", fontsize=11)
+    save_png(fig, out, result.made_by, dpi=120)
+
+
+def sweep_figure(result: SweepResult, measure: str = "barrier"):
+    """The plotly figure of a sweep: joint-gap heatmaps per path, then each task's barrier per path."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    paths = result.paths()
+    evaluated = list(result.matrix(measure, "linear"))
+    cols, rows = max(len(paths), len(evaluated)), 1 + len(paths)
+    grid: dict[tuple[int, int], tuple] = {(1, k + 1): (f"{path}: joint gap", path, None) for k, path in enumerate(paths)}
+    for r, path in enumerate(paths, start=2):
+        for k, name in enumerate(evaluated):
+            grid[(r, k + 1)] = (f"{path}: loss of {name}", path, name)
+    titles = [grid[(r, c)][0] if (r, c) in grid else "" for r in range(1, rows + 1) for c in range(1, cols + 1)]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.06, vertical_spacing=0.12)
+    what = MEASURE_NAMES[measure]
+    for (r, c), (_, path, name) in grid.items():
+        z = _array(result.joint(path) if name is None else result.matrix(measure, path)[name])
+        label = "joint gap" if name is None else what
+        low, top = _colour_range(z)
+        fig.add_trace(go.Heatmap(z=z, x=result.tasks, y=result.tasks, colorscale="Magma", reversescale=True, showscale=False,
+                                 zmin=low, zmax=top,
+                                 text=np.where(np.isfinite(z), np.round(z, 3).astype(str), ""), texttemplate="%{text}",
+                                 hovertemplate=f"{label}<br>%{{y}} ↔ %{{x}}: %{{z:.5f}}<extra></extra>"), r, c)
+        fig.update_yaxes(autorange="reversed", row=r, col=c)
+    fig.update_layout(title=f"sweep over {' → '.join(result.tasks)} ({result.space} space); cells: {what} per task, joint gap per pair",
+                      template="plotly_white", height=360 * rows + 40, width=max(800, 330 * cols), margin=dict(b=90))
+    caption_html(fig, result.made_by)
+    return fig
+
+
+def sweep_html(result: SweepResult, out: str | Path, measure: str = "barrier") -> None:
+    write_html(sweep_figure(result, measure), out)
+
+
+__all__ = ["sweep_png", "sweep_html", "sweep_figure", "MEASURES"]

@@ -1,0 +1,210 @@
+"""Continual methods: the reservoir buffer, I-LoRA's interpolation and consistency loss, EWC, and the metrics."""
+import pytest
+import torch
+
+from modeconn.continual import get_method
+from modeconn.continual.ilora import ILoRA, consistency_loss
+from modeconn.continual.methods import TaskContext, mean_token_nll
+from modeconn.continual.metrics import ContinualMetrics
+from modeconn.continual.replay import ReservoirBuffer
+from modeconn.errors import ConfigError
+
+
+def test_reservoir_never_exceeds_its_size_and_keeps_every_item_equally_likely():
+    counts = torch.zeros(100)
+    for seed in range(400):
+        buffer = ReservoirBuffer(10, seed)
+        for start in range(0, 100, 7):
+            buffer.add(range(start, min(100, start + 7)))
+            assert len(buffer) <= 10
+        counts[list(buffer.items)] += 1
+    freq = counts / 400
+    assert freq.mean() == pytest.approx(0.1)
+    assert freq.min() > 0.03 and freq.max() < 0.2  # first and last items alike (expected 0.1 each)
+    assert abs(freq[:50].mean() - freq[50:].mean()) < 0.02
+
+
+def test_reservoir_state_round_trips_through_json():
+    import json
+
+    from modeconn.evaluator.data import Encoded
+
+    a = ReservoirBuffer(5, 1)
+    a.add(Encoded((1, i, i + 1), 2) for i in range(20))
+    b = ReservoirBuffer(5, 99)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    assert b.items == a.items and b.seen == 20
+    assert a.sample(3) == b.sample(3)
+
+
+def test_metrics_hand_worked():
+    m = ContinualMetrics(["a", "b", "c"], initial_accuracy=[0.1, 0.2, 0.3])
+    m.add_row([0.8, 0.1, 0.2], [0, 0, 0])
+    m.add_row([0.5, 0.9, 0.4], [0, 0, 0])
+    m.add_row([0.4, 0.6, 0.7], [0, 0, 0])
+    assert m.ap == pytest.approx((0.4 + 0.6 + 0.7) / 3)
+    assert m.bwt == pytest.approx(((0.4 - 0.8) + (0.6 - 0.9)) / 2)
+    assert m.fwt == pytest.approx(((0.1 - 0.2) + (0.4 - 0.3)) / 2)
+    assert "AP 0.567" in m.table()
+
+
+def test_consistency_loss_max_target_is_one_sided_and_mse_is_not():
+    slow = [torch.zeros(2, 3, 4)]
+    above = [torch.ones(2, 3, 4, requires_grad=True)]
+    mask = torch.ones(2, 3)
+    assert consistency_loss(above, slow, mask, "max").item() == 0.0
+    assert consistency_loss(above, slow, mask, "mse").item() == pytest.approx(1.0)
+    below = [-torch.ones(2, 3, 4)]
+    assert consistency_loss(below, slow, mask, "max").item() == pytest.approx(1.0)
+
+
+def test_consistency_loss_ignores_padding():
+    slow, fast = [torch.zeros(1, 2, 4)], [torch.tensor([[[-1.0] * 4, [-100.0] * 4]])]
+    assert consistency_loss(fast, slow, torch.tensor([[1, 0]]), "max").item() == pytest.approx(1.0)
+
+
+@pytest.fixture()
+def peft_llama():
+    from peft import LoraConfig, get_peft_model
+
+    from helpers import tiny_model
+
+    model = get_peft_model(tiny_model("llama"), LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    return model
+
+
+def _lora(model, adapter):
+    return {n: p.detach().clone() for n, p in model.named_parameters() if f".{adapter}." in n and "lora_" in n}
+
+
+def _ctx(model):
+    return TaskContext(model, "t", 0, [], lambda e: {}, 4)
+
+
+def test_ilora_interpolation_reaches_the_slow_adapter(peft_llama):
+    """The reference code's defect: its interpolation rewrote the fast adapter with itself. Here slow really moves."""
+    method = ILoRA(ema=0.25)
+    method.begin_task(_ctx(peft_llama))
+    assert all(not p.requires_grad for n, p in peft_llama.named_parameters() if ".slow." in n)
+    assert any(p.requires_grad for n, p in peft_llama.named_parameters() if ".default." in n)
+    fast, slow0 = _lora(peft_llama, "default"), _lora(peft_llama, "slow")
+    method.step = 7  # λ = min(1 − 1/8, 0.25) = 0.25
+    method.after_step(peft_llama)
+    slow1 = _lora(peft_llama, "slow")
+    for name, value in slow1.items():
+        twin = name.replace(".slow.", ".default.")
+        assert torch.allclose(value, 0.25 * slow0[name] + 0.75 * fast[twin], atol=1e-6)
+    assert all(torch.equal(v, fast[n]) for n, v in _lora(peft_llama, "default").items())
+
+
+def test_ilora_lambda_schedule():
+    method = ILoRA(ema=0.99)
+    lams = []
+    for step in range(4):
+        method.step = step
+        lams.append(method.lam())
+    assert lams == pytest.approx([0.0, 0.5, 2 / 3, 0.75])
+    method.step = 10_000
+    assert method.lam() == 0.99
+
+
+def test_ilora_reference_variant_keeps_slow_at_the_base_model_and_evaluates_fast(peft_llama):
+    method = ILoRA(variant="reference")
+    method.begin_task(_ctx(peft_llama))
+    for step in range(3):
+        method.after_step(peft_llama)
+    assert all(torch.count_nonzero(v) == 0 for n, v in _lora(peft_llama, "slow").items() if "lora_B" in n)
+    assert method.evaluated_adapter == "default"
+    assert ILoRA().evaluated_adapter == "slow" and ILoRA(eval_adapter="fast").evaluated_adapter == "default"
+
+
+def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away_from_it(peft_llama):
+    from modeconn.evaluator.data import collate, encode
+    from modeconn.evaluator.data import Example
+    from modeconn.evaluator.models import load_base
+
+    _, tokenizer = load_base("tiny-llama")
+    examples = encode(tokenizer, [Example("a b c", "x"), Example("d e", "y")])
+    method = get_method("ewc", ewc_lambda=10.0)
+    ctx = TaskContext(peft_llama, "t", 0, examples, lambda e: collate(e, tokenizer.pad_token_id), 2)
+    method.end_task(ctx)
+    assert method.penalty(peft_llama).item() == pytest.approx(0.0)
+    with torch.no_grad():
+        for n, p in peft_llama.named_parameters():
+            if p.requires_grad:
+                p.add_(0.1)
+    expected = 0.5 * 10.0 * sum((f * 0.01).sum() for f in method.fisher.values())
+    assert method.penalty(peft_llama).item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_method_options_are_checked():
+    with pytest.raises(ConfigError, match="unknown method"):
+        get_method("nope")
+    with pytest.raises(ConfigError, match="variant"):
+        get_method("ilora", variant="other")
+    with pytest.raises(ConfigError, match="method 'er'"):
+        get_method("er", gamma=1.0)
+
+
+def test_the_run_seed_reaches_only_the_methods_that_draw_random_numbers():
+    """Replay buffers sample with the run's seed; the other methods take no seed. ``options`` are the resolved values."""
+    assert get_method("er", seed=3).seed == 3 and get_method("er", seed=3).options == {"buffer_size": 500}
+    ilora = get_method("ilora", seed=3, ema=0.99)
+    assert ilora.seed == 3 and ilora.options["ema"] == 0.99 and ilora.options["variant"] == "paper"
+    assert get_method("seq", seed=3).options == {} and get_method("ewc", seed=3).options == {"ewc_lambda": 100.0}
+    samples = []
+    for seed in (3, 3, 4):
+        buffer = get_method("er", seed=seed).buffer
+        buffer.add(list(range(50)))
+        samples.append(buffer.sample(8))
+    assert samples[0] == samples[1] and samples[0] != samples[2]
+
+
+def test_mean_token_nll_matches_a_float64_reference():
+    """The gathered NLL equals a full float64 cross-entropy over labelled next tokens, row by row."""
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6, 11)
+    labels = torch.full((3, 6), -100)
+    labels[0, 2:6] = torch.tensor([1, 2, 3, 4])
+    labels[1, 4:6] = torch.tensor([5, 6])
+    labels[2, 1:3] = torch.tensor([7, 8])
+    nll, count = mean_token_nll(logits, labels)
+    logp = torch.log_softmax(logits.double(), -1)
+    for row in range(3):
+        ref = -sum(logp[row, pos - 1, labels[row, pos]] for pos in range(1, 6) if labels[row, pos] != -100)
+        assert abs(nll[row].item() - ref.item()) < 1e-5
+    assert count.tolist() == [4, 2, 2]
+
+
+def test_ilora_slow_pass_keeps_only_the_fast_adapter_trainable(peft_llama):
+    method = ILoRA()
+    method.begin_task(_ctx(peft_llama))
+    before = {n: p.requires_grad for n, p in peft_llama.named_parameters()}
+    ids = torch.randint(3, 50, (2, 5))
+    method._slow_hidden(peft_llama, {"input_ids": ids, "attention_mask": torch.ones_like(ids)})
+    assert {n: p.requires_grad for n, p in peft_llama.named_parameters()} == before
+    assert peft_llama.active_adapter == "default"
+
+
+def test_ilora_slow_hidden_states_equal_peft_forward_of_the_slow_adapter(peft_llama):
+    """The slow pass skips the LM head; its hidden states are those of peft's own forward with the slow adapter."""
+    method = ILoRA()
+    method.begin_task(_ctx(peft_llama))
+    with torch.no_grad():
+        for name, p in peft_llama.named_parameters():
+            if ".slow." in name:
+                p.normal_(0, 0.05)  # B = 0 at the start would hide which adapter ran
+    ids = torch.randint(3, 50, (2, 5))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    hidden = method._slow_hidden(peft_llama, {"input_ids": ids, "attention_mask": mask})
+    peft_llama.set_adapter("slow")
+    peft_llama.eval()
+    with torch.no_grad():
+        reference = peft_llama(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1:]
+    peft_llama.set_adapter("default")
+    with torch.no_grad():
+        other = peft_llama(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1:]
+    assert len(hidden) == len(reference) == peft_llama.config.num_hidden_layers
+    for h, r in zip(hidden, reference):
+        torch.testing.assert_close(h, r, rtol=0, atol=0)
+    assert not torch.allclose(hidden[-1], other[-1])  # and not the fast adapter's
