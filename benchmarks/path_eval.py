@@ -5,6 +5,8 @@ would otherwise write, on the same work, in the same run:
   loop-preload  K adapters loaded up front; for each t: set_adapter, run the eval set
   mixed         K adapters loaded up front; one forward per chunk with adapter_names (peft's mixed-adapter batch)
   modeconn      evaluator.evaluate.path_losses: points folded into the batch, LM head only at scored tokens, shared prefix
+  floor         the bare base model (no LoRA at all) on the same K × N sequences, LM head only at the answer tokens:
+                the work no LoRA path evaluation can avoid; modeconn / floor is its overhead
 
 Each (model, K, peer) runs in a fresh process, so its peak memory (the rise of max RSS, or CUDA peak allocated
 memory, above the level once the base model and the data are loaded: preloaded adapters count) is its own. The losses of all peers are compared (max |Δ| reported and
@@ -29,9 +31,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PEERS = ["loop-copy", "loop-preload", "mixed", "modeconn"]
+PEERS = ["loop-copy", "loop-preload", "mixed", "modeconn", "floor"]
 # model: (sequences, tokens per sequence): the measurement used 32 × 64; the bigger models use fewer on a CPU
-WORK = {"embedded": (32, 64), "smollm2": (8, 64), "large": (8, 64)}
+WORK = {"embedded": (32, 64), "smollm2": (8, 64), "large": (8, 64), "1b": (8, 64)}
+LARGE = {"large": dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=8, num_attention_heads=16),
+         "1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, num_attention_heads=16)}
 ANSWER = 4  # scored tokens at the end of each sequence (answer + eos)
 
 
@@ -53,8 +57,7 @@ def build(name: str, device: str):
         from transformers import LlamaConfig, LlamaForCausalLM
 
         torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
-                             num_attention_heads=16, num_key_value_heads=16)
+        config = LlamaConfig(vocab_size=32000, num_key_value_heads=LARGE[name]["num_attention_heads"], **LARGE[name])
         model = LlamaForCausalLM(config).eval()
     ends = []
     for seed in (1, 2):
@@ -98,11 +101,13 @@ def run_peer(peer: str, name: str, k: int, device: str, dtype: str, repeats: int
 
     from modeconn.evaluator.budget import Budget, auto_budget
     from modeconn.evaluator.evaluate import path_losses
+    from modeconn.evaluator.head import answer_nll
     from modeconn.evaluator.layer import inject_path
     from modeconn.evaluator.prefix import shared_prefix
     from modeconn.lora.paths import linear_path, uniform_ts
 
     model, ends = build(name, device)
+    model = model.to(getattr(torch, dtype)).requires_grad_(False)  # the base in the precision measured, as --dtype loads it
     sequences, length = WORK[name]
     encoded = work(model, sequences, length)
     path = linear_path(*ends, "factor", base_given=True)
@@ -112,7 +117,6 @@ def run_peer(peer: str, name: str, k: int, device: str, dtype: str, repeats: int
     n_tokens = sequences * ANSWER
     budget = auto_budget(model)
     rows_per_call = max(1, budget // length)
-    autocast = torch.autocast(torch.device(device).type, getattr(torch, dtype), enabled=dtype != "float32")
     targets = sorted({m.rsplit(".", 1)[-1] for m in path.modules})
     rank = ends[0].rank(path.modules[0])
     cuda = torch.device(device).type == "cuda"
@@ -135,11 +139,21 @@ def run_peer(peer: str, name: str, k: int, device: str, dtype: str, repeats: int
             names = ["default"] + [f"p{i}" for i in range(1, k)]
 
     def once() -> torch.Tensor:
-        with torch.no_grad(), autocast:
+        with torch.no_grad():
             if peer == "modeconn":
                 with inject_path(model, path) as injected, shared_prefix(model, path.modules) as repeat:
                     coeffs = path.coefficients(ts).float()
                     return path_losses(model, encoded, coeffs, injected, 0, Budget(budget), None, repeat).cpu()
+            if peer == "floor":  # K copies of the work through the bare model, chunked to the same budget
+                flat_ids, flat_mask = ids.repeat(k, 1), mask.repeat(k, 1)
+                cols = torch.arange(length - ANSWER - 1, length - 1, device=device)
+                out = []
+                for s in range(0, k * sequences, rows_per_call):
+                    n = min(rows_per_call, k * sequences - s)
+                    rows = torch.arange(n, device=device).repeat_interleave(ANSWER)
+                    targets = flat_ids[s : s + n, length - ANSWER :].reshape(-1)
+                    out.append(answer_nll(model, flat_ids[s : s + n], flat_mask[s : s + n], targets, rows, cols.repeat(n), n))
+                return (torch.cat(out).view(k, sequences).sum(1) / n_tokens).cpu()
             totals = torch.zeros(k, dtype=torch.float64)
             if peer == "mixed":
                 flat_ids, flat_mask = ids.repeat(k, 1), mask.repeat(k, 1)
@@ -190,7 +204,8 @@ def model_flops(name: str, k: int) -> float:
     from modeconn.evaluator.models import load_base
 
     sequences, length = WORK[name]
-    sizes = {"large": (8 * (4 * 1024 * 1024 + 3 * 1024 * 2816), 1024 * 32000)}
+    sizes = {n: (c["num_hidden_layers"] * (4 * c["hidden_size"] ** 2 + 3 * c["hidden_size"] * c["intermediate_size"]),
+                 c["hidden_size"] * 32000) for n, c in LARGE.items()}
     if name in sizes:
         body, head = sizes[name]
     else:
@@ -232,7 +247,7 @@ def main() -> None:
                     sys.exit(f"{name} K={k} {peer} failed:\n{done.stderr[-2000:]}")
                 peers[peer] = json.loads(done.stdout.strip().splitlines()[-1])
             reference = peers.get("loop-copy", next(iter(peers.values())))["losses"]
-            diff = max(abs(x - y) for p in peers.values() for x, y in zip(p["losses"], reference))
+            diff = max(abs(x - y) for p, v in peers.items() if p != "floor" for x, y in zip(v["losses"], reference))
             tolerance = 1e-4 if args.dtype == "float32" else 5e-2
             case = {"model": name, "K": k, "sequences": WORK[name][0], "tokens": WORK[name][1], "device": args.device,
                     "dtype": args.dtype, "max_loss_difference": diff, "losses_agree": diff <= tolerance,
@@ -246,6 +261,8 @@ def main() -> None:
                     case["loop_over_modeconn"] = round(min(loops) / mine, 3)  # against the faster of the two loops
                 if "mixed" in peers:
                     case["mixed_over_modeconn"] = round(peers["mixed"]["seconds"] / mine, 3)
+                if "floor" in peers:  # the overhead of carrying K path points over the bare model's work
+                    case["modeconn_over_floor"] = round(mine / peers["floor"]["seconds"], 3)
                 if loops:
                     fastest = min(("loop-copy", "loop-preload"), key=lambda p: peers[p]["seconds"] if p in peers else 1e9)
                     case["memory_over_loop"] = round(peers["modeconn"]["peak_extra_mb"] / max(peers[fastest]["peak_extra_mb"], 1.0), 2)
@@ -269,13 +286,14 @@ def write(args, cases: list[dict], ceiling) -> None:
     lines = [f"Path evaluation, {machine['processor']} ({machine['cpus']} CPUs, {machine['threads']} threads), torch {machine['torch']}, "
              f"device {args.device}, {args.dtype}. Seconds for the whole K-point sweep (best of {args.repeats}, after a warm-up); "
              "peak memory above the level with the base model and data loaded.", "",
-             "| model | K | loop-copy s | loop-preload s | mixed s | modeconn s | loop / modeconn | mixed / modeconn | "
-             "modeconn MB | loop MB | max Δloss |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | K | loop-copy s | loop-preload s | mixed s | modeconn s | floor s | loop / modeconn | mixed / modeconn | "
+             "modeconn / floor | modeconn MB | loop MB | max Δloss |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cases:
         loop_mb = min(c.get("loop-copy_peak_extra_mb", 1e9), c.get("loop-preload_peak_extra_mb", 1e9))
         lines.append(f"| {c['model']} | {c['K']} | {c.get('loop-copy_seconds', '-')} | {c.get('loop-preload_seconds', '-')} | "
-                     f"{c.get('mixed_seconds', '-')} | {c.get('modeconn_seconds', '-')} | {c.get('loop_over_modeconn', '-')}× | "
-                     f"{c.get('mixed_over_modeconn', '-')}× | {c.get('modeconn_peak_extra_mb', '-')} | {loop_mb} | "
+                     f"{c.get('mixed_seconds', '-')} | {c.get('modeconn_seconds', '-')} | {c.get('floor_seconds', '-')} | "
+                     f"{c.get('loop_over_modeconn', '-')}× | {c.get('mixed_over_modeconn', '-')}× | "
+                     f"{c.get('modeconn_over_floor', '-')}× | {c.get('modeconn_peak_extra_mb', '-')} | {loop_mb} | "
                      f"{c['max_loss_difference']:.1e} |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
 

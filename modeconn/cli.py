@@ -12,16 +12,19 @@ import click
 
 from .errors import ModeconnError
 
-BUDGET_HELP = "padded tokens per forward pass (points × examples × length) [default: 4096 on a CPU; on CUDA from free memory]"
-DTYPE_HELP = "bfloat16 / float16: autocast on the device (GPU); float32 is exact"
+BUDGET_HELP = ("padded tokens per forward pass (points × examples × length); results agree across values to 1e-6 (float32 "
+               "rounding of other batch shapes) [default: 4096 on a CPU; on CUDA from free memory]")
+DTYPE_HELP = ("the precision the base model is loaded in (bfloat16 / float16 halve its memory); LoRA terms and the loss "
+              "stay float32")
+LENGTH_HELP = "tokens per example, prompts cut from the left; one default everywhere [1024, or the base's positions if fewer]"
 ACCURACY_HELP = "also decode greedily at every point and score each task's metric (slow)"
 POSITIVE = click.IntRange(min=1)
 
 
-def _eval_config(max_batch_tokens: int | None, accuracy: bool, dtype: str = "float32"):
+def _eval_config(max_batch_tokens: int | None, accuracy: bool, dtype: str = "float32", max_length: int | None = None):
     from .evaluator.evaluate import EvalConfig
 
-    return EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy, dtype=dtype)
+    return EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy, dtype=dtype, max_length=max_length)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -30,15 +33,45 @@ def cli():
     """Mode connectivity and forgetting in continual LoRA fine-tuning."""
 
 
-def _finish(result, out: str, as_json: bool, **options) -> None:
-    """Write the result's JSON, PNG and HTML together, then print its table (or the JSON)."""
-    from .files import write_all
+def _analysis(out: str, as_json: bool, compute, **options) -> None:
+    """Claim ``out`` (checked and locked before any work), compute the result, write its JSON, PNG and HTML together,
+    then print its table (or the JSON); non-finite losses are written as null, with a warning line."""
+    from .files import count_nonfinite, write_all
+    from .outdir import claim, main_process
     from .plots.kinds import writers
 
-    files = write_all(out, writers(result, **options))
+    with claim(out):
+        result = compute()
+        if not main_process():  # under accelerate launch: the main process writes and reports
+            return
+        files = write_all(out, writers(result, **options))
+    cut = _cut_prompts(result.to_json())
+    if cut:
+        click.echo("modeconn: prompts cut from the left to fit max_length: "
+                   + ", ".join(f"{task} {n}" for task, n in cut.items()), err=True)
+    bad = count_nonfinite(result.to_json())
+    if bad:
+        click.echo(f"modeconn: warning: {bad} numbers of this result are not finite (NaN or infinite: the loss overflowed "
+                   "at some points); they are written as null", err=True)
     click.echo(result.dumps() if as_json else result.table())
     if not as_json:
         click.echo("\nwrote " + ", ".join(str(f) for f in files))
+
+
+def _cut_prompts(data) -> dict[str, int]:
+    """Per task, the most prompts cut in any evaluation a result holds (each records its own count)."""
+    found: dict[str, int] = {}
+    if isinstance(data, dict):
+        for name, value in data.items():
+            if isinstance(value, dict) and isinstance(value.get("cut_prompts"), int) and value["cut_prompts"]:
+                found[name] = max(found.get(name, 0), value["cut_prompts"])
+            for task, n in _cut_prompts(value).items():
+                found[task] = max(found.get(task, 0), n)
+    elif isinstance(data, list):
+        for value in data:
+            for task, n in _cut_prompts(value).items():
+                found[task] = max(found.get(task, 0), n)
+    return found
 
 
 def _options(*options):
@@ -53,7 +86,11 @@ def _options(*options):
 _evaluation_options = _options(
     click.option("--limit", type=POSITIVE, default=None, help="use at most this many examples per task"),
     click.option("--seed", type=int, default=0, show_default=True),
-    click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N"),
+    click.option("--device", default="cpu", show_default=True,
+                 help="cpu, cuda or cuda:N (under accelerate launch, cuda means each process's own GPU)"),
+    click.option("--device-map", type=click.Choice(["auto"]), default=None,
+                 help="auto: spread a base too large for one GPU over all visible GPUs (accelerate's big-model loading)"),
+    click.option("--max-length", type=click.IntRange(min=2), default=None, help=LENGTH_HELP),
     click.option("--max-batch-tokens", type=POSITIVE, default=None, help=BUDGET_HELP),
     click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
                  help=DTYPE_HELP),
@@ -87,15 +124,15 @@ _data_options = _options(  # the evaluation-data and base-model options of barri
 @click.option("--no-accuracy", is_flag=True, help="skip greedy decoding; report loss only")
 @_data_options
 def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, out, no_accuracy, data, no_manifest_data, split,
-            limit, base, seed, device, max_batch_tokens, dtype, allow_pickle, as_json):
+            limit, base, seed, device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
     """Loss and accuracy along the path from ADAPTER_A to ADAPTER_B, per task, and the loss barrier."""
     from .analysis.measure import measure_barrier
     from .analysis.search import SearchConfig
 
-    result = measure_barrier(adapter_a, adapter_b, list(data), space, points, path_kind, control, base, split, limit,
-                             not no_manifest_data, seed, device, allow_pickle, _eval_config(max_batch_tokens, not no_accuracy, dtype),
-                             SearchConfig() if adaptive else None)
-    _finish(result, out, as_json)
+    _analysis(out, as_json, lambda: measure_barrier(
+        adapter_a, adapter_b, list(data), space, points, path_kind, control, base, split, limit, not no_manifest_data, seed,
+        device, allow_pickle, _eval_config(max_batch_tokens, not no_accuracy, dtype, max_length),
+        SearchConfig() if adaptive else None, device_map))
 
 
 @cli.command()
@@ -113,14 +150,14 @@ def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, o
 @click.option("--accuracy", is_flag=True, help=ACCURACY_HELP)
 @_data_options
 def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, out, accuracy, data, no_manifest_data, split,
-          limit, base, seed, device, max_batch_tokens, dtype, allow_pickle, as_json):
+          limit, base, seed, device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
     """Loss of each task on a grid over the plane through three adapters (e.g. two minima and a Bézier control point)."""
     from .analysis.measure import measure_plane
 
-    result = measure_plane(adapter_a, adapter_b, adapter_c, list(data), space, grid, margin, curve, base=base, split=split,
-                           limit=limit, manifest=not no_manifest_data, seed=seed, device=device, allow_pickle=allow_pickle,
-                           eval_config=_eval_config(max_batch_tokens, accuracy, dtype))
-    _finish(result, out, as_json, surface3d=surface)
+    _analysis(out, as_json, lambda: measure_plane(
+        adapter_a, adapter_b, adapter_c, list(data), space, grid, margin, curve, base=base, split=split, limit=limit,
+        manifest=not no_manifest_data, seed=seed, device=device, allow_pickle=allow_pickle,
+        eval_config=_eval_config(max_batch_tokens, accuracy, dtype, max_length), device_map=device_map), surface3d=surface)
 
 
 @cli.command()
@@ -134,13 +171,13 @@ def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, 
 @click.option("--accuracy", is_flag=True, help=ACCURACY_HELP)
 @_data_options
 def landscape(adapter, dimensions, grid, span, surface, out, accuracy, data, no_manifest_data, split, limit, base, seed, device,
-              max_batch_tokens, dtype, allow_pickle, as_json):
+              device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
     """Loss around ADAPTER along filter-normalised random directions (Li et al., 2018), per LoRA factor; --seed picks them."""
     from .analysis.measure import measure_landscape
 
-    result = measure_landscape(adapter, list(data), dimensions, grid, span, base, split, limit, not no_manifest_data, seed,
-                               device, allow_pickle, _eval_config(max_batch_tokens, accuracy, dtype))
-    _finish(result, out, as_json, surface3d=surface)
+    _analysis(out, as_json, lambda: measure_landscape(
+        adapter, list(data), dimensions, grid, span, base, split, limit, not no_manifest_data, seed, device, allow_pickle,
+        _eval_config(max_batch_tokens, accuracy, dtype, max_length), device_map), surface3d=surface)
 
 
 @cli.command()
@@ -159,14 +196,15 @@ def landscape(adapter, dimensions, grid, span, surface, out, accuracy, data, no_
 @click.option("--accuracy", is_flag=True, help="also decode greedily at every point (slow)")
 @_evaluation_options
 def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, base, out, accuracy, limit, seed, device,
-          max_batch_tokens, dtype, allow_pickle, as_json):
+          device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
     """Barriers between every pair of task adapters in SEQUENCE (a sequence.json or its folder), as matrices and heatmaps."""
     from .analysis.bezier import CurveConfig
     from .analysis.measure import sweep_sequence
 
-    result = sweep_sequence(sequence, space, points, pairs, bezier, CurveConfig(steps=curve_steps, seed=seed), base, split,
-                            limit, seed, device, allow_pickle, _eval_config(max_batch_tokens, accuracy, dtype))
-    _finish(result, out, as_json, measure=measure)
+    _analysis(out, as_json, lambda: sweep_sequence(
+        sequence, space, points, pairs, bezier, CurveConfig(steps=curve_steps, seed=seed, max_length=max_length), base, split,
+        limit, seed, device, allow_pickle, _eval_config(max_batch_tokens, accuracy, dtype, max_length),
+        device_map=device_map), measure=measure)
 
 
 @cli.command()
@@ -181,12 +219,15 @@ def plot(result_json, out, surface, measure):
     from pathlib import Path
 
     from .files import write_all
+    from .outdir import claim
     from .plots.kinds import load_result, writers
     from .provenance import settings_line
 
     result = load_result(result_json)
     pictures = {k: v for k, v in writers(result, surface3d=surface, measure=measure).items() if not k.endswith(".json")}
-    files = write_all(out or Path(result_json).parent, pictures)
+    # beside its JSON by default (a result or run folder: only the pictures' own names are written); else a result folder
+    with claim(out or Path(result_json).parent, kind="result" if out else None):
+        files = write_all(out or Path(result_json).parent, pictures)
     made_by = getattr(result, "made_by", None)
     if made_by:
         click.echo(f"made by: {made_by.get('command', '')}\nsettings: {settings_line(made_by)}")
@@ -208,28 +249,24 @@ def plot(result_json, out, surface, measure):
 @click.option("--base", default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--max-length", type=click.IntRange(min=2), default=None, help=LENGTH_HELP)
 @click.option("--allow-pickle", is_flag=True)
 def curve(adapter_a, adapter_b, out, space, data, no_manifest_data, steps, points_per_step, batch_size, lr, limit, base, seed,
-          device, allow_pickle):
+          device, max_length, allow_pickle):
     """Fit a quadratic Bézier curve between ADAPTER_A and ADAPTER_B (Garipov et al., 2018); save its control point.
 
     Measure along it with: modeconn barrier A B --path bezier --control OUT --space SPACE
     """
-    from pathlib import Path
-
-    from .analysis.bezier import CURVE_RECORD, CurveConfig
+    from .analysis.bezier import CurveConfig
     from .analysis.measure import fit_curve
-    from .errors import ConfigError
-    from .lora.adapters import CONFIG_FILE, SAFETENSORS_FILE
+    from .outdir import claim
 
-    out_dir = Path(out)
-    ours = (CONFIG_FILE, SAFETENSORS_FILE, CURVE_RECORD)
-    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in ours) if out_dir.is_dir() else []
-    if foreign or out_dir.is_file():
-        raise ConfigError(f"{out_dir} holds other files; choose a new --out for the control point (nothing was overwritten)")
-    config = CurveConfig(steps=steps, points_per_step=points_per_step, batch_size=batch_size, lr=lr, seed=seed)
-    fit = fit_curve(adapter_a, adapter_b, list(data), space, base, limit, not no_manifest_data, device, allow_pickle, config)
-    fit.save(out_dir)
+    config = CurveConfig(steps=steps, points_per_step=points_per_step, batch_size=batch_size, lr=lr, seed=seed,
+                         max_length=max_length)
+    with claim(out, "curve") as claimed:
+        fit = fit_curve(adapter_a, adapter_b, list(data), space, base, limit, not no_manifest_data, device, allow_pickle, config)
+        fit.save(claimed.root)
+    out_dir = claimed.root
     click.echo(f"fitted in {space} space: training loss {fit.history[0]:.4f} → {sum(fit.history[-10:]) / len(fit.history[-10:]):.4f} "
                f"(mean of the last 10 steps); control point saved to {out_dir}")
 
@@ -242,9 +279,9 @@ def _train_config_options(f):
 
     for spec in reversed(fields(TrainConfig)):
         default = spec.default if spec.default is not MISSING else spec.default_factory()
-        shown = ",".join(default) if isinstance(default, tuple) else ("all" if default is None else default)
         kind = {"int": int, "float": float, "int | None": int}.get(spec.type, str)
-        help_text = spec.metadata["help"] + (" (comma-separated)" if isinstance(default, tuple) else "") + f" [{shown}]"
+        listed = spec.name == "target_modules"
+        help_text = spec.metadata["help"] + (" (comma-separated)" if listed else "") + ("" if default is None else f" [{default}]")
         f = click.option(f"--{spec.name.replace('_', '-')}", spec.name, type=kind, default=None, help=help_text)(f)
     return f
 
@@ -264,48 +301,54 @@ def _method_options(f):
 
 @cli.command()
 @click.option("--method", default=None, help="seq, er, ewc, mtl or ilora  [default: seq]")
-@click.option("--tasks", required=True, help="a sequence.json (or its folder), or a folder of task folders (TRACE/LLMCL format)")
+@click.option("--tasks", default=None,
+              help="a sequence.json (or its folder), or a folder of task folders (TRACE/LLMCL format); required, here or in --config")
 @click.option("--order", default=None, help="comma-separated task names: the training order (default: the manifest's, or sorted)")
 @click.option("--out", required=True, help="run folder: one adapter per task, sequence.json, metrics.json")
 @click.option("--config", "config_file", default=None, help="YAML or JSON file of the options below (flags win)")
 @click.option("--base", default=None, help="base model (default: the manifest's, else 'tiny-llama')")
 @_train_config_options
 @_method_options
-@click.option("--eval-split", type=click.Choice(["eval", "test"]), default="test", show_default=True)
-@click.option("--eval-limit", type=POSITIVE, default=None, help="examples per task for the accuracy matrix (default: all)")
-@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (several processes: launch with accelerate)")
+@click.option("--eval-split", type=click.Choice(["eval", "test"]), default=None, help="split of the accuracy matrix [test]")
+@click.option("--eval-limit", type=int, default=None, help="examples per task for the accuracy matrix [all]")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (several processes: launch with accelerate) [cpu]")
+@click.option("--allow-pickle", is_flag=True, help="allow a base model whose weights are only pickles (*.bin)")
 @click.option("--resume", is_flag=True, help="continue the interrupted run in --out (same settings), or start it")
 @click.option("--stop-after-steps", type=POSITIVE, default=None,
               help="stop after this many steps, leaving a state for --resume")
-def train(method, tasks, order, out, config_file, base, device, eval_split, eval_limit, resume, stop_after_steps, **flags):
+def train(out, config_file, allow_pickle, resume, stop_after_steps, **flags):
     """Train a continual LoRA sequence; write per-task adapters, sequence.json and metrics.json (AP, BWT, FWT)."""
     from pathlib import Path
 
     from .continual import get_method, train_sequence
-    from .continual.options import read_config_file, resolve, resolve_tasks
+    from .continual.options import read_config_file, resolve
     from .continual.state import STATE_DIR
     from .errors import ConfigError
     from .evaluator.models import DEFAULT_BASE
 
     out_dir = Path(out)
+    request = resolve(flags, read_config_file(config_file), config_file)
     if (out_dir / "sequence.json").exists() or (out_dir / "metrics.json").exists():
         raise ConfigError(f"{out_dir} holds a finished run; choose another --out (nothing was overwritten)")
     if (out_dir / STATE_DIR).exists() and not resume:
         raise ConfigError(f"{out_dir} holds an interrupted run; pass --resume to continue it, or choose another --out")
-    file_values = read_config_file(config_file)
-    method = method or file_values.get("method") or "seq"
-    config, options = resolve(method, file_values, flags)
-    chosen, manifest_base, task_metrics = resolve_tasks(tasks, order)
-    strategy = get_method(method, seed=config.seed, **options)
-    run = train_sequence(base or manifest_base or DEFAULT_BASE, chosen, strategy, config, out_dir, device=device,
-                         eval_split=eval_split, eval_limit=eval_limit, resume=resume, stop_after=stop_after_steps,
-                         metrics_by_task=task_metrics)
+    strategy = get_method(request.method, seed=request.config.seed, **request.options)
+    try:
+        run = train_sequence(request.base or DEFAULT_BASE, request.tasks, strategy, request.config, out_dir,
+                             device=request.device, eval_split=request.eval_split, eval_limit=request.eval_limit,
+                             resume=resume, stop_after=stop_after_steps, metrics_by_task=request.metrics,
+                             allow_pickle=allow_pickle)
+    except KeyboardInterrupt:
+        from .errors import Interrupted
+
+        raise Interrupted(f"interrupted; run the same command with --resume to continue from the last saved state in "
+                          f"{out_dir / STATE_DIR}") from None
     if not run.main_process:
         return
     if not run.complete:
         click.echo(f"stopped after {stop_after_steps} steps; run the same command with --resume to continue")
         return
-    click.echo(f"{method}: {len(run.sequence.tasks)} tasks → {out_dir}")
+    click.echo(f"{request.method}: {len(run.sequence.tasks)} tasks → {out_dir}")
     click.echo(run.metrics.table())
 
 
@@ -333,6 +376,7 @@ def demo(out, methods, max_train, epochs, eval_limit, limit, curve_steps, seed):
 
 
 _SETTING = re.compile(r"\b([a-z][a-z_]*)=('[^']*'|\"[^\"]*\"|[^\s;,()]+)")
+_LEADING = re.compile(r"^([a-z][a-z_]*)(?= must be)")
 
 
 def in_flag_terms(message: str, argv: list[str]) -> str:
@@ -347,6 +391,7 @@ def in_flag_terms(message: str, argv: list[str]) -> str:
             return match.group(0)
         return flags[name] if value == "True" else f"{flags[name]} {value}"
 
+    message = _LEADING.sub(lambda m: flags.get(m.group(1), m.group(1)), message)
     return _SETTING.sub(flag, message)
 
 
@@ -355,9 +400,14 @@ def main(argv: list[str] | None = None) -> int:
     from .provenance import invoked_as
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    from .errors import Interrupted
+
     try:
         with invoked_as(argv):
             cli.main(args=argv, prog_name="modeconn", standalone_mode=False)
+    except Interrupted as exc:
+        click.echo(f"modeconn: {exc}", err=True)
+        return 130
     except ModeconnError as exc:
         click.echo(f"modeconn: error: {' '.join(in_flag_terms(str(exc), argv).split())}", err=True)
         return 2
@@ -365,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"modeconn: error: {' '.join(exc.format_message().split())}", err=True)
         return 2
     except click.exceptions.Abort:
-        click.echo("modeconn: aborted", err=True)
+        click.echo("modeconn: interrupted; nothing was written", err=True)
         return 130
     return 0
 

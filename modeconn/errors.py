@@ -19,3 +19,19 @@ class DataError(ModeconnError):
 
 class ConfigError(ModeconnError):
     """An option has a value that cannot work."""
+
+
+class OutputError(ModeconnError):
+    """The output folder cannot be used: a file, not writable, holding files modeconn did not write, or in use."""
+
+
+class NonFiniteError(ModeconnError):
+    """Training or curve fitting met a non-finite loss or gradient; nothing from that step was saved."""
+
+
+class StateError(ModeconnError):
+    """A run's resumable state is unreadable (truncated or edited)."""
+
+
+class Interrupted(ModeconnError):
+    """The user stopped the command (Ctrl-C); the CLI exits with code 130."""

@@ -6,6 +6,7 @@ same for a result's files together (JSON + PNG + HTML), ``atomic_folder`` for a 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -51,6 +52,40 @@ def atomic_write(path: str | Path, content: Content) -> Path:
 def write_json(path: str | Path, data) -> Path:
     """JSON with a trailing newline; NaN and infinity are refused (they are not JSON)."""
     return atomic_write(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def null_nonfinite(data):
+    """``data`` with every NaN or infinite float replaced by None: results keep them, their JSON writes null."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: null_nonfinite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [null_nonfinite(v) for v in data]
+    return data
+
+
+def count_nonfinite(data) -> int:
+    """How many NaN or infinite floats ``data`` holds (nested lists and dicts)."""
+    if isinstance(data, float):
+        return 0 if math.isfinite(data) else 1
+    if isinstance(data, dict):
+        return sum(count_nonfinite(v) for v in data.values())
+    if isinstance(data, (list, tuple)):
+        return sum(count_nonfinite(v) for v in data)
+    return 0
+
+
+def nan_for_null(values: list | None) -> list | None:
+    """A list of numbers read back from JSON: null (a non-finite value when written) becomes NaN again."""
+    if values is None:
+        return None
+    return [nan_for_null(v) if isinstance(v, list) else (math.nan if v is None else v) for v in values]
+
+
+def json_text(data) -> str:
+    """A result as JSON text: indented, non-finite numbers as null."""
+    return json.dumps(null_nonfinite(data), indent=2, allow_nan=False)
 
 
 def write_all(out: str | Path, writers: dict[str, Content]) -> list[Path]:

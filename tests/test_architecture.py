@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "modeconn"
 
-# what each part may import from (besides itself); "core" is errors.py, files.py, provenance.py
+# what each part may import from (besides itself); "core" is the top-level helpers every part may use
 ALLOWED = {
     "core": {"core"},
     "lora": {"core"},
@@ -21,6 +21,9 @@ ALLOWED = {
     "demo": {"core", "lora", "evaluator", "analysis", "continual", "plots"},
     "cli": {"core", "lora", "evaluator", "analysis", "continual", "plots", "demo"},
 }
+
+
+CORE = ("errors", "files", "provenance", "checks", "outdir")
 
 
 def module_name(path: Path) -> str:
@@ -54,7 +57,7 @@ def imports_of(name: str) -> set[str]:
 
 def part(name: str) -> str:
     rest = name.split(".")[1:]
-    if not rest or rest[0] in ("errors", "files", "provenance", "__main__"):
+    if not rest or rest[0] in CORE + ("__main__",):
         return "core" if rest and rest[0] != "__main__" else "cli"
     if rest[0] in ("cli", "cli_reference"):
         return "cli"

@@ -130,7 +130,7 @@ def test_nan_weights(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content,match", [("", "empty"), ("{not json", "not readable"), ('[{"question": "x"}]', "lack"),
-                                           ("[]", "not readable")])
+                                           ("[]", "no records")])
 def test_bad_data_file(tmp_path, capsys, content, match):
     data = tmp_path / "task.json"
     data.write_text(content)

@@ -52,7 +52,7 @@ def test_config_file_values_and_flags(tmp_path, capsys):
 
 
 def test_unknown_method(tmp_path, capsys):
-    refused(["train", "--method", "nope", "--tasks", SEQ, "--out", str(tmp_path / "o")], capsys, "unknown method")
+    refused(["train", "--method", "nope", "--tasks", SEQ, "--out", str(tmp_path / "o")], capsys, "--method must be one of")
 
 
 def test_task_folder_without_train_json(tmp_path, capsys):
@@ -99,3 +99,34 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, capsys, method):
         b = load_file(tmp_path / "part" / task / "adapter_model.safetensors")
         assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     assert not (tmp_path / "part" / ".state").exists()
+
+
+@pytest.mark.slow
+def test_training_and_analysis_use_one_input_length(tmp_path, capsys):
+    """metrics.json's R[i][i] loss is what `modeconn barrier --split test` gives at that endpoint: one max length."""
+    out = tmp_path / "run"
+    assert main(["train", "--tasks", SEQ, "--out", str(out), *TINY]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    used = metrics["made_by"]["settings"]["max_length_used"]
+    assert used == 256  # the shared default 1024, capped by the tiny base's 256 positions
+    assert main(["barrier", str(out / "news"), str(out / "gloss"), "--split", "test", "--limit", "6", "--points", "2",
+                 "--no-accuracy", "--out", str(tmp_path / "b")]) == 0
+    barrier = json.loads((tmp_path / "b" / "barrier.json").read_text())
+    assert barrier["made_by"]["settings"]["max_length"] == used
+    assert barrier["tasks"]["news"]["loss"][0] == pytest.approx(metrics["loss"][0][0], abs=1e-5)
+    assert barrier["tasks"]["gloss"]["loss"][1] == pytest.approx(metrics["loss"][1][1], abs=1e-5)
+
+
+def test_long_prompts_are_cut_and_counted_and_long_answers_refused(tmp_path, capsys):
+    news, gloss = str(checkpoints_dir() / "seq" / "news"), str(checkpoints_dir() / "seq" / "gloss")
+    args = ["barrier", news, gloss, "--limit", "5", "--points", "2", "--no-accuracy"]
+    assert main(args + ["--max-length", "24", "--out", str(tmp_path / "a")]) == 0
+    err = [line for line in capsys.readouterr().err.replace("\r", "\n").splitlines() if line.startswith("modeconn")]
+    assert len(err) == 1 and "prompts cut from the left to fit max_length: news 5, gloss" in err[0], err
+    record = json.loads((tmp_path / "a" / "barrier.json").read_text())
+    assert record["tasks"]["news"]["cut_prompts"] == 5 and record["made_by"]["settings"]["max_length"] == 24
+    assert main(args + ["--max-length", "3", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "answers do not fit --max-length 3" in err[0] and "of 5" in err[0], err
+    assert "raise the --max-length 3" in err[0]
+    assert not (tmp_path / "b").exists()

@@ -14,12 +14,13 @@ number a curve between them can lower.
 """
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ..evaluator.evaluate import PathEvaluation
+from ..files import json_text, nan_for_null
 
 FACTOR_NOTE = (
     "factor space interpolates A and B separately: the path depends on how each ΔW is factorised, so it is "
@@ -101,12 +102,26 @@ class TaskBarrier:
     accuracy_drop_t: float | None = None
     accuracy_drop_min_endpoint: float | None = None
     metric: str = "exact_match"
+    cut_prompts: int = 0  # prompts cut from the left to fit max_length
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TaskBarrier":
+        """A non-finite number was written as null: it comes back as NaN (a missing accuracy stays None)."""
+        data = dict(data)
+        data["loss"], data["accuracy"] = nan_for_null(data["loss"]), nan_for_null(data.get("accuracy"))
+        numbers = ["barrier", "barrier_t", "barrier_mean_endpoint", "barrier_max_endpoint", "barrier_max_endpoint_t"]
+        if data["accuracy"] is not None:
+            numbers += ["accuracy_drop", "accuracy_drop_t", "accuracy_drop_min_endpoint"]
+        for key in numbers:
+            data[key] = math.nan if data.get(key) is None else data[key]
+        return cls(**data)
 
 
 def task_barrier(t: list[float], loss: list[float], accuracy: list[float] | None, examples: int,
-                 metric: str = "exact_match") -> TaskBarrier:
+                 metric: str = "exact_match", cut_prompts: int = 0) -> TaskBarrier:
     b, mean, worst = loss_barrier(t, loss), mean_endpoint_barrier(t, loss), max_endpoint_barrier(t, loss)
-    out = TaskBarrier(loss, accuracy, examples, b.value, b.t, mean.value, worst.value, worst.t, metric=metric)
+    out = TaskBarrier(loss, accuracy, examples, b.value, b.t, mean.value, worst.value, worst.t, metric=metric,
+                      cut_prompts=cut_prompts)
     if accuracy is not None:
         d, dm = accuracy_drop(t, accuracy), min_endpoint_accuracy_drop(t, accuracy)
         out.accuracy_drop, out.accuracy_drop_t, out.accuracy_drop_min_endpoint = d.value, d.t, dm.value
@@ -134,7 +149,8 @@ class BarrierResult:
     @classmethod
     def from_evaluation(cls, evaluation: PathEvaluation, path: str, space: str, adapters: list[str], base_model: str,
                         **kwargs) -> "BarrierResult":
-        tasks = {n: task_barrier(evaluation.t, c.loss, c.accuracy, c.examples, c.metric) for n, c in evaluation.tasks.items()}
+        tasks = {n: task_barrier(evaluation.t, c.loss, c.accuracy, c.examples, c.metric, c.cut_prompts)
+                 for n, c in evaluation.tasks.items()}
         note = FACTOR_NOTE if space == "factor" else DELTA_NOTE
         gap = joint_gap(evaluation.t, [c.loss for c in evaluation.tasks.values()]) if len(tasks) > 1 else None
         return cls(path, space, list(evaluation.t), tasks, adapters, base_model, space_note=note, **kwargs,
@@ -146,11 +162,14 @@ class BarrierResult:
     @classmethod
     def from_json(cls, data: dict) -> "BarrierResult":
         data = {k: v for k, v in data.items() if k != "kind"}
-        data["tasks"] = {n: TaskBarrier(**v) for n, v in data["tasks"].items()}
+        data["tasks"] = {n: TaskBarrier.from_json(v) for n, v in data["tasks"].items()}
+        if len(data["tasks"]) > 1:
+            data["joint_gap"] = math.nan if data.get("joint_gap") is None else data["joint_gap"]
+            data["joint_gap_t"] = math.nan if data.get("joint_gap_t") is None else data["joint_gap_t"]
         return cls(**data)
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2, allow_nan=False)
+        return json_text(self.to_json())
 
     def table(self) -> str:
         """The readable table: loss (and accuracy) per task at each t, then the barriers."""

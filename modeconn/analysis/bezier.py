@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..errors import ConfigError
-from ..evaluator.data import Example, encode
+from .. import checks
+from ..errors import ConfigError, NonFiniteError
+from ..evaluator.data import Example, encode, resolve_max_length
 from ..evaluator.evaluate import points_nll, scored_batch
 from ..evaluator.layer import inject_path
 from ..lora.adapters import LoraWeights
@@ -27,15 +28,16 @@ class CurveConfig:
     points_per_step: int = field(default=4, metadata={"help": "t values sampled per step, scored in one forward pass"})
     batch_size: int = field(default=8, metadata={"help": "examples per step (each scored at every sampled t)"})
     lr: float = field(default=1e-2, metadata={"help": "Adam learning rate for the control point"})
-    max_length: int = field(default=128, metadata={"help": "tokens per example"})
+    max_length: int | None = field(default=None, metadata={
+        "help": "tokens per example (None: 1024, or the base's positions if fewer; as every command)"})
     seed: int = field(default=0, metadata={"help": "seed for t samples and batches"})
 
     def __post_init__(self):
-        for name in ("steps", "points_per_step", "batch_size", "max_length"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+        for name in ("steps", "points_per_step", "batch_size"):
+            checks.count(name, getattr(self, name), 1, 1 << 24)
+        checks.optional_count("max_length", self.max_length, 2)
+        checks.finite("lr", self.lr, 0, low_open=True)
+        checks.seed("seed", self.seed)
 
 
 @dataclass
@@ -55,12 +57,12 @@ class CurveFit:
         return json.dumps(self.to_json(), indent=2, allow_nan=False)
 
     def save(self, folder) -> None:
-        """The control point as a peft adapter folder, plus ``curve.json`` (endpoints, space, training history)."""
-        from ..files import atomic_write
-        from ..lora.adapters import save_adapter
+        """The control point as a peft adapter, plus ``curve.json`` (endpoints, space, training history), written
+        into ``folder`` together."""
+        from ..files import write_all
+        from ..lora.adapters import adapter_files
 
-        save_adapter(self.control, folder)
-        atomic_write(Path(folder) / CURVE_RECORD, self.dumps() + "\n")
+        write_all(folder, {**adapter_files(self.control), CURVE_RECORD: self.dumps() + "\n"})
 
 
 def read_curve(control: str | Path) -> dict | None:
@@ -94,7 +96,7 @@ def fit_bezier(model, tokenizer, a: LoraWeights, b: LoraWeights, train: list[Exa
         raise ConfigError("fitting a curve needs training examples")
     generator = torch.Generator().manual_seed(config.seed)  # t samples and batches: nothing else draws at random
     path = bezier_path(a, midpoint(a, b, space), b, space)
-    encoded = encode(tokenizer, train, config.max_length)
+    encoded = encode(tokenizer, train, resolve_max_length(model, config.max_length))
     device = next(model.parameters()).device
     frozen = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in frozen:
@@ -112,6 +114,9 @@ def fit_bezier(model, tokenizer, a: LoraWeights, b: LoraWeights, train: list[Exa
                 with injected.points(path.coefficients(ts).float(), len(items)):
                     loss = points_nll(model, scored_batch(items, tokenizer.pad_token_id, device), config.points_per_step).sum()
                 loss = loss / (n_tokens * config.points_per_step)
+                if not torch.isfinite(loss):
+                    raise NonFiniteError(f"fitting the curve diverged at step {len(history) + 1} (loss {loss.item()}); "
+                                         "nothing was saved; use a smaller lr")
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)

@@ -9,7 +9,9 @@ from dataclasses import asdict, replace
 
 import torch
 
+from .. import checks
 from ..errors import ConfigError, DataError
+from ..evaluator.data import encode_counted, resolve_max_length
 from ..evaluator.evaluate import EvalConfig, PathEvaluation
 from ..lora.paths import LoraPath, Span, bernstein, uniform_ts
 from .barrier import BarrierResult
@@ -18,8 +20,9 @@ from .study import Study
 from .surface import SurfaceResult, SurfaceTask
 
 
-def _evaluate_path(study: Study, path: LoraPath, ts: list[float], config: EvalConfig | None = None) -> PathEvaluation:
-    return PathEvaluation(list(ts), study.evaluate(path, path.coefficients(ts), config))
+def _evaluate_path(study: Study, path: LoraPath, ts: list[float], config: EvalConfig | None = None,
+                   shared: bool = True) -> PathEvaluation:
+    return PathEvaluation(list(ts), study.evaluate(path, path.coefficients(ts), config, shared=shared))
 
 
 def measure_barrier(
@@ -39,6 +42,7 @@ def measure_barrier(
     allow_pickle: bool = False,
     eval_config: EvalConfig = EvalConfig(),
     adaptive=None,
+    device_map: str | None = None,
 ) -> BarrierResult:
     """Loss and accuracy of each task along the path from adapter ``a`` to ``b``, with its barriers.
 
@@ -57,7 +61,8 @@ def measure_barrier(
     else:
         raise ConfigError(f"unknown path '{path}'; choose 'linear' or 'bezier'")
     study = Study.open(locations, data or [], space=space, split=split, limit=limit, manifest=manifest, base=base,
-                       seed=seed, device=device, allow_pickle=allow_pickle, eval_config=eval_config, manifest_from=[a, b])
+                       seed=seed, device=device, allow_pickle=allow_pickle, eval_config=eval_config, manifest_from=[a, b],
+                       device_map=device_map)
     the_path = LoraPath(tuple(study.adapters), space, path)
     settings = {"path": path, "points": points}
     if adaptive is not None:
@@ -84,13 +89,15 @@ def fit_curve(
     allow_pickle: bool = False,
     config=None,
     progress: bool = True,
+    device_map: str | None = None,
 ):
     """Fit a quadratic Bézier control point between adapters ``a`` and ``b`` on both tasks' training data."""
     from .bezier import CurveConfig, fit_bezier
 
     config = config or CurveConfig()
     study = Study.open([a, b], data or [], space=space, split="train", limit=limit, manifest=manifest, base=base,
-                       seed=config.seed, device=device, allow_pickle=allow_pickle)
+                       seed=config.seed, device=device, allow_pickle=allow_pickle, device_map=device_map,
+                       eval_config=EvalConfig(max_length=config.max_length))
     train = [example for examples in study.tasks().values() for example in examples]
     fit = fit_bezier(study.model, study.tokenizer, *study.adapters, train, space, config, progress)
     fit.endpoints = [str(a), str(b)]
@@ -107,7 +114,7 @@ def _split_surface(curves, shape: tuple[int, int], n_points: int, n_curve: int =
         grid = nx * ny
         out[name] = SurfaceTask(rows(c.loss[:grid]), rows(c.accuracy[:grid]) if c.accuracy is not None else None,
                                 c.loss[grid : grid + n_points], c.examples, c.metric,
-                                c.loss[grid + n_points : grid + n_points + n_curve] if n_curve else None)
+                                c.loss[grid + n_points : grid + n_points + n_curve] if n_curve else None, c.cut_prompts)
     return out
 
 
@@ -129,6 +136,7 @@ def measure_plane(
     device: str = "cpu",
     allow_pickle: bool = False,
     eval_config: EvalConfig = EvalConfig(accuracy=False),
+    device_map: str | None = None,
 ) -> SurfaceResult:
     """Loss of each task on a grid over the plane through adapters ``a``, ``b``, ``c`` (Garipov et al.'s figure).
 
@@ -139,7 +147,7 @@ def measure_plane(
     grid_axes(torch.zeros(1, 2), grid, margin)  # checks grid and margin before any loading
     names = [str(a), str(b), str(c)]
     study = Study.open(names, data or [], space=space, split=split, limit=limit, manifest=manifest, base=base, seed=seed,
-                       device=device, allow_pickle=allow_pickle, eval_config=eval_config)
+                       device=device, allow_pickle=allow_pickle, eval_config=eval_config, device_map=device_map)
     basis = plane_basis(gram(study.adapters, space), tuple(names))
     xs, ys = grid_axes(basis.coords, grid, margin)
     xy = torch.tensor([[x, y] for y in ys for x in xs], dtype=torch.float64)
@@ -168,18 +176,17 @@ def measure_landscape(
     device: str = "cpu",
     allow_pickle: bool = False,
     eval_config: EvalConfig = EvalConfig(accuracy=False),
+    device_map: str | None = None,
 ) -> SurfaceResult:
     """Loss around ``adapter`` along one or two filter-normalised random directions (Li et al., 2018), α, β ∈ [−span, span]."""
     from ..lora.directions import landscape_coefficients, random_span
     from ..lora.plane import check_grid
 
-    if dimensions not in (1, 2):
-        raise ConfigError(f"dimensions must be 1 or 2, got {dimensions}")
-    check_grid(grid)
-    if not span > 0:
-        raise ConfigError(f"span must be positive, got {span}")
+    checks.choice("dimensions", dimensions, (1, 2))
+    check_grid(grid, dimensions)
+    checks.finite("span", span, 0, low_open=True)
     study = Study.open([adapter], data or [], space="factor", split=split, limit=limit, manifest=manifest, base=base,
-                       seed=seed, device=device, allow_pickle=allow_pickle, eval_config=eval_config)
+                       seed=seed, device=device, allow_pickle=allow_pickle, eval_config=eval_config, device_map=device_map)
     the_span = random_span(study.adapters[0], dimensions, seed)
     axis = torch.linspace(-span, span, grid, dtype=torch.float64).tolist()
     ys = axis if dimensions == 2 else [0.0]
@@ -208,6 +215,7 @@ def sweep_sequence(
     eval_config: EvalConfig = EvalConfig(accuracy=False),
     progress: bool = True,
     curves_out: str | None = None,
+    device_map: str | None = None,
 ):
     """Barriers between the task adapters of a sequence, every pair (or consecutive ones), scored on every task;
     with ``bezier`` a curve is fitted for each pair on its two tasks' training data and measured the same way
@@ -230,27 +238,35 @@ def sweep_sequence(
     names = [t.name for t in seq.tasks]
     ends_of = [str(seq.adapter_dir(t)) for t in seq.tasks]
     study = Study.open(ends_of, space=space, split=split, limit=limit, base=base, seed=seed, device=device,
-                       allow_pickle=allow_pickle, eval_config=eval_config, sequence=seq)
+                       allow_pickle=allow_pickle, eval_config=eval_config, sequence=seq, device_map=device_map)
     train = study.tasks("train") if bezier else {}
+    for examples in train.values():  # the curves' training answers must fit too, before any work
+        encode_counted(study.tokenizer, examples, resolve_max_length(study.model, curve_config and curve_config.max_length))
     adapters = study.adapters
     todo = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names)) if pairs == "all" or j == i + 1]
     quiet = replace(study.eval_config, progress=False)
     config = curve_config or CurveConfig(seed=seed)
-    results = []
-    for i, j in tqdm(todo, desc="adapter pairs", disable=not progress):
+    done = []  # this process's share of the pairs (all of them in one process), gathered below
+    for i, j in tqdm([todo[k] for k in study.processes.share(len(todo))], desc="adapter pairs",
+                     disable=not (progress and study.processes.main)):
         ends = [ends_of[i], ends_of[j]]
-        line = _evaluate_path(study, linear_path(adapters[i], adapters[j], space, True), ts, quiet)
+        line = _evaluate_path(study, linear_path(adapters[i], adapters[j], space, True), ts, quiet, shared=False)
         pair = PairResult(i, j, BarrierResult.from_evaluation(line, "linear", space, ends, seq.base_model, split=split, seed=seed))
+        fit = None
         if bezier:
             fit = fit_bezier(study.model, study.tokenizer, adapters[i], adapters[j], train[names[i]] + train[names[j]], space,
                              config, False)
-            if curves_out is not None:
-                fit.endpoints = ends
-                fit.save(Path(curves_out) / f"{names[i]}-{names[j]}")
-            curve = _evaluate_path(study, bezier_path(adapters[i], fit.control, adapters[j], space, True), ts, quiet)
+            fit.endpoints = ends
+            curve = _evaluate_path(study, bezier_path(adapters[i], fit.control, adapters[j], space, True), ts, quiet,
+                                   shared=False)
             pair.bezier = BarrierResult.from_evaluation(curve, "bezier", space, ends, seq.base_model, split=split, seed=seed,
                                                         extra={"fit_loss_first": fit.history[0], "fit_loss_last": fit.history[-1]})
-        results.append(pair)
+        done.append((pair, fit))
+    done = study.processes.gather(done)
+    results = [pair for pair, _ in done]
+    if curves_out is not None and study.processes.main:
+        for pair, fit in done:
+            fit.save(Path(curves_out) / f"{names[pair.a]}-{names[pair.b]}")
     settings = {"points": points, "pairs": pairs, "bezier": bezier,
                 **({f"curve_{k}": v for k, v in asdict(config).items()} if bezier else {})}
     return SweepResult(str(sequence), names, ends_of, space, study.base_name, results, split, seed,

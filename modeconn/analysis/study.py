@@ -9,10 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import torch
+
+from .. import checks
 from ..errors import CheckpointError, DataError
 from ..evaluator.budget import auto_budget
 from ..evaluator.data import Example, load_examples, load_split
-from ..evaluator.evaluate import EvalConfig, TaskCurve, evaluate_points
+from ..evaluator.data import encode_counted, resolve_max_length
+from ..evaluator.evaluate import DTYPES, EvalConfig, TaskCurve, evaluate_points
+from ..evaluator.processes import Processes, processes
 from ..evaluator.models import load_base
 from ..evaluator.scoring import get_scorer
 from ..lora.adapters import LoraWeights, check_compatible, load_adapter
@@ -71,16 +76,28 @@ class Study:
     seed: int = 0
     device: str = "cpu"
     eval_config: EvalConfig = EvalConfig()
+    processes: Processes = Processes()
+    device_map: str | None = None
     _loaded: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, locations: list[str], data: list[str] | tuple = (), *, space: str = "factor", split: str = "eval",
              limit: int | None = None, manifest: bool = True, base: str | None = None, seed: int = 0,
              device: str = "cpu", allow_pickle: bool = False, eval_config: EvalConfig = EvalConfig(),
-             manifest_from: list[str] | None = None, sequence: Sequence | None = None) -> "Study":
+             manifest_from: list[str] | None = None, sequence: Sequence | None = None,
+             device_map: str | None = None) -> "Study":
         """Load and check the adapters at ``locations`` (for one span in ``space``), gather the tasks — those of the
         manifest beside the adapters in ``manifest_from`` (default: all; or of ``sequence``), plus ``data`` — load
-        ``split`` of each, then load the base model (``base``, else the manifest's, else the adapters')."""
+        ``split`` of each, then load the base model (``base``, else the manifest's, else the adapters') in the
+        config's dtype, on ``device`` (or spread by ``device_map="auto"``). Under ``accelerate launch`` the points of
+        each evaluation are shared among the processes."""
+        checks.choice("space", space, ("factor", "delta"))
+        checks.choice("split", split, ("train", "eval", "test"))
+        limit, seed = checks.optional_count("limit", limit), checks.seed("seed", seed)
+        checks.device("device", device)
+        if device_map is not None:
+            checks.choice("device_map", device_map, ("auto",))
+        group, device = processes(device)
         locations = [str(p) for p in locations]
         adapters = [load_adapter(p, allow_pickle) for p in locations]
         check_compatible(adapters, space, base_given=bool(base))
@@ -94,14 +111,19 @@ class Study:
         if not sources:
             what, hint = ("training", "TASK_FOLDER") if split == "train" else ("evaluation", "FILE_OR_TASK_FOLDER")
             raise DataError(f"no {what} data: the adapters have no sequence.json beside them; pass data={hint}")
-        study = cls(locations, adapters, space, sources, "", None, None, split, limit, seed, device, eval_config)
+        study = cls(locations, adapters, space, sources, "", None, None, split, limit, seed, device, eval_config, group,
+                    device_map)
         study.tasks(split)  # read every task before the (slower) base model, so bad data fails fast
         study.base_name = base or next((s.base_model for s in manifests), None) or adapters[0].base_model or ""
         if not study.base_name:
             raise CheckpointError("the adapter does not name its base model; pass base=NAME")
-        study.model, study.tokenizer = load_base(study.base_name, device=device)
-        if eval_config.max_batch_tokens is None:
-            study.eval_config = replace(eval_config, max_batch_tokens=auto_budget(study.model))
+        study.model, study.tokenizer = load_base(study.base_name, device=device, dtype=DTYPES[eval_config.dtype],
+                                                 allow_pickle=allow_pickle, device_map=device_map)
+        study.eval_config = replace(eval_config, max_batch_tokens=eval_config.max_batch_tokens or auto_budget(study.model),
+                                    max_length=resolve_max_length(study.model, eval_config.max_length),
+                                    progress=eval_config.progress and group.main)
+        for examples in study.tasks().values():  # an answer longer than max_length is refused before any work
+            encode_counted(study.tokenizer, examples, study.eval_config.max_length)
         return study
 
     @property
@@ -115,20 +137,42 @@ class Study:
             self._loaded[split] = {name: source.load(split, self.limit) for name, source in self.sources.items()}
         return self._loaded[split]
 
-    def evaluate(self, span, coefficients, config: EvalConfig | None = None, split: str | None = None) -> dict[str, TaskCurve]:
-        """Loss (and accuracy, if the config asks) of each point ``Σ_i coefficients[k, i]·θ_i`` on every task."""
+    def evaluate(self, span, coefficients, config: EvalConfig | None = None, split: str | None = None,
+                 shared: bool = True) -> dict[str, TaskCurve]:
+        """Loss (and accuracy, if the config asks) of each point ``Σ_i coefficients[k, i]·θ_i`` on every task; with
+        several processes each scores its share of the points (``shared=False``: all, for work shared otherwise)."""
         config = config or self.eval_config
-        return evaluate_points(self.model, self.tokenizer, span, coefficients, self.tasks(split), config, self.metrics)
+        coefficients = torch.as_tensor(coefficients)
+        if not shared or self.processes.world == 1:
+            return evaluate_points(self.model, self.tokenizer, span, coefficients, self.tasks(split), config, self.metrics)
+        mine = self.processes.share(len(coefficients))
+        curves = (evaluate_points(self.model, self.tokenizer, span, coefficients[mine], self.tasks(split), config,
+                                  self.metrics) if mine else {})
+        points = self.processes.gather([{n: (c.loss[i], c.accuracy[i] if c.accuracy else None) for n, c in curves.items()}
+                                        for i in range(len(mine))])
+        about = self.processes.gather([{n: (c.examples, c.metric, c.cut_prompts) for n, c in curves.items()}] if curves else [])
+        return _assemble(points, about[0])
 
     def settings(self, **extra) -> dict:
         """The resolved settings of an analysis on this study, for its result's ``made_by``."""
         config = self.eval_config
         return {"space": self.space, "split": self.split, "limit": self.limit, "max_length": config.max_length,
                 "dtype": config.dtype, "max_batch_tokens": config.max_batch_tokens, "accuracy": config.accuracy,
-                "seed": self.seed, "device": self.device, "base": self.base_name, **extra}
+                "seed": self.seed, "device": self.device, **({"device_map": self.device_map} if self.device_map else {}),
+                "processes": self.processes.world, "base": self.base_name, **extra}
 
     def made_by(self, **extra) -> dict:
         return made_by(self.settings(**extra))
+
+
+def _assemble(points: list[dict], about: dict) -> dict[str, TaskCurve]:
+    """Per-point numbers gathered from the processes (in point order) back into one TaskCurve per task."""
+    out = {}
+    for name, (examples, metric, cut) in about.items():
+        losses = [p[name][0] for p in points]
+        accuracy = [p[name][1] for p in points]
+        out[name] = TaskCurve(losses, None if accuracy[0] is None else accuracy, examples, metric, cut)
+    return out
 
 
 def _manifest_sources(adapter_dirs: list[str]) -> tuple[list[Sequence], dict[str, TaskSource]]:

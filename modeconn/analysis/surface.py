@@ -5,9 +5,11 @@ plane points, or the centre of a landscape) carry their own exact numbers in ``a
 """
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from ..files import json_text, nan_for_null
 
 
 @dataclass
@@ -18,6 +20,7 @@ class SurfaceTask:
     examples: int
     metric: str = "exact_match"
     curve_loss: list[float] | None = None  # loss along the Bézier curve drawn on a plane, if any
+    cut_prompts: int = 0  # prompts cut from the left to fit max_length
 
 
 @dataclass
@@ -47,11 +50,17 @@ class SurfaceResult:
     @classmethod
     def from_json(cls, data: dict) -> "SurfaceResult":
         data = dict(data)
-        data["tasks"] = {n: SurfaceTask(**v) for n, v in data["tasks"].items()}
+        tasks = {}
+        for name, v in data["tasks"].items():
+            v = dict(v)
+            for key in ("loss", "accuracy", "at_points", "curve_loss"):
+                v[key] = nan_for_null(v.get(key))
+            tasks[name] = SurfaceTask(**v)
+        data["tasks"] = tasks
         return cls(**data)
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2, allow_nan=False)
+        return json_text(self.to_json())
 
     def mean_loss(self) -> list[list[float]]:
         """The grid of the tasks' mean loss: the joint objective a Bézier curve between two tasks is fitted to."""
@@ -72,6 +81,7 @@ class SurfaceResult:
         short = self.short_labels()
         lines.append(f"{'task':<16}" + "".join(f"{lab[:12]:>13}" for lab in short) + f"{'grid min':>10}{'grid max':>10}")
         for name, st in self.tasks.items():
-            flat = [v for row in st.loss for v in row]
-            lines.append(f"{name[:16]:<16}" + "".join(f"{v:13.4f}" for v in st.at_points) + f"{min(flat):10.4f}{max(flat):10.4f}")
+            flat = [v for row in st.loss for v in row if math.isfinite(v)]  # a non-finite loss is neither
+            low, high = (min(flat), max(flat)) if flat else (math.nan, math.nan)
+            lines.append(f"{name[:16]:<16}" + "".join(f"{v:13.4f}" for v in st.at_points) + f"{low:10.4f}{high:10.4f}")
         return "\n".join(lines)

@@ -6,8 +6,9 @@ the training order: the quantity the I-LoRA paper's analysis looks at.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
+
+from ..files import json_text
 
 from .barrier import BarrierResult, joint_gap
 
@@ -97,7 +98,7 @@ class SweepResult:
         return cls(**data)
 
     def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2, allow_nan=False)
+        return json_text(self.to_json())
 
     def table(self) -> str:
         lines = [f"sweep over {' → '.join(self.tasks)} ({self.space} space)", ""]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .. import checks
 from ..errors import ConfigError
 
 
@@ -17,28 +18,41 @@ class TrainConfig:
     rank: int = _f(8, "LoRA rank r")
     alpha: float = _f(32.0, "LoRA alpha; the update is scaled by alpha / r (32: the I-LoRA reference code)")
     dropout: float = _f(0.1, "dropout on the LoRA input during training (0.1: the I-LoRA reference code)")
-    target_modules: tuple[str, ...] = _f(("q_proj", "k_proj", "v_proj", "o_proj"), "module names that get LoRA")
+    target_modules: tuple[str, ...] | None = _f(None, "module names that get LoRA, or all-linear (None: peft's default "
+                                                      "for the architecture, e.g. q_proj,v_proj for LLaMA)")
     lr: float = _f(2e-3, "AdamW learning rate")
     epochs: int = _f(3, "passes over each task's training split")
     batch_size: int = _f(16, "examples per optimizer step")
-    max_length: int = _f(128, "tokens per example; prompts are cut from the left")
+    max_length: int | None = _f(None, "tokens per example, prompts cut from the left (None: 1024, or the base's "
+                                      "positions if fewer; the same default as the analysis commands)")
     max_train: int | None = _f(None, "use at most this many training examples per task (None: all of them)")
     seed: int = _f(0, "seed for LoRA initialisation and data order")
 
     def __post_init__(self):
-        for name in ("rank", "epochs", "batch_size", "max_length"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
-        if not self.target_modules:
+        """Every field checked, named in the message: this is where flags, config files and Python calls all meet."""
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731  (a frozen dataclass)
+        for name in ("rank", "epochs", "batch_size"):
+            set_(name, checks.count(name, getattr(self, name), 1, 1 << 20))
+        set_("max_length", checks.optional_count("max_length", self.max_length, 2, 1 << 20))
+        set_("max_train", checks.optional_count("max_train", self.max_train))
+        set_("seed", checks.seed("seed", self.seed))
+        set_("alpha", checks.finite("alpha", self.alpha, 0, low_open=True))
+        set_("dropout", checks.finite("dropout", self.dropout, 0, 1, high_open=True))
+        set_("lr", checks.finite("lr", self.lr, 0, low_open=True))
+        targets = self.target_modules
+        if targets is None:
+            return
+        if isinstance(targets, str):
+            targets = (targets,) if targets == "all-linear" else tuple(m.strip() for m in targets.split(",") if m.strip())
+        if not isinstance(targets, (list, tuple)) or not all(isinstance(m, str) and m for m in targets):
+            raise ConfigError(f"target_modules must be module names, got {self.target_modules!r}")
+        if not targets:
             raise ConfigError("target_modules is empty")
+        set_("target_modules", tuple(targets))
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d["target_modules"] = list(self.target_modules)
+        d["target_modules"] = None if self.target_modules is None else list(self.target_modules)
         return d
 
 

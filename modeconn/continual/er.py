@@ -11,7 +11,7 @@ from .replay import ReservoirBuffer
 @dataclass
 class ExperienceReplay(Method):
     name: ClassVar[str] = "er"
-    buffer_size: int = option(500, "replay buffer size (examples kept from earlier tasks)")
+    buffer_size: int = option(500, "replay buffer size (examples kept from earlier tasks)", low=1)
     seed: int = run_seed()
     buffer: ReservoirBuffer = field(init=False, repr=False)
 

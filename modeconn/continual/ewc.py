@@ -16,7 +16,7 @@ from .methods import Batch, Method, TaskContext, option, unwrap
 @dataclass
 class EWC(Method):
     name: ClassVar[str] = "ewc"
-    ewc_lambda: float = option(100.0, "weight λ of the penalty ½λ·Σ F·(θ − θ*)²")
+    ewc_lambda: float = option(100.0, "weight λ of the penalty ½λ·Σ F·(θ − θ*)²", low=0)
     fisher: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
     anchor: dict[str, torch.Tensor] = field(default_factory=dict, init=False, repr=False)
 

@@ -43,10 +43,10 @@ def consistency_loss(fast: list[torch.Tensor], slow: list[torch.Tensor], mask: t
 class ILoRA(Method):
     name: ClassVar[str] = "ilora"
     saved_adapters: ClassVar = MappingProxyType({"fast": FAST, "slow": SLOW})
-    buffer_size: int = option(500, "replay buffer size (examples kept from earlier tasks)")
-    gamma: float = option(1.0, "weight γ of the consistency loss")
+    buffer_size: int = option(500, "replay buffer size (examples kept from earlier tasks)", low=1)
+    gamma: float = option(1.0, "weight γ of the consistency loss", low=0)
     ema: float = option(0.25, "λ_max of slow ← λ·slow + (1−λ)·fast (0.25: the reference code's; the paper describes a "
-                              "slowly moving average, e.g. 0.99)")
+                              "slowly moving average, e.g. 0.99)", low=0, high=1, high_open=True)
     eval_adapter: str = option("slow", "adapter evaluated and saved per task", flag="ilora-eval", choices=("fast", "slow"))
     variant: str = option("paper", "'reference' reproduces the published code's behaviour (slow = base model, evaluate fast)",
                           flag="ilora-variant", choices=("paper", "reference"))
@@ -56,11 +56,7 @@ class ILoRA(Method):
     buffer: ReservoirBuffer = field(init=False, repr=False)
 
     def __post_init__(self):
-        from ..errors import ConfigError
-
         super().__post_init__()
-        if not 0 <= self.ema < 1:
-            raise ConfigError(f"ilora: ema (λ_max) must be in [0, 1), got {self.ema}")
         self.buffer = ReservoirBuffer(self.buffer_size, self.seed)
         self.step = 0
         self.collate, self.batch_size = None, 1

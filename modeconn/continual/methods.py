@@ -8,6 +8,7 @@ uses a default, so a method writes only what it changes; ``registry.py`` lists t
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Callable, ClassVar, Mapping, Protocol
@@ -35,10 +36,13 @@ class TaskContext:
     batch_size: int
 
 
-def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None):
+def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
+           low: float | None = None, high: float | None = None, high_open: bool = False):
     """Declare a method option as a dataclass field: its default, its help, its ``modeconn train`` flag (default:
-    the field name with dashes) and its allowed values. The CLI, config files and the run record derive from it."""
-    return field(default=default, metadata={"option": True, "help": help, "flag": flag, "choices": choices})
+    the field name with dashes), and its allowed values (``choices``, or a number within ``low`` … ``high``). The CLI,
+    config files, the checks and the run record all derive from it."""
+    return field(default=default, metadata={"option": True, "help": help, "flag": flag, "choices": choices,
+                                            "low": low, "high": high, "high_open": high_open})
 
 
 def run_seed():
@@ -64,13 +68,20 @@ class Method(Protocol):
     saved_adapters: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     def __post_init__(self) -> None:
-        """Refuse an option value outside its declared choices, naming the option."""
-        from ..errors import ConfigError
+        """Check every option against its declaration (type, choices, range), naming it in the message."""
+        from .. import checks
 
-        for name, value in self.options.items():
-            allowed = next(f.metadata["choices"] for f in option_fields(type(self)) if f.name == name)
-            if allowed is not None and value not in allowed:
-                raise ConfigError(f"{self.name}: {name} must be one of {list(allowed)}, got {value!r}")
+        kinds = typing.get_type_hints(type(self))
+        for f in option_fields(type(self)):
+            meta, label, value = f.metadata, f"{self.name}: {f.name}", getattr(self, f.name)
+            if meta["choices"] is not None:
+                value = checks.choice(label, value, meta["choices"])
+            elif kinds[f.name] is int:
+                value = checks.count(label, value, int(meta["low"] if meta["low"] is not None else 0),
+                                     None if meta["high"] is None else int(meta["high"]))
+            elif kinds[f.name] is float:
+                value = checks.finite(label, value, meta["low"], meta["high"], high_open=meta["high_open"])
+            setattr(self, f.name, value)
 
     @property
     def options(self) -> dict:

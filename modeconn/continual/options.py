@@ -5,16 +5,33 @@ The method options are not listed here: they come from the methods' own declarat
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+from .. import checks
 from ..errors import ConfigError, DataError
 from ..evaluator.data import split_file
 from ..lora.sequence import MANIFEST, load_sequence
 from .config import TrainConfig
 from .registry import declared_options
 
-RUN_KEYS = {"method", "base", "tasks", "order", "eval_split", "eval_limit"}  # config keys that are not TrainConfig's
+RUN_DEFAULTS = {"method": "seq", "tasks": None, "order": None, "base": None, "eval_split": "test", "eval_limit": None,
+                "device": "cpu"}  # the settings of a run that are not TrainConfig's or a method's
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """Everything `modeconn train` resolved from its flags and config file, checked, before any work starts."""
+
+    method: str
+    config: TrainConfig
+    options: dict
+    tasks: list[tuple[str, Path]]
+    base: str | None
+    metrics: dict[str, str]
+    eval_split: str
+    eval_limit: int | None
+    device: str
 
 
 def read_config_file(path: str | None) -> dict:
@@ -34,31 +51,70 @@ def read_config_file(path: str | None) -> dict:
         raise ConfigError(f"{p}: not valid {'YAML' if p.suffix in ('.yaml', '.yml') else 'JSON'} ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of option names to values")
-    return {k.replace("-", "_"): v for k, v in data.items()}
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def resolve(method: str, file_values: dict, flag_values: dict) -> tuple[TrainConfig, dict]:
-    """Merge (flags win over the file); return the TrainConfig and the method's options."""
+def _run_settings(values: dict) -> dict:
+    """The run keys, checked: method, tasks, order, base, eval_split, eval_limit, device."""
+    from .registry import METHODS
+
+    out = {**RUN_DEFAULTS, **{k: v for k, v in values.items() if k in RUN_DEFAULTS}}
+    checks.choice("method", out["method"], sorted(METHODS))
+    for key in ("tasks", "base"):
+        if out[key] is not None and (not isinstance(out[key], str) or not out[key]):
+            raise ConfigError(f"{key} must be a path or name, got {out[key]!r}")
+    order = out["order"]
+    if isinstance(order, str):
+        order = [n.strip() for n in order.split(",") if n.strip()]
+    if order is not None and (not isinstance(order, list) or not all(isinstance(n, str) for n in order)):
+        raise ConfigError(f"order must be task names, got {out['order']!r}")
+    out["order"] = order
+    checks.choice("eval_split", out["eval_split"], ("eval", "test"))
+    out["eval_limit"] = checks.optional_count("eval_limit", out["eval_limit"])
+    out["device"] = checks.device("device", out["device"])
+    return out
+
+
+def _settings(method: str, values: dict) -> tuple[TrainConfig, dict]:
     declared = declared_options()
-    known = {f.name for f in fields(TrainConfig)} | set(declared) | RUN_KEYS
-    unknown = sorted(set(file_values) - known)
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
-    merged = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
-    train = {f.name: merged[f.name] for f in fields(TrainConfig) if f.name in merged}
-    if isinstance(train.get("target_modules"), str):
-        train["target_modules"] = tuple(m.strip() for m in train["target_modules"].split(",") if m.strip())
-    elif "target_modules" in train:
-        train["target_modules"] = tuple(train["target_modules"])
-    try:
-        config = TrainConfig(**train)
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from None
-    options = {opt.name: merged[key] for key, opt in declared.items() if key in merged and method in opt.defaults}
+    config = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig) if f.name in values})
+    options = {opt.name: values[key] for key, opt in declared.items() if key in values and method in opt.defaults}
+    foreign = [(key, opt) for key, opt in declared.items() if key in values and method not in opt.defaults]
+    if foreign:
+        key, opt = foreign[0]
+        raise ConfigError(f"{key} is an option of {' / '.join(opt.defaults)}, not of method {method!r}")
+    from .registry import get_method
+
+    get_method(method, seed=config.seed, **options)  # checks the options against the method's declaration
     return config, options
 
 
-def resolve_tasks(tasks: str, order: str | None) -> tuple[list[tuple[str, Path]], str | None, dict[str, str]]:
+def resolve(flag_values: dict, file_values: dict | None = None, config_file: str | None = None) -> TrainRequest:
+    """Merge the config file and the flags (flags win), check every value once, and resolve the task stream.
+
+    The file is checked on its own first, so a bad value in it is reported with the file's name."""
+    file_values = file_values or {}
+    known = {f.name for f in fields(TrainConfig)} | set(declared_options()) | set(RUN_DEFAULTS)
+    unknown = sorted(set(file_values) - known)
+    if unknown:
+        raise ConfigError(f"{config_file}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+    if file_values:
+        try:
+            run = _run_settings(file_values)
+            _settings(run["method"], file_values)
+        except ConfigError as exc:
+            raise ConfigError(f"{config_file}: {exc}") from None
+    merged = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
+    run = _run_settings(merged)
+    if run["tasks"] is None:
+        raise ConfigError("no tasks: pass --tasks (a sequence.json or a folder of task folders), or 'tasks' in --config")
+    config, options = _settings(run["method"], merged)
+    tasks, manifest_base, metrics = resolve_tasks(run["tasks"], run["order"])
+    return TrainRequest(run["method"], config, options, tasks, run["base"] or manifest_base, metrics, run["eval_split"],
+                        run["eval_limit"], run["device"])
+
+
+def resolve_tasks(tasks: str, order: list[str] | None) -> tuple[list[tuple[str, Path]], str | None, dict[str, str]]:
     """A sequence manifest (its task order, data and metrics) or a data root (its task folders, sorted or in ``order``)."""
     root = Path(tasks)
     if root.is_file() or (root / MANIFEST).is_file():
@@ -72,14 +128,15 @@ def resolve_tasks(tasks: str, order: str | None) -> tuple[list[tuple[str, Path]]
     else:
         raise DataError(f"{root}: no such task sequence (a sequence.json or a folder of task folders)")
     if order:
-        names = [n.strip() for n in order.split(",") if n.strip()]
         by_name = dict(chosen)
-        missing = [n for n in names if n not in by_name]
+        missing = [n for n in order if n not in by_name]
         if missing:
-            raise DataError(f"--order names task(s) {missing} not found in {root}; it has {sorted(by_name)}")
-        chosen = [(n, by_name[n]) for n in names]
+            raise DataError(f"order names task(s) {missing} not found in {root}; it has {sorted(by_name)}")
+        checks.unique("order: task", order)
+        chosen = [(n, by_name[n]) for n in order]
     if not chosen:
         raise DataError(f"{root}: holds no task folders")
     for name, folder in chosen:
+        checks.safe_name("task name", name)
         split_file(folder, "train")
     return chosen, base, metrics

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from ..evaluator.data import Encoded, Example, collate, encode, load_split
+from ..evaluator.data import Encoded, Example, collate, encode, load_split, resolve_max_length
 from ..evaluator.evaluate import EvalConfig, evaluate_model
 from ..evaluator.models import load_base
 from ..evaluator.scoring import get_scorer
@@ -36,6 +36,8 @@ class Prepared:
     run: RunState
     metrics: ContinualMetrics
     resume_from: tuple | None  # (optimizer meta, tensors) of a saved state, until the loop restores it
+    max_length: int = 0  # the input length used (the config's, or the shared default capped by the base's positions)
+    device: torch.device = torch.device("cpu")  # where the model and its batches live
 
     @property
     def rank(self) -> int:
@@ -46,7 +48,7 @@ class Prepared:
         return self.accelerator.num_processes
 
     def to_device(self, examples: list[Encoded]) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.accelerator.device) for k, v in collate(examples, self.tokenizer.pad_token_id).items()}
+        return {k: v.to(self.device) for k, v in collate(examples, self.tokenizer.pad_token_id).items()}
 
     def scores(self, adapter: str) -> tuple[list[float], list[float]]:
         """Accuracy and loss of ``adapter`` on every task's evaluation split; the fast adapter stays the trained one."""
@@ -62,8 +64,39 @@ def fingerprint(base: str, tasks, method: Method, config: TrainConfig, eval_spli
             "options": method.options, "config": config.to_json(), "eval_split": eval_split, "eval_limit": eval_limit}
 
 
+def linear_modules(model) -> list[str]:
+    """The short names of the model's linear layers that LoRA can adapt (the LM head excluded)."""
+    names = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"}
+    head = model.get_output_embeddings()
+    head_name = next((n.rsplit(".", 1)[-1] for n, m in model.named_modules() if m is head), None)
+    return sorted(names - {head_name})
+
+
+def check_model_fits(model, config: TrainConfig) -> None:
+    """The target modules exist in this base (and peft knows defaults for it when none are given)."""
+    if config.target_modules is None:
+        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+        if model.config.model_type not in DEFAULTS:
+            raise ConfigError(f"peft has no default LoRA targets for {model.config.model_type}; pass target_modules "
+                              f"(its linear modules are {', '.join(linear_modules(model))}, or all-linear)")
+    elif config.target_modules != ("all-linear",):
+        names = [name for name, _ in model.named_modules()]
+        missing = [t for t in config.target_modules if not any(n == t or n.endswith("." + t) for n in names)]  # peft's rule
+        if missing:
+            raise ConfigError(f"target_modules {missing} are not modules of this base model; its linear modules are "
+                              f"{', '.join(linear_modules(model))} (or use all-linear)")
+
+
+def run_device(accelerator, requested: str) -> torch.device:
+    """One process: the device asked for (``cuda:1`` too); several: each process's own, as accelerate assigns it."""
+    return torch.device(requested) if accelerator.num_processes == 1 else accelerator.device
+
+
 def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Method, config: TrainConfig, folder: RunFolder,
-            eval_split: str, eval_limit: int | None, resume: bool, metrics_by_task: dict[str, str]) -> Prepared:
+            eval_split: str, eval_limit: int | None, resume: bool, metrics_by_task: dict[str, str],
+            allow_pickle: bool = False, device: str = "cpu") -> Prepared:
     """Set the run up; draws from the global RNG in a fixed order (the base, then the LoRA initialisation)."""
     from peft import LoraConfig, get_peft_model
 
@@ -75,18 +108,21 @@ def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Metho
         changed = sorted(k for k in prints if previous[0].fingerprint.get(k) != prints[k])
         raise ConfigError(f"resume: the run in {folder.out} was made with other settings ({', '.join(changed)} differ); "
                           "repeat its command or choose another output folder")
-    model, tokenizer = load_base(base, device=accelerator.device)
-    train_sets = [encode(tokenizer, load_split(path, "train", config.max_train), config.max_length) for _, path in tasks]
+    where = run_device(accelerator, device)
+    model, tokenizer = load_base(base, device=where, allow_pickle=allow_pickle)
+    check_model_fits(model, config)
+    max_length = resolve_max_length(model, config.max_length)
+    train_sets = [encode(tokenizer, load_split(path, "train", config.max_train), max_length) for _, path in tasks]
     tests = {task: load_split(path, eval_split, eval_limit) for task, path in tasks}
-    folder.out.mkdir(parents=True, exist_ok=True)
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+    targets = {None: None, ("all-linear",): "all-linear"}.get(config.target_modules, list(config.target_modules or ()))
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
+                      task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
     model.peft_config[FAST].base_model_name_or_path = base  # the name the run was given ('tiny-llama'), not its folder
     trained = accelerator.prepare_model(model) if accelerator.num_processes > 1 else model  # DDP: forwards sync gradients
     prepared = Prepared(accelerator, model, trained, tokenizer, tasks, train_sets, tests, metrics_by_task,
-                        EvalConfig(max_length=config.max_length, progress=False), torch.Generator().manual_seed(config.seed),
-                        RunState(prints), ContinualMetrics([t for t, _ in tasks], split=eval_split), None)
+                        EvalConfig(max_length=max_length, progress=False), torch.Generator().manual_seed(config.seed),
+                        RunState(prints), ContinualMetrics([t for t, _ in tasks], split=eval_split), None, max_length, where)
     if previous is not None:
         prepared.run, prepared.resume_from = previous[0], previous[1:]
         prepared.metrics = ContinualMetrics(**prepared.run.metrics)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..files import atomic_folder, atomic_write, write_json
 from ..lora.sequence import Sequence
+from ..outdir import Claimed
 from ..provenance import PYTHON_CALL, command
 from .methods import FAST
 from .metrics import ContinualMetrics
@@ -45,14 +46,17 @@ def command_script() -> str:
 
 
 class RunFolder:
-    def __init__(self, out: str | Path):
-        self.out = Path(out)
+    RECORDS = ["sequence.json", "metrics.json", "train_config.json", "command.sh", ".state"]  # besides the adapters
+
+    def __init__(self, claimed: Claimed):
+        self.claimed, self.out = claimed, claimed.root
 
     def save_task(self, model, method, task: str) -> None:
-        """The method's evaluated adapter as ``<task>/``, and each further adapter it keeps as ``<label>/<task>/``."""
-        save_peft_adapter(model, method.evaluated_adapter, self.out / task)
+        """The method's evaluated adapter as ``<task>/``, and each further adapter it keeps as ``<label>/<task>/``
+        (paths that would leave the run folder are refused)."""
+        save_peft_adapter(model, method.evaluated_adapter, self.claimed.path(task))
         for label, adapter in method.saved_adapters.items():
-            save_peft_adapter(model, adapter, self.out / label / task)
+            save_peft_adapter(model, adapter, self.claimed.path(label, task))
 
     def checkpoint(self, run: RunState, metrics: ContinualMetrics, model, optimizer, generator, method) -> None:
         run.metrics = asdict(metrics)

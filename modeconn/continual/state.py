@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import StateError
+
 STATE_DIR = ".state"
 
 
@@ -66,25 +68,38 @@ def save_state(out: Path, run: RunState, model, optimizer, generator: torch.Gene
 
 
 def read_state(out: Path) -> tuple[RunState, dict, dict[str, torch.Tensor]] | None:
+    """The saved state, or None when there is none; a truncated or edited one is refused with one clear line."""
     folder = out / STATE_DIR
-    if not (folder / "state.json").is_file():
+    if not folder.exists():
         return None
     from safetensors.torch import load_file
 
-    raw = json.loads((folder / "state.json").read_text())
-    opt_meta = raw.pop("optimizer")
-    return RunState(**raw), opt_meta, load_file(folder / "state.safetensors")
+    try:
+        raw = json.loads((folder / "state.json").read_text())
+        opt_meta = raw.pop("optimizer")
+        state = RunState(**raw)
+        tensors = load_file(folder / "state.safetensors")
+        if not isinstance(state.fingerprint, dict) or "rng.generator" not in tensors or "rng.torch" not in tensors:
+            raise ValueError("entries are missing")
+    except Exception as exc:  # json, safetensors and the dataclass raise many types for a damaged state
+        raise StateError(f"the saved state in {folder} is damaged ({type(exc).__name__}: {str(exc)[:120]}); "
+                         f"delete {folder} to start the run over, or choose another output folder") from None
+    return state, opt_meta, tensors
 
 
 def restore(model, optimizer, generator: torch.Generator, opt_meta: dict, tensors: dict[str, torch.Tensor]) -> dict:
     """Load LoRA weights, optimizer and RNG states; return the method's own tensors."""
     params = dict(model.named_parameters())
-    with torch.no_grad():
-        for key, value in tensors.items():
-            if key.startswith("lora."):
-                params[key[5:]].copy_(value)
-    if optimizer is not None:  # at a task boundary the next task starts a fresh optimizer
-        _load_optimizer(optimizer, tensors, opt_meta)
+    try:
+        with torch.no_grad():
+            for key, value in tensors.items():
+                if key.startswith("lora."):
+                    params[key[5:]].copy_(value)
+        if optimizer is not None:  # at a task boundary the next task starts a fresh optimizer
+            _load_optimizer(optimizer, tensors, opt_meta)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise StateError(f"the saved state does not fit this run's model ({type(exc).__name__}: {str(exc)[:120]}); "
+                         "delete its .state folder to start over") from None
     generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
     return {k[7:]: v for k, v in tensors.items() if k.startswith("method.")}

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from ..lora.sequence import Sequence, TaskEntry
 from .config import TrainConfig
-from .methods import Batch, Method, TaskContext
+from .methods import FAST, Batch, Method, TaskContext
 from .metrics import ContinualMetrics
 from .prepare import Prepared, prepare
 from .run_folder import RunFolder
@@ -73,6 +73,7 @@ def train_sequence(
     state_every: int = 25,
     stop_after: int | None = None,
     metrics_by_task: dict[str, str] | None = None,
+    allow_pickle: bool = False,
 ) -> TrainRun:
     """Train ``method`` on each ``(task name, task folder)`` in order; save adapters, manifest and metrics.
 
@@ -80,21 +81,36 @@ def train_sequence(
     ``stop_after=N`` stops after N optimizer steps of this call, leaving that state (for time-limited jobs).
     Resuming is exact for one process; with several, the state holds the main process's replay buffer only.
     The caller's global RNG is left as it was: the run seeds a forked one (for the LoRA initialisation and dropout).
+    A non-finite loss, gradient or weight stops the run (``NonFiniteError``) before anything of that step is saved.
     """
     from accelerate import Accelerator
 
-    accelerator = Accelerator(cpu=device == "cpu")
-    folder = RunFolder(out)
+    from .. import checks
+    from ..outdir import claim
+
+    checks.device("device", device)
+    checks.choice("eval_split", eval_split, ("eval", "test"))
+    checks.optional_count("eval_limit", eval_limit)
+    for task, _ in tasks:
+        checks.safe_name("task name", task)
+    checks.unique("task", [task for task, _ in tasks])
     metrics_by_task = {task: (metrics_by_task or {}).get(task, "exact_match") for task, _ in tasks}
-    cuda = [accelerator.device] if accelerator.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(config.seed)
-        run = prepare(accelerator, base, tasks, method, config, folder, eval_split, eval_limit, resume, metrics_by_task)
-        clock = StepClock()
-        for index in range(run.run.task_index, len(tasks)):
-            if not train_task(run, method, config, folder, index, clock, progress, state_every, stop_after):
-                return TrainRun(None, run.metrics, complete=False)
-        return finish(run, method, config, folder, base, name, clock)
+    owned = [t for t, _ in tasks] + list(method.saved_adapters) + RunFolder.RECORDS
+    with claim(out, owned=owned) as claimed:
+        from .prepare import run_device
+
+        accelerator = Accelerator(cpu=device == "cpu")
+        folder = RunFolder(claimed)
+        where = run_device(accelerator, device)
+        with torch.random.fork_rng(devices=[where] if where.type == "cuda" else []):
+            torch.manual_seed(config.seed)
+            run = prepare(accelerator, base, tasks, method, config, folder, eval_split, eval_limit, resume, metrics_by_task,
+                          allow_pickle, device)
+            clock = StepClock()
+            for index in range(run.run.task_index, len(tasks)):
+                if not train_task(run, method, config, folder, index, clock, progress, state_every, stop_after):
+                    return TrainRun(None, run.metrics, complete=False)
+            return finish(run, method, config, folder, base, name, clock)
 
 
 def train_task(run: Prepared, method: Method, config: TrainConfig, folder: RunFolder, index: int, clock: StepClock,
@@ -124,10 +140,13 @@ def train_task(run: Prepared, method: Method, config: TrainConfig, folder: RunFo
                 local = chosen[run.rank :: run.world] or chosen[:1]
                 started = time.perf_counter()
                 loss = method.training_step(run.trained, Batch(local, run.to_device(local)))
+                _refuse_nonfinite(run, folder, "loss", loss.detach(), task, state.global_step)
                 loss.backward()
+                _refuse_nonfinite(run, folder, "gradient", _grad_norm(optimizer), task, state.global_step)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 method.after_step(run.trained)
+                _refuse_nonfinite(run, folder, "LoRA weight", _weights_finite(run.model), task, state.global_step)
                 clock.add(task, time.perf_counter() - started)
                 state.position += config.batch_size
                 state.global_step += 1
@@ -151,6 +170,30 @@ def train_task(run: Prepared, method: Method, config: TrainConfig, folder: RunFo
             folder.checkpoint(state, run.metrics, run.model, optimizer, run.generator, method)
     run.accelerator.wait_for_everyone()
     return True
+
+
+def _grad_norm(optimizer) -> torch.Tensor:
+    grads = [p.grad.detach() for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else torch.zeros(())
+
+
+def _weights_finite(model) -> torch.Tensor:
+    """1 when every LoRA weight (every adapter: a slow learner too) is finite, else NaN."""
+    ok = all(bool(torch.isfinite(p).all()) for name, p in model.named_parameters() if "lora_" in name)
+    return torch.tensor(1.0 if ok else float("nan"))
+
+
+def _refuse_nonfinite(run: Prepared, folder: RunFolder, what: str, value: torch.Tensor, task: str, step: int) -> None:
+    """Stop the run (on every rank together) when ``value`` is not finite; nothing of this step is saved."""
+    bad = torch.tensor(0.0 if bool(torch.isfinite(value).all()) else 1.0, device=run.device)
+    if run.world > 1:
+        bad = run.accelerator.reduce(bad, reduction="sum")
+    if bad.item() > 0:
+        from ..errors import NonFiniteError
+
+        raise NonFiniteError(f"training diverged: the {what} became non-finite at task {task!r}, step {step + 1}; nothing "
+                             f"from that step was saved (the last saved state, if any, stays in {folder.out / '.state'}); "
+                             "a lower lr or a smaller alpha usually helps")
 
 
 def _ranks_agree(accelerator, model) -> bool:
@@ -177,7 +220,9 @@ def finish(run: Prepared, method: Method, config: TrainConfig, folder: RunFolder
     entries = tuple(TaskEntry(task, os.path.relpath(Path(path).resolve(), out.resolve()), task, run.metrics_by_task[task])
                     for task, path in run.tasks)
     seq = Sequence(name or out.name, base, entries, method.name, {"config": config.to_json(), "options": method.options}, out)
-    settings = {**run.run.fingerprint, "world_size": run.world}
+    targets = run.model.peft_config[FAST].target_modules
+    settings = {**run.run.fingerprint, "world_size": run.world, "max_length_used": run.max_length,
+                "target_modules_used": sorted(targets) if isinstance(targets, (set, list)) else targets}
     record = {"method": method.name, **run.metrics.to_json(), "world_size": run.world, "ranks_in_sync": in_sync, **timing,
               "made_by": made_by(settings)}
     folder.finish(seq, record, config.to_json())

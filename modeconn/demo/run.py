@@ -6,14 +6,29 @@ Data flows one way: training runs → adapters → sweeps, paths and a plane →
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 from .config import DemoConfig, DemoResult
 
 
+# everything the demo writes at the top of its folder; a folder holding anything else is not a demo folder
+DEMO_FILES = ["runs", "curves", "sweep-*", "path-*", "plane", "methods", "report.html", "demo.json"]
+
+
 def run_demo(out: str | Path = "demo_out", config: DemoConfig = DemoConfig(), progress: bool = True) -> DemoResult:
-    """Run the whole study and write ``out``; returns the numbers the report and the summary show."""
+    """Run the whole study and write ``out`` (an earlier demo there is replaced); returns the numbers the report and
+    the summary show."""
+    from ..outdir import claim
+
+    with claim(out, owned=DEMO_FILES) as claimed:
+        for old in ("runs", "curves"):  # an earlier demo's runs and curves: this one writes its own
+            shutil.rmtree(claimed.path(old), ignore_errors=True)
+        return _run(Path(out), config, progress)
+
+
+def _run(out: Path, config: DemoConfig, progress: bool) -> DemoResult:
     from ..analysis.bezier import CurveConfig
     from ..analysis.measure import measure_barrier, measure_plane, sweep_sequence
     from ..continual import TrainConfig, get_method, train_sequence
@@ -26,7 +41,6 @@ def run_demo(out: str | Path = "demo_out", config: DemoConfig = DemoConfig(), pr
     from .report import write_demo_report
 
     started = time.perf_counter()
-    out = Path(out)
     result = DemoResult(out, config)
     embedded = load_sequence(checkpoints_dir() / "seq")
     tasks = [(t.name, embedded.data_dir(t)) for t in embedded.tasks[: config.tasks]]

@@ -22,11 +22,30 @@ def auto_budget(model) -> int:
     if device.type != "cuda":
         return CPU_BUDGET
     free, _ = torch.cuda.mem_get_info(device)
+    per_token, _ = _token_bytes(model)
+    return int(min(max(free // 2 // per_token, 1024), 1 << 21))
+
+
+def _token_bytes(model) -> tuple[int, int]:
+    """Bytes of one token's live activations in a forward pass without gradients, and of its KV-cache entry."""
     config = getattr(model, "config", None)
     hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 1024)
     inner = getattr(config, "intermediate_size", None) or 4 * hidden
-    per_token = (12 * hidden + 3 * inner) * next(model.parameters()).element_size()
-    return int(min(max(free // 2 // per_token, 1024), 1 << 21))
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 1)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    size = next(model.parameters()).element_size()
+    return (12 * hidden + 3 * inner) * size, 2 * layers * kv_heads * head_dim * size
+
+
+def decode_budget(model, tokens: int) -> int:
+    """The budget of a greedy-decoding pass: on CUDA the same memory must also hold every token's KV cache, so the
+    token count shrinks by activations / (activations + cache); on the CPU the cache-sized constant stays."""
+    if next(model.parameters()).device.type != "cuda":
+        return tokens
+    activations, cache = _token_bytes(model)
+    return max(1, tokens * activations // (activations + cache))
 
 
 class Budget:
@@ -51,6 +70,24 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+def split_on_oom(run, items: list, coeffs, budget: Budget, join_points, join_items):
+    """``run(items, coeffs)``; on an accelerator out-of-memory error the budget is halved and the work retried in two
+    halves — of the points first, then (one point left) of the examples — whose results ``join_points`` /
+    ``join_items`` put back together. Anything but an OOM, or an OOM on one point and one example, is raised."""
+    try:
+        return run(items, coeffs)
+    except RuntimeError as exc:
+        if not is_oom(exc) or len(coeffs) * len(items) == 1:
+            raise
+    budget.shrink()
+    again = lambda i, c: split_on_oom(run, i, c, budget, join_points, join_items)  # noqa: E731
+    if len(coeffs) > 1:
+        half = len(coeffs) // 2
+        return join_points(again(items, coeffs[:half]), again(items, coeffs[half:]))
+    half = len(items) // 2
+    return join_items(again(items[:half], coeffs), again(items[half:], coeffs))
+
+
 def batches(encoded: list[Encoded], lengths, k: int, budget: int):
     """Length-sorted example batches whose ``k × count × longest`` stays within the token budget (≥ 1 example)."""
     order = sorted(range(len(encoded)), key=lambda i: lengths(encoded[i]))
@@ -68,7 +105,3 @@ def points_per_chunk(rows_per_point: int, width: int, budget: int) -> int:
     return max(1, budget // max(1, rows_per_point * width))
 
 
-def point_chunks(n_points: int, rows_per_point: int, width: int, budget: int):
-    per_chunk = points_per_chunk(rows_per_point, width, budget)
-    for start in range(0, n_points, per_chunk):
-        yield range(start, min(n_points, start + per_chunk))

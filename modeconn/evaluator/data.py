@@ -40,7 +40,10 @@ def split_file(task_dir: str | Path, split: str) -> Path:
 
 
 def load_examples(path: str | Path, limit: int | None = None) -> list[Example]:
-    """Read a list of prompt/answer records with `datasets`, checking every record."""
+    """Read a list of prompt/answer records with `datasets`, checking every record; ``limit``: the first ones only."""
+    from ..checks import optional_count
+
+    limit = optional_count("limit", limit)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
@@ -68,7 +71,7 @@ def load_examples(path: str | Path, limit: int | None = None) -> list[Example]:
         if not isinstance(prompt, str) or not isinstance(answer, str):
             raise DataError(f"{path}: record {i} has a non-string prompt or answer")
         examples.append(Example(prompt, answer))
-    return examples[:limit] if limit else examples
+    return examples[:limit] if limit is not None else examples
 
 
 def _diagnose(path: Path, exc: Exception) -> str:
@@ -77,9 +80,13 @@ def _diagnose(path: Path, exc: Exception) -> str:
         import json
 
         try:
-            json.loads(path.read_text())
-        except ValueError as err:
+            parsed = json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
             return f"invalid JSON: {err}"
+        if parsed == [] or parsed == {}:
+            return "it holds no records"
+        if not isinstance(parsed, list):
+            return f"a JSON {type(parsed).__name__}, not a list of records"
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -88,23 +95,58 @@ def load_split(task_dir: str | Path, split: str, limit: int | None = None) -> li
     return load_examples(split_file(task_dir, split), limit)
 
 
-def encode(tokenizer, examples: list[Example], max_length: int = 256) -> list[Encoded]:
-    """Tokenise as ``bos + prompt + answer + eos``; prompts are cut from the left so the answer always fits."""
+DEFAULT_MAX_LENGTH = 1024  # tokens per example, in every command, unless the model has fewer positions
+
+
+def model_positions(model) -> int | None:
+    """How many positions the model was built for (None when its config does not say)."""
+    config = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def resolve_max_length(model, requested: int | None) -> int:
+    """``requested``, or the shared default capped by the model's positions; a length the model cannot take is refused."""
+    positions = model_positions(model)
+    if requested is None:
+        return min(DEFAULT_MAX_LENGTH, positions) if positions else DEFAULT_MAX_LENGTH
+    if positions and requested > positions:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"max_length={requested} is longer than the base model's {positions} positions")
+    return requested
+
+
+def encode_counted(tokenizer, examples: list[Example], max_length: int = DEFAULT_MAX_LENGTH) -> tuple[list[Encoded], int]:
+    """Tokenise as ``bos + prompt + answer + eos``, prompts cut from the left to fit ``max_length``; also return how
+    many prompts were cut. Answers are never cut: if any does not fit, all that do not are counted and refused."""
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     eos = tokenizer.eos_token_id
     if eos is None:
         raise DataError("the tokenizer has no eos token; modeconn scores answer + eos")
-    encoded = []
+    encoded, cut, too_long = [], 0, []
     for ex in examples:
         prompt = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
         answer = tokenizer(ex.answer, add_special_tokens=False)["input_ids"] + [eos]
         room = max_length - len(bos) - len(answer)
         if room < 1:
-            raise DataError(f"an answer of {len(answer)} tokens does not fit max_length={max_length}")
+            too_long.append(len(answer))
+            continue
+        cut += len(prompt) > room
         prompt = prompt[-room:]
-        ids = tuple(bos + prompt + answer)
-        encoded.append(Encoded(ids, len(bos) + len(prompt)))
-    return encoded
+        encoded.append(Encoded(tuple(bos + prompt + answer), len(bos) + len(prompt)))
+    if too_long:
+        raise DataError(f"{len(too_long)} of {len(examples)} answers do not fit max_length={max_length} (the longest is "
+                        f"{max(too_long)} tokens with eos, and each needs a prompt token); raise the max_length={max_length}")
+    return encoded, cut
+
+
+def encode(tokenizer, examples: list[Example], max_length: int = DEFAULT_MAX_LENGTH) -> list[Encoded]:
+    """``encode_counted`` without the count."""
+    return encode_counted(tokenizer, examples, max_length)[0]
 
 
 def collate(batch: list[Encoded], pad_id: int) -> dict:

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 import torch
 from tqdm import tqdm
 
-from ..errors import ConfigError
+from .. import checks
 from ..lora.paths import LoraPath, Span
-from .budget import Budget, auto_budget, batches, is_oom, point_chunks, points_per_chunk
-from .data import Encoded, Example, encode
+from .budget import Budget, auto_budget, batches, decode_budget, points_per_chunk, split_on_oom
+from .data import Encoded, Example, encode_counted, resolve_max_length
+from .head import answer_nll, causal_lm
 from .layer import Unrouted, inject_path
 from .scoring import get_scorer
 
@@ -21,17 +22,18 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class EvalConfig:
     max_batch_tokens: int | None = field(default=None, metadata={
         "help": "padded tokens per forward pass (points × examples × length); None: automatic (see auto_budget)"})
-    max_length: int = field(default=256, metadata={"help": "tokens per example; prompts are cut from the left"})
+    max_length: int | None = field(default=None, metadata={
+        "help": "tokens per example, prompts cut from the left; None: 1024, or fewer if the model has fewer positions"})
     accuracy: bool = field(default=True, metadata={"help": "also decode greedily and score exact match"})
     progress: bool = field(default=True, metadata={"help": "show tqdm progress bars"})
-    dtype: str = field(default="float32", metadata={"help": "float32, or bfloat16 / float16 autocast on the model's device"})
+    dtype: str = field(default="float32", metadata={
+        "help": "the precision the base model is loaded in (float32, bfloat16, float16); LoRA terms and losses stay float32"})
     share_prefix: bool = field(default=True, metadata={"help": "run layers before the first adapted one once for all points"})
 
     def __post_init__(self):
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
-            raise ConfigError(f"max_batch_tokens must be at least 1, got {self.max_batch_tokens}")
+        checks.choice("dtype", self.dtype, sorted(DTYPES))
+        checks.optional_count("max_batch_tokens", self.max_batch_tokens)
+        checks.optional_count("max_length", self.max_length, 2)
 
 
 @dataclass
@@ -42,22 +44,13 @@ class TaskCurve:
     accuracy: list[float] | None = None
     examples: int = 0
     metric: str = "exact_match"
+    cut_prompts: int = 0  # prompts cut from the left to fit max_length
 
 
 @dataclass
 class PathEvaluation:
     t: list[float]
     tasks: dict[str, TaskCurve]
-
-
-def _answer_nll(model, ids, mask, targets, positions) -> torch.Tensor:
-    """Summed NLL of the answer tokens per row; the LM head runs only at the scored positions."""
-    lm = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PeftModel wraps the LM
-    hidden = lm.base_model(input_ids=ids, attention_mask=mask, use_cache=False)[0]  # rows: k·b even with a shared prefix
-    rows, cols = positions
-    logits = lm.get_output_embeddings()(hidden[rows, cols]).float()
-    nll = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-    return torch.zeros(hidden.shape[0], dtype=torch.float64, device=ids.device).index_add_(0, rows, nll.double())
 
 
 def scored_batch(items: list[Encoded], pad_id: int, device):
@@ -85,32 +78,22 @@ def points_nll(model, batch, k: int, repeat=None) -> torch.Tensor:
     ids, mask, rows, cols, targets = batch
     b = ids.shape[0]
     offsets = (torch.arange(k, device=ids.device) * b).repeat_interleave(len(rows))
-    positions = (rows.repeat(k) + offsets, cols.repeat(k))
-    if repeat is not None:
+    scored = (rows.repeat(k) + offsets, cols.repeat(k))
+    if repeat is not None:  # rows: k·b from the first adapted layer on
         with repeat.expanded(k, b):
-            return _answer_nll(model, ids, mask, targets.repeat(k), positions)
-    return _answer_nll(model, ids.repeat(k, 1), mask.repeat(k, 1), targets.repeat(k), positions)
+            return answer_nll(model, ids, mask, targets.repeat(k), *scored, k * b)
+    return answer_nll(model, ids.repeat(k, 1), mask.repeat(k, 1), targets.repeat(k), *scored, k * b)
 
 
 def _chunk_nll(model, items: list[Encoded], coeffs: torch.Tensor, injected, pad_id: int, budget: Budget, repeat) -> torch.Tensor:
     """``[kc]`` summed answer NLL of each point in ``coeffs`` over ``items``; on out-of-memory, split and retry."""
     device = next(model.parameters()).device
-    kc, b = coeffs.shape[0], len(items)
-    try:
-        tensors = scored_batch(items, pad_id, device)
-        with injected.points(coeffs, b):
-            return points_nll(model, tensors, kc, repeat).view(kc, b).sum(1)
-    except RuntimeError as exc:
-        if not is_oom(exc) or kc * b == 1:
-            raise
-    budget.shrink()
-    if kc > 1:
-        half = kc // 2
-        return torch.cat([_chunk_nll(model, items, coeffs[:half], injected, pad_id, budget, repeat),
-                          _chunk_nll(model, items, coeffs[half:], injected, pad_id, budget, repeat)])
-    half = b // 2
-    return (_chunk_nll(model, items[:half], coeffs, injected, pad_id, budget, repeat)
-            + _chunk_nll(model, items[half:], coeffs, injected, pad_id, budget, repeat))
+
+    def run(items, coeffs):
+        with injected.points(coeffs, len(items)):
+            return points_nll(model, scored_batch(items, pad_id, device), len(coeffs), repeat).view(len(coeffs), -1).sum(1)
+
+    return split_on_oom(run, items, coeffs, budget, lambda a, b: torch.cat([a, b]), lambda a, b: a + b)
 
 
 def path_losses(model, encoded: list[Encoded], coeffs: torch.Tensor, injected, pad_id: int, budget: int | Budget,
@@ -134,37 +117,53 @@ def path_losses(model, encoded: list[Encoded], coeffs: torch.Tensor, injected, p
     return totals / n_tokens
 
 
+def _decode_chunk(model, tokenizer, items: list[Encoded], coeffs: torch.Tensor, injected, gen, budget: Budget) -> list[str]:
+    """Greedy answers of ``items`` at each point of ``coeffs`` (point-major); on out-of-memory, split and retry."""
+    device = next(model.parameters()).device
+
+    def run(items, coeffs):
+        kc, b, width = len(coeffs), len(items), max(e.n_prompt for e in items)
+        ids = torch.full((b, width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, e in enumerate(items):  # left padding for generation
+            ids[r, width - e.n_prompt :] = torch.tensor(e.prompt_ids)
+            mask[r, width - e.n_prompt :] = 1
+        with injected.points(coeffs, b):
+            out = model.generate(input_ids=ids.repeat(kc, 1).to(device), attention_mask=mask.repeat(kc, 1).to(device),
+                                 generation_config=gen)
+        return tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+
+    # answers are point-major, so both halvings put them back by concatenation
+    return split_on_oom(run, items, coeffs, budget, list.__add__, list.__add__)
+
+
 def path_accuracy(model, tokenizer, examples: list[Example], encoded: list[Encoded], coeffs: torch.Tensor, injected,
-                  budget: int, bar=None, metric: str = "exact_match") -> torch.Tensor:
-    """``[K]`` mean score (exact match by default) of greedy decoding at each path point (points batched like the loss)."""
+                  budget: int | Budget, bar=None, metric: str = "exact_match") -> torch.Tensor:
+    """``[K]`` mean score (exact match by default) of greedy decoding at each path point (points batched like the loss).
+
+    The token budget of a decoding pass counts its KV cache too (``decode_budget``)."""
     score = get_scorer(metric)
     from transformers import GenerationConfig
 
-    device = next(model.parameters()).device
+    budget = Budget(decode_budget(model, budget.tokens if isinstance(budget, Budget) else budget))
     k = coeffs.shape[0]
     max_new = max(len(e.ids) - e.n_prompt for e in encoded)
     gen = GenerationConfig(do_sample=False, max_new_tokens=max_new, pad_token_id=tokenizer.pad_token_id,
                            eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
     correct = torch.zeros(k, dtype=torch.float64)
-    for batch in batches(encoded, lambda e: e.n_prompt + max_new, 1, budget):
+    for batch in batches(encoded, lambda e: e.n_prompt + max_new, 1, budget.tokens):
         items = [encoded[i] for i in batch]
-        width = max(e.n_prompt for e in items)
-        ids = torch.full((len(items), width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, e in enumerate(items):  # left padding for generation
-            ids[r, width - e.n_prompt :] = torch.tensor(e.prompt_ids)
-            mask[r, width - e.n_prompt :] = 1
         answers = [examples[i].answer for i in batch]
-        for chunk in point_chunks(k, len(items), width + max_new, budget):
-            kc, b = len(chunk), len(items)
-            with injected.points(coeffs[chunk.start : chunk.stop], b):
-                out = model.generate(input_ids=ids.repeat(kc, 1).to(device), attention_mask=mask.repeat(kc, 1).to(device),
-                                     generation_config=gen)
-            texts = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-            hits = torch.tensor([score(t, answers[j % b]) for j, t in enumerate(texts)], dtype=torch.float64)
-            correct[chunk.start : chunk.stop] += hits.view(kc, b).sum(1)
+        width = max(e.n_prompt for e in items) + max_new
+        start = 0
+        while start < k:  # the chunk size is recomputed each time: the budget may have shrunk
+            stop = min(k, start + points_per_chunk(len(items), width, budget.tokens))
+            texts = _decode_chunk(model, tokenizer, items, coeffs[start:stop], injected, gen, budget)
+            hits = torch.tensor([score(t, answers[j % len(items)]) for j, t in enumerate(texts)], dtype=torch.float64)
+            correct[start:stop] += hits.view(stop - start, len(items)).sum(1)
             if bar is not None:
-                bar.update(kc * b)
+                bar.update((stop - start) * len(items))
+            start = stop
     return correct / len(examples)
 
 
@@ -180,18 +179,18 @@ def evaluate_points(model, tokenizer, span: Span, coeffs: torch.Tensor, tasks: d
     coeffs = torch.as_tensor(coeffs).float()
     out = {}
     budget = Budget(config.max_batch_tokens or auto_budget(model))
-    device = next(model.parameters()).device
+    max_length = resolve_max_length(model, config.max_length)
     work = sum(len(ex) for ex in tasks.values()) * len(coeffs) * (2 if config.accuracy else 1)
-    with inject_path(model, span) as injected, tqdm(total=work, desc="points × examples", disable=not config.progress, leave=False) as bar, \
-            torch.autocast(device.type, DTYPES[config.dtype], enabled=config.dtype != "float32"):
+    prepared = {name: encode_counted(tokenizer, examples, max_length) for name, examples in tasks.items()}  # refuse first
+    with inject_path(model, span) as injected, tqdm(total=work, desc="points × examples", disable=not config.progress, leave=False) as bar:
         for name, examples in tasks.items():
-            encoded = encode(tokenizer, examples, config.max_length)
+            encoded, cut = prepared[name]
             with (shared_prefix(model, span.modules) if config.share_prefix else nullcontext()) as repeat:
                 loss = path_losses(model, encoded, coeffs, injected, tokenizer.pad_token_id, budget, bar, repeat)
             metric = metrics.get(name, "exact_match")
             acc = (path_accuracy(model, tokenizer, examples, encoded, coeffs, injected, budget.tokens, bar, metric)
                    if config.accuracy else None)
-            out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric)
+            out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric, cut)
     return out
 
 
@@ -209,13 +208,14 @@ def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: Ev
     model.eval()
     single, as_it_stands = torch.ones(1, 1), Unrouted()
     out = {}
+    max_length = resolve_max_length(causal_lm(model), config.max_length)
     for name, examples in tasks.items():
-        encoded = encode(tokenizer, examples, config.max_length)
+        encoded, cut = encode_counted(tokenizer, examples, max_length)
         budget = config.max_batch_tokens or auto_budget(model)
         loss = path_losses(model, encoded, single, as_it_stands, tokenizer.pad_token_id, budget)
         metric = (metrics or {}).get(name, "exact_match")
         acc = (path_accuracy(model, tokenizer, examples, encoded, single, as_it_stands, budget, metric=metric)
                if config.accuracy else None)
-        out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric)
+        out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric, cut)
     model.train(was_training)
     return out

@@ -7,6 +7,7 @@ Only per-row scalars change with t, so K path points cost no extra weights and s
 """
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 
 import torch
@@ -23,11 +24,18 @@ class Routing:
 
     def __init__(self):
         self.value: torch.Tensor | None = None
+        self._copies: dict[torch.device, torch.Tensor] = {}
 
-    def current(self) -> torch.Tensor:
+    def set(self, value: torch.Tensor | None) -> None:
+        self.value, self._copies = value, {}
+
+    def current(self, device: torch.device) -> torch.Tensor:
+        """The coefficients on ``device`` (a model spread over GPUs reads them on each layer's own device, once)."""
         if self.value is None:
             raise RuntimeError("a path-injected model ran outside `with injected.points(coefficients): ...`")
-        return self.value
+        if device not in self._copies:
+            self._copies[device] = self.value.to(device, non_blocking=True)
+        return self._copies[device]
 
 
 class PathLoraLayer(nn.Module):
@@ -56,19 +64,32 @@ class PathLoraLayer(nn.Module):
         b = torch.cat([self.b_stack[:, :lo], self.control_b, self.b_stack[:, hi:]], 1)
         return a, b
 
+    def row_coefficients(self, x: torch.Tensor) -> torch.Tensor:
+        """``[x.shape[0], n]``: each row's coefficients. A layer that sees its batch flattened to ``[rows·length,
+        features]`` (OPT's MLP, a router) gets each row's coefficients repeated over its tokens."""
+        c = self.routing.current(x.device)
+        if x.shape[0] == c.shape[0]:
+            return c
+        if x.dim() == 2 and x.shape[0] % c.shape[0] == 0:
+            return c.repeat_interleave(x.shape[0] // c.shape[0], 0)
+        raise RuntimeError(f"a path layer received {x.shape[0]} rows for {c.shape[0]} path-point rows; this module "
+                           "regroups tokens (a mixture-of-experts layer?) and cannot carry path points")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
         a_stack, b_stack = self.stacks()
-        c = self.routing.current().to(x.dtype)  # [rows, n]
+        # the low-rank term in the factors' precision (float32), as peft computes it, then added to the base output
+        c = self.row_coefficients(x).to(a_stack.dtype)  # [rows, n]
         shape = (c.shape[0],) + (1,) * (x.dim() - 2)
-        u = x @ a_stack.to(x.dtype).T  # [rows, …, Σr]
+        u = x.to(a_stack.dtype) @ a_stack.T  # [rows, …, Σr]
         if self.space == "delta":
             u = u * c[:, self.block].reshape(*shape, -1)
         else:
             mixed = (u.unflatten(-1, (self.n, self.rank)) * c.reshape(*shape, self.n, 1)).sum(-2)  # Σ c_i A_i x
             u = (mixed.unsqueeze(-2) * c.reshape(*shape, self.n, 1)).flatten(-2)  # c ⊗ u
         # one BLAS call adds the LoRA term into the base output (beta = 1), instead of a matmul and a full-size add
-        return torch.addmm(out.reshape(-1, out.shape[-1]), u.reshape(-1, u.shape[-1]), b_stack.to(x.dtype).T).view(out.shape)
+        total = torch.addmm(out.reshape(-1, out.shape[-1]).to(a_stack.dtype), u.reshape(-1, u.shape[-1]), b_stack.T)
+        return total.view(out.shape).to(out.dtype)
 
 
 def _features(module: nn.Module) -> tuple[int, int]:
@@ -79,15 +100,19 @@ def _features(module: nn.Module) -> tuple[int, int]:
     raise CompatibilityError(f"LoRA on {type(module).__name__} layers is not supported (nn.Linear and GPT-2 Conv1D are)")
 
 
-def stacked_factors(path: Span, device, dtype=torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor, list[int]]]:
-    """Per module: A's stacked by rows, (scaled) B's side by side, and each anchor's rank."""
+def stacked_factors(path: Span, devices, dtype=torch.float32) -> dict[str, tuple[torch.Tensor, torch.Tensor, list[int]]]:
+    """Per module: A's stacked by rows, (scaled) B's side by side, and each anchor's rank; on ``devices[module]``
+    (each module's own device: a model spread over GPUs keeps each layer's stacks beside it)."""
     folded = [a.folded() for a in path.anchors]
     out = {}
     for m in path.modules:
-        a = torch.cat([f[m][0] for f in folded], 0).to(device, dtype)
-        b = torch.cat([f[m][1] for f in folded], 1).to(device, dtype)
+        a = torch.cat([f[m][0] for f in folded], 0).to(devices[m], dtype)
+        b = torch.cat([f[m][1] for f in folded], 1).to(devices[m], dtype)
         out[m] = (a, b, [f[m][0].shape[0] for f in folded])
     return out
+
+
+_EXPERTS = re.compile(r"(^|\.)(experts|block_sparse_moe)(\.|$)")
 
 
 class InjectedPath:
@@ -100,15 +125,11 @@ class InjectedPath:
     def points(self, coefficients: torch.Tensor, rows_per_point: int):
         """Inside the block, rows ``[k·b, (k+1)·b)`` of every batch are the point ``Σ_i coefficients[k, i]·θ_i``
         (``b = rows_per_point``): the point-major layout of the evaluator and the curve fit."""
-        device = self.model_device()
-        self._routing.value = coefficients.to(device, non_blocking=True).repeat_interleave(rows_per_point, 0)
+        self._routing.set(coefficients.repeat_interleave(rows_per_point, 0))
         try:
             yield
         finally:
-            self._routing.value = None
-
-    def model_device(self) -> torch.device:
-        return next(self.model.parameters()).device
+            self._routing.set(None)
 
     def parameters(self) -> list[nn.Parameter]:
         """The trainable anchor's factors in every layer (``inject_path(..., trainable=i)``), for an optimizer."""
@@ -128,14 +149,19 @@ def inject_path(model: nn.Module, path: Span, trainable: int | None = None):
     """Temporarily replace each adapted module of ``model`` with a PathLoraLayer; yields the ``InjectedPath``
     (with ``trainable=i``, each layer exposes anchor i's factors as ``control_a`` / ``control_b`` parameters)."""
     routing = Routing()
-    replaced, layers = [], {}
-    stacks = stacked_factors(path, next(model.parameters()).device)
+    replaced, layers, modules = [], {}, {}
+    for name in path.modules:
+        if _EXPERTS.search(name):
+            raise CompatibilityError(f"{name}: LoRA on mixture-of-experts expert layers is not supported (their tokens are "
+                                     "routed, so rows cannot carry path points); adapt the attention and shared layers")
+        try:
+            modules[name] = model.get_submodule(name)
+        except AttributeError:
+            raise CompatibilityError(f"the base model has no module '{name}' that the adapter {path.anchors[0].source} adapts") from None
+    stacks = stacked_factors(path, {m: module.weight.device for m, module in modules.items()})
     try:
         for name, (a, b, ranks) in stacks.items():
-            try:
-                module = model.get_submodule(name)
-            except AttributeError:
-                raise CompatibilityError(f"the base model has no module '{name}' that the adapter {path.anchors[0].source} adapts") from None
+            module = modules[name]
             fan_in, fan_out = _features(module)
             if a.shape[1] != fan_in or b.shape[0] != fan_out:
                 raise CompatibilityError(

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -83,21 +84,50 @@ def resolve_base(name_or_path: str) -> str:
     return name_or_path
 
 
-def load_base(name_or_path: str = DEFAULT_BASE, device: str = "cpu", dtype: torch.dtype = torch.float32):
-    """Load ``(model, tokenizer)`` for a base, in eval mode. Hub ids download only when given by the user."""
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def _check_base_folder(folder: Path, name: str, allow_pickle: bool) -> None:
+    """A local base folder holds a model (not an adapter), in safetensors unless pickles are allowed."""
+    if (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
+        raise CheckpointError(f"{name} is a LoRA adapter folder, not a base model; pass the base it was trained on")
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(f"{name}: not a model folder (no config.json)")
+    if not any(folder.glob("*.safetensors")):
+        pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern))
+        if pickles and not allow_pickle:
+            raise CheckpointError(f"{name} holds only pickled weights ({pickles[0]}); pass allow_pickle=True to load them "
+                                  "with weights_only=True")
+        if not pickles:
+            raise CheckpointError(f"{name}: no model weights found (*.safetensors)")
+
+
+def load_base(name_or_path: str = DEFAULT_BASE, device: str = "cpu", dtype: torch.dtype = torch.float32,
+              allow_pickle: bool = False, device_map: str | dict | None = None):
+    """Load ``(model, tokenizer)`` for a base, in eval mode, its weights in ``dtype`` and frozen (no gradients, so no
+    autocast copies either). ``device_map="auto"`` spreads a large base over the visible GPUs with accelerate's
+    big-model loading (``device`` is then ignored). Hub ids download only when given by the user; weights load from
+    safetensors unless ``allow_pickle`` (then transformers unpickles with ``weights_only=True``); remote code is never
+    trusted."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_base(name_or_path)
-    if not Path(path).exists() and (path.startswith((".", "/")) or os.sep in path.rstrip(os.sep) and path.count("/") > 1):
+    if Path(path).is_dir():
+        _check_base_folder(Path(path), name_or_path, allow_pickle)
+    elif Path(path).exists() or not _HUB_ID.match(path):
         raise CheckpointError(f"base model folder {path} not found; pass base=FOLDER, a hub id or '{DEFAULT_BASE}'")
     try:
         with quiet_progress():  # loading a base is quick; its bar would only clutter the CLI's output
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-    except OSError as exc:
-        first = str(exc).strip().splitlines()[0]
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=not allow_pickle,
+                                                         trust_remote_code=False, device_map=device_map)
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"cannot load base model '{name_or_path}': {first}") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device).eval()
+    if device_map is None:
+        model.to(device)
+    model.eval().requires_grad_(False)
     return model, tokenizer

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError, CompatibilityError
+from ..errors import CheckpointError, CompatibilityError, ModeconnError
 
 CONFIG_FILE = "adapter_config.json"
 SAFETENSORS_FILE = "adapter_model.safetensors"
@@ -72,6 +72,26 @@ def _resolve_folder(location: str) -> Path:
     raise CheckpointError(f"{location}: no such adapter folder")
 
 
+def _check_config(config, path: Path) -> None:
+    """The fields the scale is computed from have the types peft writes (a hand-edited config can break them)."""
+    from ..checks import finite
+
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: expected a JSON object (peft's adapter config), got {type(config).__name__}")
+    try:
+        finite("lora_alpha", config.get("lora_alpha", 8), 0, low_open=True)
+        for key in ("alpha_pattern", "rank_pattern"):
+            pattern = config.get(key) or {}
+            if not isinstance(pattern, dict):
+                raise CheckpointError(f"{key} must be a mapping, got {pattern!r}")
+            for name, value in pattern.items():
+                finite(f"{key}[{name!r}]", value, 0, low_open=True)
+    except ModeconnError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    if not isinstance(config.get("use_rslora", False), bool):
+        raise CheckpointError(f"{path}: use_rslora must be true or false, got {config['use_rslora']!r}")
+
+
 def _scaling(config: dict, module: str, rank: int) -> float:
     from peft.utils.other import get_pattern_key
 
@@ -94,9 +114,13 @@ def _read_tensors(folder: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
                 f"{folder}: holds only {PICKLE_FILE} (a pickle); pass allow_pickle=True to load it with torch.load(weights_only=True)"
             )
         try:
-            return torch.load(folder / PICKLE_FILE, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise CheckpointError(f"{folder / PICKLE_FILE}: unreadable ({type(exc).__name__}: {exc})") from None
+            tensors = torch.load(folder / PICKLE_FILE, map_location="cpu", weights_only=True)
+        except Exception as exc:  # the unpickler refuses anything but tensors; its message runs over many lines
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise CheckpointError(f"{folder / PICKLE_FILE}: refused or unreadable ({type(exc).__name__}: {first[:160]})") from None
+        if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+            raise CheckpointError(f"{folder / PICKLE_FILE}: not a mapping of tensor names to tensors")
+        return tensors
     raise CheckpointError(f"{folder}: no {SAFETENSORS_FILE} found")
 
 
@@ -108,8 +132,9 @@ def load_adapter(location: str | Path, allow_pickle: bool = False) -> LoraWeight
         raise CheckpointError(f"{location}: not a peft adapter folder (no {CONFIG_FILE})")
     try:
         config = json.loads(config_path.read_text())
-    except ValueError as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
+    _check_config(config, config_path)
     if config.get("peft_type", "LORA") != "LORA":
         raise CheckpointError(f"{location}: a {config.get('peft_type')} adapter; modeconn works on LoRA adapters")
     if config.get("use_dora"):
@@ -159,11 +184,10 @@ def check_compatible(adapters: list[LoraWeights], space: str, base_given: bool =
                 )
 
 
-def save_adapter(weights: LoraWeights, folder: str | Path, config: dict | None = None) -> Path:
-    """Write ``weights`` as a peft adapter folder (scales folded so peft's alpha / r reproduces ΔW exactly)."""
+def adapter_files(weights: LoraWeights, config: dict | None = None) -> dict:
+    """``{file name: content}`` of ``weights`` as a peft adapter folder (scales folded so that peft's alpha / r
+    reproduces ΔW exactly), for ``files.write_all`` or ``save_adapter``."""
     from safetensors.torch import save_file
-
-    from ..files import atomic_folder
 
     ranks = {weights.rank(m) for m in weights.factors}
     r = max(ranks)
@@ -178,7 +202,13 @@ def save_adapter(weights: LoraWeights, folder: str | Path, config: dict | None =
         tensors[f"base_model.model.{m}.lora_A.weight"] = a.contiguous()
         # peft scales by alpha / rank(m); rank_pattern keeps alpha = r only for the default rank, so undo per module
         tensors[f"base_model.model.{m}.lora_B.weight"] = (b * weights.rank(m) / r).contiguous()
+    return {SAFETENSORS_FILE: lambda path: save_file(tensors, path), CONFIG_FILE: json.dumps(cfg, indent=2) + "\n"}
+
+
+def save_adapter(weights: LoraWeights, folder: str | Path, config: dict | None = None) -> Path:
+    """Write ``weights`` as a peft adapter folder, replacing the folder whole."""
+    from ..files import atomic_folder, write_all
+
     with atomic_folder(folder) as tmp:
-        save_file(tensors, tmp / SAFETENSORS_FILE)
-        (tmp / CONFIG_FILE).write_text(json.dumps(cfg, indent=2) + "\n")
+        write_all(tmp, adapter_files(weights, config))
     return Path(folder)

@@ -10,6 +10,7 @@ from math import comb
 
 import torch
 
+from .. import checks
 from ..errors import ConfigError
 from .adapters import LoraWeights, check_compatible
 
@@ -97,8 +98,8 @@ def bezier_path(a: LoraWeights, control: LoraWeights, b: LoraWeights, space: str
 
 def uniform_ts(points: int) -> list[float]:
     """``points`` evenly spaced t in [0, 1], both endpoints included."""
-    if points < 2:
-        raise ConfigError(f"points must be at least 2 (both endpoints), got {points}")
+    points = checks.count("points", points, 2)
+    checks.points_fit("points", points)
     return [i / (points - 1) for i in range(points)]
 
 

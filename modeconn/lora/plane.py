@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import checks
 from ..errors import ConfigError
 from .adapters import LoraWeights
 
@@ -72,16 +73,15 @@ def plane_basis(g: torch.Tensor, names: tuple[str, str, str] = ("first", "second
     return PlaneBasis(u, v, coords)
 
 
-def check_grid(grid: int) -> None:
-    if grid < 2:
-        raise ConfigError(f"grid must be at least 2 points per axis, got {grid}")
+def check_grid(grid: int, dimensions: int = 2) -> None:
+    checks.count("grid", grid, 2)
+    checks.points_fit("grid", grid**dimensions)
 
 
 def grid_axes(coords: torch.Tensor, grid: int, margin: float) -> tuple[list[float], list[float]]:
     """Evenly spaced x and y covering the points' bounding box, widened by ``margin`` × its size on every side."""
     check_grid(grid)
-    if margin < 0:
-        raise ConfigError(f"margin must be at least 0, got {margin}")
+    checks.finite("margin", margin, 0)
     lo, hi = coords.min(0).values, coords.max(0).values
     pad = (hi - lo) * margin
     axes = [torch.linspace(float(lo[i] - pad[i]), float(hi[i] + pad[i]), grid, dtype=torch.float64).tolist() for i in range(2)]

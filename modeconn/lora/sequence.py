@@ -5,17 +5,24 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import CheckpointError
+from .. import checks
+from ..errors import CheckpointError, ConfigError
 
 MANIFEST = "sequence.json"
 
 
 @dataclass(frozen=True)
 class TaskEntry:
-    name: str
+    name: str  # also a folder name in run folders: one safe path component
     data: str  # task folder holding train/eval/test, relative to the manifest's folder or absolute
     adapter: str  # adapter folder, relative to the manifest's folder or absolute
     metric: str = "exact_match"
+
+    def __post_init__(self):
+        checks.safe_name("task name", self.name)
+        for key in ("data", "adapter", "metric"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key):
+                raise ConfigError(f"task {self.name!r}: {key} must be a non-empty string, got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)
@@ -27,11 +34,14 @@ class Sequence:
     extra: dict = field(default_factory=dict)
     root: Path = Path(".")
 
+    def __post_init__(self):
+        checks.unique("task", [t.name for t in self.tasks])
+
     def data_dir(self, task: TaskEntry) -> Path:
-        return (self.root / task.data).resolve()
+        return _resolved(self.root / task.data)
 
     def adapter_dir(self, task: TaskEntry) -> Path:
-        return (self.root / task.adapter).resolve()
+        return _resolved(self.root / task.adapter)
 
     def task(self, name: str) -> TaskEntry:
         for t in self.tasks:
@@ -62,10 +72,23 @@ def load_sequence(path: str | Path) -> Sequence:
         raise CheckpointError(f"{path}: no sequence manifest found")
     try:
         raw = json.loads(path.read_text())
+        if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), list):
+            raise TypeError('expected {"name", "base_model", "tasks": [...]}')
         tasks = tuple(TaskEntry(**t) for t in raw["tasks"])
-        return Sequence(raw["name"], raw["base_model"], tasks, raw.get("method", "seq"), raw.get("extra", {}), path.parent)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path}: malformed sequence manifest ({exc})") from None
+        if not isinstance(raw["base_model"], str):
+            raise TypeError(f"base_model must be a string, got {raw['base_model']!r}")
+        return Sequence(str(raw["name"]), raw["base_model"], tasks, raw.get("method", "seq"), raw.get("extra", {}), path.parent)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise CheckpointError(f"{path}: malformed sequence manifest ({type(exc).__name__}: {exc})") from None
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise CheckpointError(f"{path}: cannot be resolved ({exc})") from None
 
 
 def find_sequence(adapter_dir: str | Path) -> Sequence | None:

@@ -20,6 +20,8 @@ def load_result(path: str | Path):
     from ..continual.metrics import ContinualMetrics
 
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: a folder; pass one result file (barrier.json, plane.json, sweep.json, metrics.json, …)")
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -32,9 +34,53 @@ def load_result(path: str | Path):
     if kind not in readers:
         raise DataError(f"{path}: not a modeconn result (kind {kind!r}; expected one of {sorted(readers)})")
     try:
-        return readers[kind].from_json(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{path}: malformed {kind} result ({exc})") from None
+        result = readers[kind].from_json(data)
+        _check_shape(result)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise DataError(f"{path}: malformed {kind} result ({type(exc).__name__}: {exc})") from None
+    return result
+
+
+def _numbers(values, length: int | None, what: str) -> None:
+    if not isinstance(values, list) or (length is not None and len(values) != length):
+        raise ValueError(f"{what} should be a list of {length} numbers")
+    for v in values:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise ValueError(f"{what} holds {v!r}, not a number")
+
+
+def _check_shape(result) -> None:
+    """The lists a result's pictures index agree in length (a hand-edited JSON can break that)."""
+    from ..analysis.barrier import BarrierResult
+    from ..analysis.surface import SurfaceResult
+    from ..analysis.sweep import SweepResult
+    from ..continual.metrics import ContinualMetrics
+
+    if isinstance(result, BarrierResult):
+        _numbers(result.t, None, "t")
+        for name, task in result.tasks.items():
+            _numbers(task.loss, len(result.t), f"{name}.loss")
+            if task.accuracy is not None:
+                _numbers(task.accuracy, len(result.t), f"{name}.accuracy")
+    elif isinstance(result, SurfaceResult):
+        _numbers(result.x, None, "x"), _numbers(result.y, None, "y")
+        for name, task in result.tasks.items():
+            if not isinstance(task.loss, list) or len(task.loss) != len(result.y):
+                raise ValueError(f"{name}.loss should have {len(result.y)} rows")
+            for row in task.loss:
+                _numbers(row, len(result.x), f"{name}.loss row")
+    elif isinstance(result, SweepResult):
+        for pair in result.pairs:
+            if not (0 <= pair.a < len(result.tasks) and 0 <= pair.b < len(result.tasks)):
+                raise ValueError(f"pair ({pair.a}, {pair.b}) names no task")
+            for path in (pair.linear, pair.bezier):
+                if path is not None:
+                    _check_shape(path)
+    elif isinstance(result, ContinualMetrics):
+        if len(result.accuracy) > len(result.tasks) or not result.accuracy:
+            raise ValueError("accuracy should have one row per trained task")
+        for row in result.accuracy:
+            _numbers(row, len(result.tasks), "accuracy row")
 
 
 def writers(result, surface3d: bool = False, measure: str = "barrier") -> dict[str, Content]:

@@ -26,9 +26,9 @@ def _title(result: SurfaceResult) -> str:
 
 def _panels(result: SurfaceResult) -> list[tuple[str, np.ndarray]]:
     """One loss grid per task, and their mean (the joint objective a Bézier curve is fitted to) when there are several."""
-    panels = [(name, np.asarray(st.loss)) for name, st in result.tasks.items()]
+    panels = [(name, np.asarray(st.loss, dtype=float)) for name, st in result.tasks.items()]
     if len(panels) > 1:
-        panels.append((f"mean of {len(panels)} tasks", np.asarray(result.mean_loss())))
+        panels.append((f"mean of {len(panels)} tasks", np.asarray(result.mean_loss(), dtype=float)))
     return panels
 
 
@@ -51,7 +51,11 @@ def surface_png(result: SurfaceResult, out: str | Path) -> None:
         axes = fig.subplots(1, len(panels), squeeze=False)
         x, y = np.asarray(result.x), np.asarray(result.y)
         for ax, (name, z) in zip(axes[0], panels):
-            levels = np.geomspace(max(z.min(), 1e-6), z.max() * 1.0001, 24)
+            if not np.isfinite(z).any():
+                ax.set_title(f"{name}: no finite loss")
+                continue
+            levels = np.geomspace(max(np.nanmin(z[np.isfinite(z)]), 1e-6), np.nanmax(z[np.isfinite(z)]) * 1.0001, 24)
+            z = np.where(np.isfinite(z), z, np.nan)
             filled = ax.contourf(x, y, z, levels=levels, norm=LogNorm(levels[0], levels[-1]), cmap="viridis")
             ax.contour(x, y, z, levels=levels[::3], colors="white", linewidths=0.4, alpha=0.6)
             fig.colorbar(filled, ax=ax, label="loss (log colour scale)", format="%.2g")

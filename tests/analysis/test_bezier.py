@@ -76,5 +76,5 @@ def test_curve_refuses_an_out_folder_holding_other_files(tmp_path, capsys):
     capsys.readouterr()
     assert main(["curve", str(SEQ / "news"), str(SEQ / "gloss"), "--steps", "1", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "holds other files" in err[0]
+    assert len(err) == 1 and "holds files modeconn did not write there (keep.txt)" in err[0]
     assert (tmp_path / "keep.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]

@@ -67,7 +67,7 @@ def test_demo_rejects_bad_options_in_one_line(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "d"), "--methods", "seq,nope"]) == 2
     assert main(["demo", "--out", str(tmp_path / "d"), "--max-train", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "nope" in err[0] and "max_train" in err[1]
+    assert len(err) == 2 and "nope" in err[0] and "--max-train" in err[1]
     assert not (tmp_path / "d").exists()
 
 

@@ -141,10 +141,35 @@ def test_out_of_memory_halves_the_chunk_once_and_gives_the_same_numbers(setup, t
     assert err.count("out of accelerator memory") == 1
 
 
-def test_bfloat16_autocast_stays_close_to_float32(setup, tokenizer):
+def test_out_of_memory_while_decoding_splits_and_gives_the_same_answers(setup, tokenizer, monkeypatch, capsys):
+    """The same fallback for greedy decoding: a simulated OOM for any generate call over more than 3 rows."""
     kind, model, folders = setup
     path = linear_path(*(load_adapter(f) for f in folders), "factor")
-    full = evaluate_path(model, tokenizer, path, [0.0, 1.0], {"x": EXAMPLES}, EvalConfig(accuracy=False, **QUIET)).tasks["x"].loss
-    half = evaluate_path(model, tokenizer, path, [0.0, 1.0], {"x": EXAMPLES},
-                         EvalConfig(accuracy=False, dtype="bfloat16", **QUIET)).tasks["x"].loss
-    assert half != full and half == pytest.approx(full, rel=0.05)
+    ts = [0.0, 0.5, 1.0]
+    config = EvalConfig(max_batch_tokens=100_000, **QUIET)
+    expected = evaluate_path(model, tokenizer, path, ts, {"x": EXAMPLES}, config).tasks["x"]
+    real, sizes = model.generate, []
+
+    def small_device(input_ids, **kwargs):
+        sizes.append(input_ids.shape[0])
+        if input_ids.shape[0] > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return real(input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(model, "generate", small_device)
+    capsys.readouterr()
+    got = evaluate_path(model, tokenizer, path, ts, {"x": EXAMPLES}, config).tasks["x"]
+    assert got.accuracy == expected.accuracy and got.loss == pytest.approx(expected.loss, abs=1e-9)
+    assert max(sizes) > 3 and any(size <= 3 for size in sizes)  # it failed, then ran smaller passes
+    assert capsys.readouterr().err.count("out of accelerator memory") == 1
+
+
+def test_a_bfloat16_base_stays_close_to_float32(setup, tokenizer):
+    """Base weights in bfloat16 (the LoRA term and the loss in float32): within 1e-2 relative of the float32 base."""
+    kind, model, folders = setup
+    path = linear_path(*(load_adapter(f) for f in folders), "factor")
+    full = evaluate_path(model, tokenizer, path, [0.0, 0.5, 1.0], {"x": EXAMPLES}, EvalConfig(accuracy=False, **QUIET)).tasks["x"].loss
+    half_model = tiny_model(kind).to(DEVICE).to(torch.bfloat16)
+    half = evaluate_path(half_model, tokenizer, path, [0.0, 0.5, 1.0], {"x": EXAMPLES},
+                         EvalConfig(accuracy=False, **QUIET)).tasks["x"].loss
+    assert half != full and half == pytest.approx(full, rel=1e-2)
