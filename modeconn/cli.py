@@ -277,12 +277,20 @@ def _train_config_options(f):
 
     from .continual.config import TrainConfig
 
+    from .continual.config import PRECISIONS, SCHEDULERS
+
+    choices = {"precision": PRECISIONS, "lr_scheduler": SCHEDULERS, "schedule_scope": ("task", "stream")}
     for spec in reversed(fields(TrainConfig)):
         default = spec.default if spec.default is not MISSING else spec.default_factory()
-        kind = {"int": int, "float": float, "int | None": int}.get(spec.type, str)
+        flag = f"--{spec.name.replace('_', '-')}"
         listed = spec.name == "target_modules"
         help_text = spec.metadata["help"] + (" (comma-separated)" if listed else "") + ("" if default is None else f" [{default}]")
-        f = click.option(f"--{spec.name.replace('_', '-')}", spec.name, type=kind, default=None, help=help_text)(f)
+        if spec.type == "bool":
+            f = click.option(f"{flag}/--no-{flag[2:]}", spec.name, default=None, help=help_text)(f)
+            continue
+        kind = click.Choice(choices[spec.name]) if spec.name in choices else \
+            {"int": int, "float": float, "int | None": int}.get(spec.type, str)
+        f = click.option(flag, spec.name, type=kind, default=None, help=help_text)(f)
     return f
 
 
@@ -312,6 +320,9 @@ def _method_options(f):
 @click.option("--eval-split", type=click.Choice(["eval", "test"]), default=None, help="split of the accuracy matrix [test]")
 @click.option("--eval-limit", type=int, default=None, help="examples per task for the accuracy matrix [all]")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (several processes: launch with accelerate) [cpu]")
+@click.option("--report-to", type=click.Choice(["none", "tensorboard", "wandb"]), default=None,
+              help="also log each step to TensorBoard (event files in OUT/logs) or Weights & Biases (offline unless "
+                   "WANDB_MODE says otherwise) [none]; train_log.jsonl is always written")
 @click.option("--allow-pickle", is_flag=True, help="allow a base model whose weights are only pickles (*.bin)")
 @click.option("--resume", is_flag=True, help="continue the interrupted run in --out (same settings), or start it")
 @click.option("--stop-after-steps", type=POSITIVE, default=None,
@@ -337,7 +348,7 @@ def train(out, config_file, allow_pickle, resume, stop_after_steps, **flags):
         run = train_sequence(request.base or DEFAULT_BASE, request.tasks, strategy, request.config, out_dir,
                              device=request.device, eval_split=request.eval_split, eval_limit=request.eval_limit,
                              resume=resume, stop_after=stop_after_steps, metrics_by_task=request.metrics,
-                             allow_pickle=allow_pickle)
+                             allow_pickle=allow_pickle, report_to=request.report_to)
     except KeyboardInterrupt:
         from .errors import Interrupted
 

@@ -51,3 +51,12 @@ def peft_loss(model, folder, tokenizer, examples):
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).double(), labels.flatten(), ignore_index=-100, reduction="sum")
     peft_model.unload()
     return (nll / (labels != -100).sum()).item()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for one `accelerate launch` (a fixed port can still be held by the last run)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

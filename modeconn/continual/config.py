@@ -7,6 +7,10 @@ from .. import checks
 from ..errors import ConfigError
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")
+SCHEDULERS = ("constant", "linear", "cosine")
+
+
 def _f(default, help: str):
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata={"help": help})
@@ -27,6 +31,18 @@ class TrainConfig:
                                       "positions if fewer; the same default as the analysis commands)")
     max_train: int | None = _f(None, "use at most this many training examples per task (None: all of them)")
     seed: int = _f(0, "seed for LoRA initialisation and data order")
+    precision: str = _f("fp32", "fp32, bf16 or fp16: the base weights are loaded in it, frozen, and the forward runs under "
+                                "autocast; LoRA weights, optimizer state and the loss stay fp32; fp16 gets loss scaling")
+    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass instead of keeping them "
+                                             "(less memory, about a third more time)")
+    grad_accum: int = _f(1, "micro-batches of batch_size per optimizer step: the effective batch is "
+                            "batch_size × grad_accum × processes")
+    lr_scheduler: str = _f("constant", "constant, linear or cosine decay of the learning rate, after the warm-up")
+    warmup_ratio: float = _f(0.0, "fraction of the schedule's steps spent warming the learning rate up from 0")
+    schedule_scope: str = _f("task", "task: each task's steps have their own schedule (each task gets a fresh optimizer, "
+                                     "as LLMCL trains each task with its own Trainer run); stream: one schedule over the "
+                                     "whole task stream")
+    max_grad_norm: float = _f(1.0, "clip the gradient norm to this (LLMCL's HF Trainer uses 1.0); 0 turns clipping off")
 
     def __post_init__(self):
         """Every field checked, named in the message: this is where flags, config files and Python calls all meet."""
@@ -39,6 +55,14 @@ class TrainConfig:
         set_("alpha", checks.finite("alpha", self.alpha, 0, low_open=True))
         set_("dropout", checks.finite("dropout", self.dropout, 0, 1, high_open=True))
         set_("lr", checks.finite("lr", self.lr, 0, low_open=True))
+        checks.choice("precision", self.precision, PRECISIONS)
+        if not isinstance(self.gradient_checkpointing, bool):
+            raise ConfigError(f"gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}")
+        set_("grad_accum", checks.count("grad_accum", self.grad_accum, 1, 1 << 16))
+        checks.choice("lr_scheduler", self.lr_scheduler, SCHEDULERS)
+        set_("warmup_ratio", checks.finite("warmup_ratio", self.warmup_ratio, 0, 1, high_open=True))
+        checks.choice("schedule_scope", self.schedule_scope, ("task", "stream"))
+        set_("max_grad_norm", checks.finite("max_grad_norm", self.max_grad_norm, 0))
         targets = self.target_modules
         if targets is None:
             return

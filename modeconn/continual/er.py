@@ -18,13 +18,14 @@ class ExperienceReplay(Method):
     def __post_init__(self):
         super().__post_init__()
         self.buffer = ReservoirBuffer(self.buffer_size, self.seed)
-        self.collate, self.batch_size = None, 1
+        self.collate = None
 
     def begin_task(self, ctx: TaskContext) -> None:
-        self.collate, self.batch_size = ctx.collate, ctx.batch_size
+        self.collate = ctx.collate
 
     def training_step(self, model, batch: Batch):
-        replay = self.buffer.sample(self.batch_size)
+        # as many replayed examples as current ones: under DDP a process's slice of the batch, not the whole batch
+        replay = self.buffer.sample(len(batch.examples))
         inputs = self.collate(batch.examples + replay) if replay else batch.inputs
         self.buffer.add(batch.examples)
         return model(**inputs).loss

@@ -59,7 +59,8 @@ class ILoRA(Method):
         super().__post_init__()
         self.buffer = ReservoirBuffer(self.buffer_size, self.seed)
         self.step = 0
-        self.collate, self.batch_size = None, 1
+        self.collate = None
+        self.parts: dict[str, float] = {}
         self.pairs: tuple[list, list] = ([], [])  # (slow weights, fast weights), found once per model
 
     @property
@@ -67,7 +68,7 @@ class ILoRA(Method):
         return FAST if self.variant == "reference" or self.eval_adapter == "fast" else SLOW
 
     def begin_task(self, ctx: TaskContext) -> None:
-        self.collate, self.batch_size = ctx.collate, ctx.batch_size
+        self.collate = ctx.collate
         if SLOW not in ctx.model.peft_config:
             from dataclasses import replace
 
@@ -100,10 +101,12 @@ class ILoRA(Method):
         return hidden
 
     def training_step(self, model, batch: Batch):
-        replay = self.buffer.sample(self.batch_size)
+        replay = self.buffer.sample(len(batch.examples))  # as many as current examples (a process's slice under DDP)
         self.buffer.add(batch.examples)
         if not replay:
-            return model(**batch.inputs).loss
+            loss = model(**batch.inputs).loss
+            self.parts = {"ce_current": loss.item()}
+            return loss
         inputs = self.collate(batch.examples + replay)  # one forward of the fast adapter serves both batches
         n = len(batch.examples)
         out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=True)
@@ -112,7 +115,13 @@ class ILoRA(Method):
         replay_inputs = {"input_ids": inputs["input_ids"][n:], "attention_mask": inputs["attention_mask"][n:]}
         slow = self._slow_hidden(model, replay_inputs)
         fast = [h[n:] for h in out.hidden_states[1:]]
-        return ce + self.gamma * consistency_loss(fast, slow, replay_inputs["attention_mask"], self.consistency)
+        consistency = consistency_loss(fast, slow, replay_inputs["attention_mask"], self.consistency)
+        self.parts = {"ce_current": (nll[:n].sum() / count[:n].sum()).item(),
+                      "ce_replay": (nll[n:].sum() / count[n:].sum()).item(), "consistency": consistency.item()}
+        return ce + self.gamma * consistency
+
+    def step_parts(self) -> dict[str, float]:
+        return self.parts
 
     @torch.no_grad()
     def after_step(self, model) -> None:

@@ -102,6 +102,10 @@ class Method(Protocol):
     def after_step(self, model) -> None:
         pass
 
+    def step_parts(self) -> dict[str, float]:
+        """The parts of the last ``training_step``'s loss, for the training log (I-LoRA: its three terms)."""
+        return {}
+
     def end_task(self, ctx: TaskContext) -> None:
         pass
 

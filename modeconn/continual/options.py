@@ -16,7 +16,7 @@ from .config import TrainConfig
 from .registry import declared_options
 
 RUN_DEFAULTS = {"method": "seq", "tasks": None, "order": None, "base": None, "eval_split": "test", "eval_limit": None,
-                "device": "cpu"}  # the settings of a run that are not TrainConfig's or a method's
+                "device": "cpu", "report_to": "none"}  # the settings of a run that are not TrainConfig's or a method's
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class TrainRequest:
     eval_split: str
     eval_limit: int | None
     device: str
+    report_to: str = "none"
 
 
 def read_config_file(path: str | None) -> dict:
@@ -72,6 +73,7 @@ def _run_settings(values: dict) -> dict:
     checks.choice("eval_split", out["eval_split"], ("eval", "test"))
     out["eval_limit"] = checks.optional_count("eval_limit", out["eval_limit"])
     out["device"] = checks.device("device", out["device"])
+    checks.choice("report_to", out["report_to"], ("none", "tensorboard", "wandb"))
     return out
 
 
@@ -111,7 +113,7 @@ def resolve(flag_values: dict, file_values: dict | None = None, config_file: str
     config, options = _settings(run["method"], merged)
     tasks, manifest_base, metrics = resolve_tasks(run["tasks"], run["order"])
     return TrainRequest(run["method"], config, options, tasks, run["base"] or manifest_base, metrics, run["eval_split"],
-                        run["eval_limit"], run["device"])
+                        run["eval_limit"], run["device"], run["report_to"])
 
 
 def resolve_tasks(tasks: str, order: list[str] | None) -> tuple[list[tuple[str, Path]], str | None, dict[str, str]]:

@@ -58,10 +58,11 @@ class Prepared:
         return [c.accuracy[0] for c in curves.values()], [c.loss[0] for c in curves.values()]
 
 
-def fingerprint(base: str, tasks, method: Method, config: TrainConfig, eval_split: str, eval_limit) -> dict:
-    """What must match for ``resume``: base, tasks, method and its options, training settings, evaluation."""
+def fingerprint(base: str, tasks, method: Method, config: TrainConfig, eval_split: str, eval_limit, processes: int) -> dict:
+    """What must match for ``resume``: base, tasks, method and its options, training settings, evaluation, processes."""
     return {"base": base, "tasks": [[t, str(Path(f).resolve())] for t, f in tasks], "method": method.name,
-            "options": method.options, "config": config.to_json(), "eval_split": eval_split, "eval_limit": eval_limit}
+            "options": method.options, "config": config.to_json(), "eval_split": eval_split, "eval_limit": eval_limit,
+            "processes": processes}
 
 
 def linear_modules(model) -> list[str]:
@@ -102,14 +103,19 @@ def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Metho
 
     for metric in metrics_by_task.values():
         get_scorer(metric)
-    prints = fingerprint(base, tasks, method, config, eval_split, eval_limit)
+    prints = fingerprint(base, tasks, method, config, eval_split, eval_limit, accelerator.num_processes)
     previous = read_state(folder.out) if resume else None
     if previous is not None and previous[0].fingerprint != prints:
         changed = sorted(k for k in prints if previous[0].fingerprint.get(k) != prints[k])
         raise ConfigError(f"resume: the run in {folder.out} was made with other settings ({', '.join(changed)} differ); "
                           "repeat its command or choose another output folder")
     where = run_device(accelerator, device)
-    model, tokenizer = load_base(base, device=where, allow_pickle=allow_pickle)
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    engine = str(accelerator.distributed_type).rsplit(".", 1)[-1]
+    if engine in ("FSDP", "DEEPSPEED", "MEGATRON_LM", "XLA"):
+        raise ConfigError(f"modeconn train runs one process or DDP over several (CPUs or GPUs); {engine} is not supported "
+                          "yet: launch with a DDP config (configs/accelerate/gpus_ddp.yaml)")
+    model, tokenizer = load_base(base, device=where, dtype=dtypes[config.precision], allow_pickle=allow_pickle)
     check_model_fits(model, config)
     max_length = resolve_max_length(model, config.max_length)
     train_sets = [encode(tokenizer, load_split(path, "train", config.max_train), max_length) for _, path in tasks]
@@ -117,8 +123,15 @@ def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Metho
     targets = {None: None, ("all-linear",): "all-linear"}.get(config.target_modules, list(config.target_modules or ()))
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
                       task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)
+    model = get_peft_model(model, lora)  # LoRA weights in float32 whatever the base's dtype (peft's adapter autocast)
     model.peft_config[FAST].base_model_name_or_path = base  # the name the run was given ('tiny-llama'), not its folder
+    if config.gradient_checkpointing:
+        lm = model.get_base_model()
+        if hasattr(lm, "activation_checkpointing_enable"):  # transformers ≥ 5.x's name
+            lm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()  # the hook peft needs: the frozen embeddings' output must carry gradients
     trained = accelerator.prepare_model(model) if accelerator.num_processes > 1 else model  # DDP: forwards sync gradients
     prepared = Prepared(accelerator, model, trained, tokenizer, tasks, train_sets, tests, metrics_by_task,
                         EvalConfig(max_length=max_length, progress=False), torch.Generator().manual_seed(config.seed),
@@ -126,6 +139,8 @@ def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Metho
     if previous is not None:
         prepared.run, prepared.resume_from = previous[0], previous[1:]
         prepared.metrics = ContinualMetrics(**prepared.run.metrics)
+        if accelerator.is_main_process:
+            folder.trim_log(prepared.run.global_step)
     else:
         prepared.metrics.initial_accuracy, prepared.metrics.initial_loss = prepared.scores(FAST)
     return prepared

@@ -5,6 +5,8 @@
   sequence.json           the manifest the analysis side reads
   metrics.json            the accuracy/loss matrix, AP, BWT, FWT, timings, and what made the run (made_by)
   train_config.json       the resolved training settings
+  train_log.jsonl         one line per optimizer step: loss (and the method's parts), learning rate, gradient norm,
+                          tokens/s, seconds; logs/ the TensorBoard or W&B files when asked for
   command.sh              the command that made the run (or a note that a Python call did)
   .state/                 the resumable state while the run is unfinished (state.py)
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+
+import torch
 
 from ..files import atomic_folder, atomic_write, write_json
 from ..lora.sequence import Sequence
@@ -45,8 +49,12 @@ def command_script() -> str:
             else line + "\n")
 
 
+LOG = "train_log.jsonl"
+
+
 class RunFolder:
-    RECORDS = ["sequence.json", "metrics.json", "train_config.json", "command.sh", ".state"]  # besides the adapters
+    # besides the adapters: the run's records, its log, its trackers' files (logs/) and its resumable state
+    RECORDS = ["sequence.json", "metrics.json", "train_config.json", "command.sh", LOG, "logs", ".state"]
 
     def __init__(self, claimed: Claimed):
         self.claimed, self.out = claimed, claimed.root
@@ -58,10 +66,37 @@ class RunFolder:
         for label, adapter in method.saved_adapters.items():
             save_peft_adapter(model, adapter, self.claimed.path(label, task))
 
-    def checkpoint(self, run: RunState, metrics: ContinualMetrics, model, optimizer, generator, method) -> None:
-        run.metrics = asdict(metrics)
-        tensors, run.method_meta = method.state()
-        save_state(self.out, run, model, optimizer, generator, tensors)
+    def checkpoint(self, run: RunState, metrics: ContinualMetrics, model, optimizer, generator, method, scaler,
+                   accelerator) -> None:
+        """Every process hands in its method state (its replay buffer) and RNG; the main process writes them all."""
+        from accelerate.utils import gather_object
+
+        tensors, meta = method.state()
+        metas, rngs = [meta], [torch.get_rng_state()]
+        if accelerator.num_processes > 1:
+            metas, rngs = gather_object(metas), gather_object(rngs)
+        if accelerator.is_main_process:
+            run.metrics, run.method_meta, run.scaler = asdict(metrics), metas, scaler.state_dict()
+            save_state(self.out, run, model, optimizer, generator, tensors, rngs)
+        accelerator.wait_for_everyone()
+
+    def log_step(self, record: dict) -> None:
+        """Append one optimizer step to ``train_log.jsonl`` (a kill can cut only the last line)."""
+        with open(self.out / LOG, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, allow_nan=True) + "\n")
+
+    def trim_log(self, global_step: int) -> None:
+        """On resume: keep the log's steps up to the saved state (later ones are trained again)."""
+        path = self.out / LOG
+        if path.is_file():
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line)["step"] <= global_step:
+                        kept.append(line)
+                except (ValueError, KeyError, TypeError):
+                    break  # a line cut by a kill: nothing after it is kept
+            atomic_write(path, "".join(f"{line}\n" for line in kept))
 
     def finish(self, sequence: Sequence, metrics: dict, config: dict) -> None:
         """Write the finished run's records, then drop its resumable state."""

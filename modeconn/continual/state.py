@@ -18,14 +18,16 @@ STATE_DIR = ".state"
 
 @dataclass
 class RunState:
-    fingerprint: dict  # what must match for --resume: base, tasks, method + options, config
+    fingerprint: dict  # what must match for --resume: base, tasks, method + options, config, processes
     task_index: int = 0
     epoch: int = 0
-    position: int = 0  # next batch start within the epoch's order
+    position: int = 0  # next window start within the epoch's order
     order: list[int] | None = None  # the current epoch's example order
-    global_step: int = 0
+    global_step: int = 0  # optimizer steps of the whole stream
+    task_step: int = 0  # optimizer steps of the current task
     metrics: dict = field(default_factory=dict)
-    method_meta: dict = field(default_factory=dict)
+    method_meta: list = field(default_factory=list)  # each process's method state (its replay buffer), in rank order
+    scaler: dict = field(default_factory=dict)  # the fp16 loss scaler's state
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -50,8 +52,10 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_state(out: Path, run: RunState, model, optimizer, generator: torch.Generator, method_tensors: dict) -> None:
-    """Write the whole state into a new folder, then swap it in, so a kill never leaves half a state."""
+def save_state(out: Path, run: RunState, model, optimizer, generator: torch.Generator, method_tensors: dict,
+               rng_states: list[torch.Tensor]) -> None:
+    """Write the whole state into a new folder, then swap it in, so a kill never leaves half a state.
+    ``rng_states``: each process's torch RNG state (dropout), in rank order."""
     from safetensors.torch import save_file
 
     from ..files import atomic_folder
@@ -61,7 +65,7 @@ def save_state(out: Path, run: RunState, model, optimizer, generator: torch.Gene
     tensors.update(opt_tensors)
     tensors.update({f"method.{k}": v.contiguous() for k, v in method_tensors.items()})
     tensors["rng.generator"] = generator.get_state()
-    tensors["rng.torch"] = torch.get_rng_state()
+    tensors.update({f"rng.torch.{rank}": state for rank, state in enumerate(rng_states)})
     with atomic_folder(out / STATE_DIR) as tmp:
         save_file(tensors, tmp / "state.safetensors")
         (tmp / "state.json").write_text(json.dumps({**run.__dict__, "optimizer": opt_meta}))
@@ -79,7 +83,7 @@ def read_state(out: Path) -> tuple[RunState, dict, dict[str, torch.Tensor]] | No
         opt_meta = raw.pop("optimizer")
         state = RunState(**raw)
         tensors = load_file(folder / "state.safetensors")
-        if not isinstance(state.fingerprint, dict) or "rng.generator" not in tensors or "rng.torch" not in tensors:
+        if not isinstance(state.fingerprint, dict) or "rng.generator" not in tensors or "rng.torch.0" not in tensors:
             raise ValueError("entries are missing")
     except Exception as exc:  # json, safetensors and the dataclass raise many types for a damaged state
         raise StateError(f"the saved state in {folder} is damaged ({type(exc).__name__}: {str(exc)[:120]}); "
@@ -87,8 +91,9 @@ def read_state(out: Path) -> tuple[RunState, dict, dict[str, torch.Tensor]] | No
     return state, opt_meta, tensors
 
 
-def restore(model, optimizer, generator: torch.Generator, opt_meta: dict, tensors: dict[str, torch.Tensor]) -> dict:
-    """Load LoRA weights, optimizer and RNG states; return the method's own tensors."""
+def restore(model, optimizer, generator: torch.Generator, opt_meta: dict, tensors: dict[str, torch.Tensor],
+            rank: int = 0) -> dict:
+    """Load LoRA weights, optimizer and RNG states (``rank``'s own torch RNG); return the method's own tensors."""
     params = dict(model.named_parameters())
     try:
         with torch.no_grad():
@@ -101,7 +106,7 @@ def restore(model, optimizer, generator: torch.Generator, opt_meta: dict, tensor
         raise StateError(f"the saved state does not fit this run's model ({type(exc).__name__}: {str(exc)[:120]}); "
                          "delete its .state folder to start over") from None
     generator.set_state(tensors["rng.generator"])
-    torch.set_rng_state(tensors["rng.torch"])
+    torch.set_rng_state(tensors[f"rng.torch.{rank}"])
     return {k[7:]: v for k, v in tensors.items() if k.startswith("method.")}
 
 

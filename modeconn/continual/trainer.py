@@ -10,6 +10,7 @@ process writes files.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,13 @@ from tqdm import tqdm
 
 from ..lora.sequence import Sequence, TaskEntry
 from .config import TrainConfig
-from .methods import FAST, Batch, Method, TaskContext
+from .methods import FAST, Method, TaskContext
 from .metrics import ContinualMetrics
 from .prepare import Prepared, prepare
 from .run_folder import RunFolder
+from .schedule import lr_factor, schedule_position
 from .state import restore
+from .step import Amp, StepResult, optimizer_step
 
 
 @dataclass
@@ -74,14 +77,16 @@ def train_sequence(
     stop_after: int | None = None,
     metrics_by_task: dict[str, str] | None = None,
     allow_pickle: bool = False,
+    report_to: str = "none",
 ) -> TrainRun:
-    """Train ``method`` on each ``(task name, task folder)`` in order; save adapters, manifest and metrics.
+    """Train ``method`` on each ``(task name, task folder)`` in order; save adapters, manifest, metrics and the log.
 
     ``resume=True`` continues from ``out/.state`` if a run with the same settings left one (else starts afresh);
-    ``stop_after=N`` stops after N optimizer steps of this call, leaving that state (for time-limited jobs).
-    Resuming is exact for one process; with several, the state holds the main process's replay buffer only.
+    ``stop_after=N`` stops after N optimizer steps of this call, leaving that state (for time-limited jobs). Resuming
+    is exact, with one process or several (each process's replay buffer and RNG are saved).
     The caller's global RNG is left as it was: the run seeds a forked one (for the LoRA initialisation and dropout).
     A non-finite loss, gradient or weight stops the run (``NonFiniteError``) before anything of that step is saved.
+    ``report_to``: ``tensorboard`` or ``wandb`` (offline unless ``WANDB_MODE`` says otherwise) also log there.
     """
     from accelerate import Accelerator
 
@@ -91,109 +96,135 @@ def train_sequence(
     checks.device("device", device)
     checks.choice("eval_split", eval_split, ("eval", "test"))
     checks.optional_count("eval_limit", eval_limit)
+    checks.choice("report_to", report_to, ("none", "tensorboard", "wandb"))
     for task, _ in tasks:
         checks.safe_name("task name", task)
     checks.unique("task", [task for task, _ in tasks])
+    _check_tracker(report_to)
     metrics_by_task = {task: (metrics_by_task or {}).get(task, "exact_match") for task, _ in tasks}
     owned = [t for t, _ in tasks] + list(method.saved_adapters) + RunFolder.RECORDS
     with claim(out, owned=owned) as claimed:
         from .prepare import run_device
 
-        accelerator = Accelerator(cpu=device == "cpu")
+        accelerator = Accelerator(cpu=device == "cpu", log_with=None if report_to == "none" else report_to,
+                                  project_dir=str(claimed.path("logs")))
         folder = RunFolder(claimed)
         where = run_device(accelerator, device)
         with torch.random.fork_rng(devices=[where] if where.type == "cuda" else []):
             torch.manual_seed(config.seed)
             run = prepare(accelerator, base, tasks, method, config, folder, eval_split, eval_limit, resume, metrics_by_task,
                           allow_pickle, device)
+            if report_to != "none":
+                kwargs = {"wandb": {"mode": os.environ.get("WANDB_MODE", "offline")}} if report_to == "wandb" else {}
+                accelerator.init_trackers(name or claimed.root.name, config=_flat(run.run.fingerprint), init_kwargs=kwargs)
+            amp = Amp(config.precision, run.device)
+            if run.run.scaler:
+                amp.scaler.load_state_dict(run.run.scaler)
             clock = StepClock()
-            for index in range(run.run.task_index, len(tasks)):
-                if not train_task(run, method, config, folder, index, clock, progress, state_every, stop_after):
-                    return TrainRun(None, run.metrics, complete=False)
-            return finish(run, method, config, folder, base, name, clock)
+            try:
+                for index in range(run.run.task_index, len(tasks)):
+                    if not train_task(run, method, config, folder, index, clock, amp, progress, state_every, stop_after):
+                        return TrainRun(None, run.metrics, complete=False)
+                return finish(run, method, config, folder, base, name, clock)
+            finally:
+                if report_to != "none":
+                    accelerator.end_training()
+
+
+def _check_tracker(report_to: str) -> None:
+    from importlib.util import find_spec
+
+    from ..errors import ConfigError
+
+    needs = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}.get(report_to, ())
+    if needs and not any(find_spec(package) for package in needs):
+        raise ConfigError(f"report_to={report_to} needs the {needs[0]} package: pip install {needs[0]}")
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    """A nested record as the flat name → number/text mapping trackers take."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
+
+
+def steps_per_task(run: Prepared, method: Method, config: TrainConfig) -> list[int]:
+    """Optimizer steps of each task: epochs × windows of batch_size × grad_accum examples."""
+    window = config.batch_size * config.grad_accum
+    return [config.epochs * -(-len(method.train_set(run.train_sets[: i + 1])) // window) for i in range(len(run.tasks))]
 
 
 def train_task(run: Prepared, method: Method, config: TrainConfig, folder: RunFolder, index: int, clock: StepClock,
-               progress: bool, state_every: int, stop_after: int | None) -> bool:
+               amp: Amp, progress: bool, state_every: int, stop_after: int | None) -> bool:
     """Train one task, evaluate, save; False if ``stop_after`` stopped it (its state saved for resuming)."""
     task = run.tasks[index][0]
     examples = method.train_set(run.train_sets[: index + 1])
     ctx = TaskContext(run.model, task, index, examples, run.to_device, config.batch_size)
     method.begin_task(ctx)
     optimizer = torch.optim.AdamW([p for p in run.model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0)
+    state, main = run.run, run.accelerator.is_main_process
     if run.resume_from is not None:
         opt_meta, tensors = run.resume_from
-        mid_task = run.run.epoch > 0 or run.run.position > 0  # at a task boundary the next task starts a fresh optimizer
-        method.load_state(restore(run.model, optimizer if mid_task else None, run.generator, opt_meta, tensors),
-                          run.run.method_meta)
+        mid_task = state.epoch > 0 or state.position > 0  # at a task boundary the next task starts a fresh optimizer
+        method.load_state(restore(run.model, optimizer if mid_task else None, run.generator, opt_meta, tensors, run.rank),
+                          state.method_meta[run.rank] if state.method_meta else {})
         run.resume_from = None
     run.model.train()
-    state, main = run.run, run.accelerator.is_main_process
-    per_epoch = -(-len(examples) // config.batch_size)
-    with tqdm(total=config.epochs * per_epoch, initial=state.epoch * per_epoch + state.position // config.batch_size,
-              desc=f"{method.name} {index + 1}/{len(run.tasks)} {task}", leave=False, disable=not progress) as bar:
+    window, steps = config.batch_size * config.grad_accum, steps_per_task(run, method, config)
+    warmup = lambda total: int(config.warmup_ratio * total)  # noqa: E731
+    with tqdm(total=steps[index], initial=state.task_step, desc=f"{method.name} {index + 1}/{len(run.tasks)} {task}",
+              leave=False, disable=not progress) as bar:
         while state.epoch < config.epochs:
             if state.order is None:
                 state.order = torch.randperm(len(examples), generator=run.generator).tolist()
             while state.position < len(state.order):
-                chosen = [examples[i] for i in state.order[state.position : state.position + config.batch_size]]
-                local = chosen[run.rank :: run.world] or chosen[:1]
+                chosen = [examples[i] for i in state.order[state.position : state.position + window]]
+                step, total = schedule_position(config.schedule_scope, steps, index, state.task_step)
+                lr = config.lr * lr_factor(config.lr_scheduler, step, total, warmup(total))
                 started = time.perf_counter()
-                loss = method.training_step(run.trained, Batch(local, run.to_device(local)))
-                _refuse_nonfinite(run, folder, "loss", loss.detach(), task, state.global_step)
-                loss.backward()
-                _refuse_nonfinite(run, folder, "gradient", _grad_norm(optimizer), task, state.global_step)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                method.after_step(run.trained)
-                _refuse_nonfinite(run, folder, "LoRA weight", _weights_finite(run.model), task, state.global_step)
-                clock.add(task, time.perf_counter() - started)
-                state.position += config.batch_size
+                result = optimizer_step(run, method, config, optimizer, amp, chosen, lr,
+                                        f"task {task!r}, step {state.global_step + 1}")
+                seconds = time.perf_counter() - started
+                clock.add(task, seconds)
+                state.position += window
                 state.global_step += 1
+                state.task_step += 1
+                _log(run, folder, state, task, result, lr, seconds)
                 bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{result.loss:.3f}")
                 if stop_after is not None and clock.steps >= stop_after:
-                    if main:
-                        folder.checkpoint(state, run.metrics, run.model, optimizer, run.generator, method)
-                    run.accelerator.wait_for_everyone()
+                    folder.checkpoint(state, run.metrics, run.model, optimizer, run.generator, method, amp.scaler,
+                                      run.accelerator)
                     return False
-                if state_every and state.global_step % state_every == 0 and main and run.world == 1:
-                    folder.checkpoint(state, run.metrics, run.model, optimizer, run.generator, method)
+                if state_every and state.global_step % state_every == 0:
+                    folder.checkpoint(state, run.metrics, run.model, optimizer, run.generator, method, amp.scaler,
+                                      run.accelerator)
             state.epoch, state.position, state.order = state.epoch + 1, 0, None
     run.model.eval()
     method.end_task(ctx)
     run.metrics.add_row(*run.scores(method.evaluated_adapter))
-    state.task_index, state.epoch, state.position, state.order = index + 1, 0, 0, None
+    state.task_index, state.epoch, state.position, state.order, state.task_step = index + 1, 0, 0, None, 0
     if main:
         folder.save_task(run.model, method, task)
-        if run.world == 1:
-            folder.checkpoint(state, run.metrics, run.model, optimizer, run.generator, method)
-    run.accelerator.wait_for_everyone()
+    folder.checkpoint(state, run.metrics, run.model, optimizer, run.generator, method, amp.scaler, run.accelerator)
     return True
 
 
-def _grad_norm(optimizer) -> torch.Tensor:
-    grads = [p.grad.detach() for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else torch.zeros(())
-
-
-def _weights_finite(model) -> torch.Tensor:
-    """1 when every LoRA weight (every adapter: a slow learner too) is finite, else NaN."""
-    ok = all(bool(torch.isfinite(p).all()) for name, p in model.named_parameters() if "lora_" in name)
-    return torch.tensor(1.0 if ok else float("nan"))
-
-
-def _refuse_nonfinite(run: Prepared, folder: RunFolder, what: str, value: torch.Tensor, task: str, step: int) -> None:
-    """Stop the run (on every rank together) when ``value`` is not finite; nothing of this step is saved."""
-    bad = torch.tensor(0.0 if bool(torch.isfinite(value).all()) else 1.0, device=run.device)
-    if run.world > 1:
-        bad = run.accelerator.reduce(bad, reduction="sum")
-    if bad.item() > 0:
-        from ..errors import NonFiniteError
-
-        raise NonFiniteError(f"training diverged: the {what} became non-finite at task {task!r}, step {step + 1}; nothing "
-                             f"from that step was saved (the last saved state, if any, stays in {folder.out / '.state'}); "
-                             "a lower lr or a smaller alpha usually helps")
+def _log(run: Prepared, folder: RunFolder, state, task: str, result: StepResult, lr: float, seconds: float) -> None:
+    """One line of train_log.jsonl per optimizer step (the main process's numbers), and the trackers'."""
+    if not run.accelerator.is_main_process:
+        return
+    record = {"step": state.global_step, "task": task, "epoch": state.epoch, "loss": result.loss, **result.parts,
+              "lr": lr, "grad_norm": result.grad_norm, "tokens_per_second": result.tokens * run.world / max(seconds, 1e-9),
+              "seconds": seconds, **({"loss_scale": result.loss_scale} if result.loss_scale else {}),
+              **({"skipped": True} if result.skipped else {})}
+    folder.log_step(record)
+    if run.accelerator.log_with:
+        run.accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=state.global_step)
 
 
 def _ranks_agree(accelerator, model) -> bool:
@@ -208,8 +239,6 @@ def _ranks_agree(accelerator, model) -> bool:
 def finish(run: Prepared, method: Method, config: TrainConfig, folder: RunFolder, base: str, name: str | None,
            clock: StepClock) -> TrainRun:
     """Check the ranks agree; on the main process write the manifest, metrics, config and command."""
-    import os
-
     from ..provenance import made_by
 
     in_sync = _ranks_agree(run.accelerator, run.model)
@@ -222,7 +251,9 @@ def finish(run: Prepared, method: Method, config: TrainConfig, folder: RunFolder
     seq = Sequence(name or out.name, base, entries, method.name, {"config": config.to_json(), "options": method.options}, out)
     targets = run.model.peft_config[FAST].target_modules
     settings = {**run.run.fingerprint, "world_size": run.world, "max_length_used": run.max_length,
-                "target_modules_used": sorted(targets) if isinstance(targets, (set, list)) else targets}
+                "target_modules_used": sorted(targets) if isinstance(targets, (set, list)) else targets,
+                "effective_batch": config.batch_size * config.grad_accum * run.world,
+                "engine": str(run.accelerator.distributed_type).rsplit(".", 1)[-1]}
     record = {"method": method.name, **run.metrics.to_json(), "world_size": run.world, "ranks_in_sync": in_sync, **timing,
               "made_by": made_by(settings)}
     folder.finish(seq, record, config.to_json())

@@ -1,9 +1,11 @@
-"""A path-aware LoRA layer: every row of the batch carries its own path coefficients, the weights are shared.
+"""A path-aware LoRA layer: the batch is K path points laid out point-major, the anchors' factors are shared.
 
-For anchors with factors (A_i, B_i) (scales folded into B) and a row's coefficients c:
-  delta  space: y = [B_1|B_2|…] · (c ⊙ ([A_1; A_2; …] · x))            (c repeated over each anchor's rank block)
-  factor space: u = Σ_i c_i A_i x,   y = [B_1|B_2|…] · (c ⊗ u)
-Only per-row scalars change with t, so K path points cost no extra weights and stay differentiable.
+For anchors with factors (A_i, B_i) (scales folded into B) and point k's coefficients c_k:
+  delta  space: y = W x + [c_k1 B_1 | c_k2 B_2 | …] · ([A_1; A_2; …] · x)      (one matmul through the shared A stack)
+  factor space: y = W x + (Σ_i c_ki B_i) · ((Σ_i c_ki A_i) · x)               (rank r, not n·r)
+Per point, only the small mixed factors (rank × features) are formed, each forward; the block of rows of point k
+then goes through one batched matmul. Nothing is stored per point, and everything stays differentiable (a Bézier
+control point being fitted).
 """
 from __future__ import annotations
 
@@ -18,9 +20,9 @@ from ..lora.paths import Span
 
 
 class Routing:
-    """The ``[rows, n_anchors]`` coefficients of the batch about to run, shared by every PathLoraLayer of one model.
-
-    Set only through ``InjectedPath.points``, which scopes them to one block of forward passes."""
+    """The ``[K, n_anchors]`` coefficients of the K points of the batch about to run (rows point-major, in K equal
+    blocks), shared by every PathLoraLayer of one model. Set only through ``InjectedPath.points``, which scopes them to
+    one block of forward passes."""
 
     def __init__(self):
         self.value: torch.Tensor | None = None
@@ -64,32 +66,30 @@ class PathLoraLayer(nn.Module):
         b = torch.cat([self.b_stack[:, :lo], self.control_b, self.b_stack[:, hi:]], 1)
         return a, b
 
-    def row_coefficients(self, x: torch.Tensor) -> torch.Tensor:
-        """``[x.shape[0], n]``: each row's coefficients. A layer that sees its batch flattened to ``[rows·length,
-        features]`` (OPT's MLP, a router) gets each row's coefficients repeated over its tokens."""
-        c = self.routing.current(x.device)
-        if x.shape[0] == c.shape[0]:
-            return c
-        if x.dim() == 2 and x.shape[0] % c.shape[0] == 0:
-            return c.repeat_interleave(x.shape[0] // c.shape[0], 0)
-        raise RuntimeError(f"a path layer received {x.shape[0]} rows for {c.shape[0]} path-point rows; this module "
-                           "regroups tokens (a mixture-of-experts layer?) and cannot carry path points")
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
         a_stack, b_stack = self.stacks()
-        # the low-rank term in the factors' precision (float32), as peft computes it, then added to the base output
-        c = self.row_coefficients(x).to(a_stack.dtype)  # [rows, n]
-        shape = (c.shape[0],) + (1,) * (x.dim() - 2)
-        u = x.to(a_stack.dtype) @ a_stack.T  # [rows, …, Σr]
+        c = self.routing.current(x.device).to(a_stack.dtype)  # [K, n]
+        k = c.shape[0]
+        if x.shape[0] % k:
+            raise RuntimeError(f"a path layer received {x.shape[0]} rows for {k} path points; this module regroups "
+                               "tokens (a mixture-of-experts layer?) and cannot carry path points")
+        # point k's rows (or, in a layer that sees its batch flattened to [rows·length, features] like OPT's MLP, its
+        # tokens) form block k; the low-rank term runs in the factors' precision (float32), as peft computes it
+        xs = x.reshape(k, -1, x.shape[-1]).to(a_stack.dtype)  # [K, m, in]
         if self.space == "delta":
-            u = u * c[:, self.block].reshape(*shape, -1)
+            u = xs @ a_stack.T  # [K, m, Σr]
+            b_points = b_stack.T.unsqueeze(0) * c[:, self.block].unsqueeze(-1)  # [K, Σr, out]
         else:
-            mixed = (u.unflatten(-1, (self.n, self.rank)) * c.reshape(*shape, self.n, 1)).sum(-2)  # Σ c_i A_i x
-            u = (mixed.unsqueeze(-2) * c.reshape(*shape, self.n, 1)).flatten(-2)  # c ⊗ u
-        # one BLAS call adds the LoRA term into the base output (beta = 1), instead of a matmul and a full-size add
-        total = torch.addmm(out.reshape(-1, out.shape[-1]).to(a_stack.dtype), u.reshape(-1, u.shape[-1]), b_stack.T)
-        return total.view(out.shape).to(out.dtype)
+            a_points = torch.einsum("kn,nri->kri", c, a_stack.view(self.n, self.rank, -1))  # Σ_i c_ki A_i
+            b_points = torch.einsum("kn,onr->kro", c, b_stack.view(b_stack.shape[0], self.n, self.rank))  # (Σ_i c_ki B_i)ᵀ
+            u = xs @ a_points.transpose(1, 2)  # [K, m, r]
+        # one batched BLAS call adds the LoRA term into the base output (in place when it is already float32: the base
+        # layer's fresh output, which its backward does not need), instead of a matmul, a copy and a full-size add
+        blocks = out.reshape(k, -1, out.shape[-1])
+        if blocks.dtype == a_stack.dtype:
+            return blocks.baddbmm_(u, b_points).view(out.shape)
+        return torch.baddbmm(blocks.to(a_stack.dtype), u, b_points).view(out.shape).to(out.dtype)
 
 
 def _features(module: nn.Module) -> tuple[int, int]:
@@ -125,7 +125,7 @@ class InjectedPath:
     def points(self, coefficients: torch.Tensor, rows_per_point: int):
         """Inside the block, rows ``[k·b, (k+1)·b)`` of every batch are the point ``Σ_i coefficients[k, i]·θ_i``
         (``b = rows_per_point``): the point-major layout of the evaluator and the curve fit."""
-        self._routing.set(coefficients.repeat_interleave(rows_per_point, 0))
+        self._routing.set(coefficients)
         try:
             yield
         finally:

@@ -20,6 +20,10 @@ def load_result(path: str | Path):
     from ..continual.metrics import ContinualMetrics
 
     path = Path(path)
+    if path.suffix == ".jsonl" and path.is_file():  # a training run's step log
+        from ..continual.train_log import TrainLog
+
+        return TrainLog.read(path)
     if path.is_dir():
         raise DataError(f"{path}: a folder; pass one result file (barrier.json, plane.json, sweep.json, metrics.json, …)")
     try:
@@ -93,9 +97,14 @@ def writers(result, surface3d: bool = False, measure: str = "barrier") -> dict[s
     from .surface import surface_html, surface_png
     from .sweep import sweep_html, sweep_png
 
+    from ..continual.train_log import TrainLog
+    from .train_log import train_log_html, train_log_png
+
     runs = _continual_runs(result)
     if runs is not None:  # a run's metrics.json stays as the trainer wrote it; only pictures
         return {"accuracy.png": partial(continual_png, runs), "accuracy.html": partial(continual_html, runs)}
+    if isinstance(result, TrainLog):  # likewise its train_log.jsonl
+        return {"train_log.png": partial(train_log_png, result), "train_log.html": partial(train_log_html, result)}
     if isinstance(result, BarrierResult):
         stem, png, html = "barrier", partial(barrier_png, result), partial(barrier_html, result)
     elif isinstance(result, SurfaceResult):
@@ -125,9 +134,14 @@ def figure(result, surface3d: bool = False, measure: str = "barrier"):
     from .surface import surface_figure
     from .sweep import sweep_figure
 
+    from ..continual.train_log import TrainLog
+    from .train_log import train_log_figure
+
     runs = _continual_runs(result)
     if runs is not None:
         return continual_figure(runs)
+    if isinstance(result, TrainLog):
+        return train_log_figure(result)
     if isinstance(result, BarrierResult):
         return barrier_figure(result)
     if isinstance(result, SurfaceResult):

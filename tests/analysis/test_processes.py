@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from modeconn.cli import main
+from helpers import free_port
 from modeconn.evaluator.models import checkpoints_dir
 
 SEQ = checkpoints_dir() / "seq"
@@ -57,8 +58,7 @@ def assert_close(a, b, path=""):
     ("sweep", [str(SEQ), "--pairs", "consecutive", "--points", "3", "--limit", "4"], "sweep"),
 ])
 def test_two_processes_give_the_one_process_result(tmp_path, command, args, stem):
-    port = 29540 + len(args)
-    proc = launch([command, *args, "--out", str(tmp_path / "two")], port)
+    proc = launch([command, *args, "--out", str(tmp_path / "two")], free_port())
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert main([command, *args, "--out", str(tmp_path / "one")]) == 0
     two = json.loads((tmp_path / "two" / f"{stem}.json").read_text())

@@ -136,7 +136,7 @@ def test_out_of_memory_halves_the_chunk_once_and_gives_the_same_numbers(setup, t
     monkeypatch.setattr(evaluate, "points_nll", small_device)
     capsys.readouterr()
     got = evaluate_path(model, tokenizer, path, ts, {"x": EXAMPLES}, config).tasks["x"].loss
-    assert got == pytest.approx(expected, abs=1e-9)
+    assert got == pytest.approx(expected, abs=1e-6)  # other chunk shapes: float32 rounding (README: 1e-6)
     err = capsys.readouterr().err
     assert err.count("out of accelerator memory") == 1
 
@@ -159,7 +159,7 @@ def test_out_of_memory_while_decoding_splits_and_gives_the_same_answers(setup, t
     monkeypatch.setattr(model, "generate", small_device)
     capsys.readouterr()
     got = evaluate_path(model, tokenizer, path, ts, {"x": EXAMPLES}, config).tasks["x"]
-    assert got.accuracy == expected.accuracy and got.loss == pytest.approx(expected.loss, abs=1e-9)
+    assert got.accuracy == expected.accuracy and got.loss == pytest.approx(expected.loss, abs=1e-6)
     assert max(sizes) > 3 and any(size <= 3 for size in sizes)  # it failed, then ran smaller passes
     assert capsys.readouterr().err.count("out of accelerator memory") == 1
 
