@@ -1,145 +1,175 @@
-"""Continual methods on the embedded task sequence: AP and BWT per method (mean ± std over seeds), and the step
-time of I-LoRA relative to experience replay measured in the same run.
+"""The continual benchmark: hyperparameters chosen on the eval split with selection seeds, methods then reported on
+the test split with other seeds, compared by `modeconn compare` (paired by seed with er, 95% t-intervals).
 
-    python benchmarks/continual.py [--seeds 0 1 2] [--methods seq er ewc mtl ilora ilora-0.99 ilora-reference]
-    # the same comparison on a real pretrained LLM, added to the same file:
-    python benchmarks/continual.py --base smollm2-135m --tasks news gloss fortune --methods seq er ilora --seeds 0 \\
-        --max-train 40 --epochs 2 --batch-size 8 --eval-limit 40 --append
+    python benchmarks/continual.py select [--jobs 2]      # writes benchmarks/results/selection.json
+    python benchmarks/continual.py report [--jobs 2]      # 8 seeds per variant; results/continual_tiny-llama/compare.*
+    python benchmarks/continual.py report --base smollm2-135m --tasks news gloss fortune --max-train 100 \\
+        --epochs 2 --batch-size 8 --eval-limit 50 --seeds 0 1 2 --variants seq er ilora
 
-Writes benchmarks/results/continual.json and continual.md (one table per base model), and prints one JSON line per
-run. Not a test. The step times of these long runs share the machine with whatever else runs; continual.md also
-quotes the controlled ilora / er measurement of benchmarks/step_time.py where results/step_time.json has the base.
+Every run is a `modeconn train` run folder under --runs (kept outside the repository; a finished one is not run
+again), named LABEL-seedN so that `modeconn compare` groups it. Runs are single-thread processes, --jobs of them side
+by side. The replay buffer is 2.5% of the stream's training examples (the I-LoRA paper's 500 of 20,000).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import platform
-import statistics
+import os
+import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import torch
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from modeconn.continual import TrainConfig, get_method, train_sequence  # noqa: E402
-from modeconn.continual.config import EMBEDDED_TRAINING  # noqa: E402
-from modeconn.evaluator.models import checkpoints_dir  # noqa: E402
-
-VARIANTS = {  # label -> (method, options)
+SELECTION_SEEDS = [100, 101]
+REPORT_SEEDS = list(range(8))
+BUFFER_FRACTION = 0.025
+# method -> the grid it is chosen over (on the eval split, mean AP over the selection seeds); lr is chosen for every one
+GRIDS = {
+    "seq": {},
+    "er": {},
+    "ewc": {"ewc_lambda": [1e2, 1e3, 1e4, 1e5]},
+    "mtl": {},
+    "ilora": {"ema": [0.25, 0.9, 0.95, 0.99, 0.995], "gamma": [0.5, 1.0]},
+}
+LRS = [1e-3, 3e-3]
+# the reported variants: label -> (method, fixed options); the selected options of the method are added
+VARIANTS = {
     "seq": ("seq", {}),
     "er": ("er", {}),
     "ewc": ("ewc", {}),
     "mtl": ("mtl", {}),
-    "ilora": ("ilora", {"ema": 0.25}),
-    "ilora-0.99": ("ilora", {"ema": 0.99}),
+    "mtl-cumulative": ("mtl-cumulative", {}),
+    "ilora": ("ilora", {}),
+    "ilora-fast": ("ilora", {"eval_adapter": "fast"}),
+    "ilora-gamma0": ("ilora", {"gamma": 0.0}),
     "ilora-reference": ("ilora", {"variant": "reference"}),
+    "ilora-reference-intended": ("ilora", {"variant": "reference-intended"}),
 }
-TASKS = ["news", "gloss", "fortune", "stdlib"]
-# The embedded default's own training settings; any other base gets TrainConfig's defaults (the I-LoRA reference
-# code's for LLaMA-family models: r 8, alpha 32, dropout 0.1 on q/k/v/o).
-EMBEDDED = {**EMBEDDED_TRAINING, "epochs": 5}
+REPLAY = {"er", "ilora"}
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def train_args(args, method: str, options: dict, lr: float, seed: int, split: str, out: Path, name: str) -> list[str]:
+    cmd = [sys.executable, "-m", "modeconn", "train", "--method", method, "--tasks", str(args.data), "--order",
+           ",".join(args.tasks), "--base", args.base, "--out", str(out), "--name", name, "--seed", str(seed), "--lr", str(lr),
+           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--max-train", str(args.max_train),
+           "--eval-split", split, "--eval-limit", str(args.eval_limit), "--resume"]
+    if args.base == "tiny-llama":  # the embedded default's own LoRA settings
+        cmd += ["--rank", "8", "--alpha", "16", "--dropout", "0", "--target-modules",
+                "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"]
+    else:
+        cmd += ["--rank", "8", "--alpha", "16", "--dropout", "0.05", "--target-modules", "q_proj,k_proj,v_proj,o_proj"]
+    if method in REPLAY:
+        cmd += ["--buffer-fraction", str(BUFFER_FRACTION)]
+    flags = {"ewc_lambda": "--ewc-lambda", "ema": "--ema", "gamma": "--gamma", "eval_adapter": "--ilora-eval",
+             "variant": "--ilora-variant"}
+    for key, value in options.items():
+        cmd += [flags[key], str(value)]
+    return cmd
+
+
+def run_all(jobs: list[tuple[list[str], Path]], parallel: int) -> None:
+    """Run the train commands, ``parallel`` at a time, each a single-thread process; skip finished ones."""
+    todo = [(cmd, out) for cmd, out in jobs if not (out / "metrics.json").is_file()]
+    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done", flush=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    running: list[tuple[subprocess.Popen, Path, float]] = []
+    while todo or running:
+        while todo and len(running) < parallel:
+            cmd, out = todo.pop(0)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            log = open(out.parent / f"{out.name}.log", "w")
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), out, time.time()))
+        time.sleep(2)
+        for entry in list(running):
+            proc, out, started = entry
+            if proc.poll() is not None:
+                running.remove(entry)
+                status = "done" if proc.returncode == 0 else f"FAILED ({proc.returncode}; see {out}.log)"
+                print(json.dumps({"run": out.name, "status": status, "seconds": round(time.time() - started)}), flush=True)
+
+
+def metric(out: Path) -> float:
+    return json.loads((out / "metrics.json").read_text())["AP"]
+
+
+def select(args) -> None:
+    jobs, configs = [], {}
+    for method, grid in GRIDS.items():
+        for values in itertools.product(*grid.values()):
+            options = dict(zip(grid, values))
+            for lr in LRS:
+                key = json.dumps({"method": method, "lr": lr, **options}, sort_keys=True)
+                configs[key] = []
+                for seed in SELECTION_SEEDS:
+                    tag = "-".join([method, f"lr{lr:g}", *[f"{k}{v:g}" for k, v in options.items()]])
+                    out = args.runs / "select" / f"{tag}-seed{seed}"
+                    configs[key].append(out)
+                    jobs.append((train_args(args, method, options, lr, seed, "eval", out, f"{tag}-seed{seed}"), out))
+    run_all(jobs, args.jobs)
+    chosen, table = {}, []
+    for key, outs in configs.items():
+        config = json.loads(key)
+        score = sum(metric(o) for o in outs) / len(outs)
+        table.append({**config, "eval_AP": score, "runs": [o.name for o in outs]})
+        method = config["method"]
+        if method not in chosen or score > chosen[method]["eval_AP"]:
+            chosen[method] = {**config, "eval_AP": score}
+    record = {"selection_seeds": SELECTION_SEEDS, "split": "eval", "lrs": LRS, "grids": GRIDS, "buffer_fraction": BUFFER_FRACTION,
+              "settings": vars_of(args), "grid_results": table, "chosen": chosen,
+              "command": "python benchmarks/continual.py " + " ".join(sys.argv[1:])}
+    path = RESULTS / f"selection_{args.base}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps({"chosen": chosen}, indent=2))
+
+
+def vars_of(args) -> dict:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func",)}
+
+
+def report(args) -> None:
+    selection = json.loads((RESULTS / f"selection_{args.selection}.json").read_text())["chosen"]
+    jobs = []
+    for label in args.variants:
+        method, fixed = VARIANTS[label]
+        picked = dict(selection[method])
+        lr = picked.pop("lr")
+        options = {k: v for k, v in picked.items() if k not in ("method", "eval_AP")}
+        options.update(fixed)
+        for seed in args.seeds:
+            out = args.runs / f"report-{args.base}" / f"{label}-seed{seed}"
+            jobs.append((train_args(args, method, options, lr, seed, "test", out, f"{label}-seed{seed}"), out))
+    run_all(jobs, args.jobs)
+    folder = RESULTS / f"continual_{args.base}"
+    from modeconn.cli import main
+
+    code = main(["compare", *[str(out) for _, out in jobs], "--baseline", "er", "--out", str(folder)])
+    if code:
+        sys.exit(code)
+    (folder / "command.sh").write_text("python benchmarks/continual.py " + " ".join(sys.argv[1:]) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=["seq", "er", "ilora", "ilora-0.99", "ilora-reference", "ewc", "mtl"],
-                        choices=list(VARIANTS))
+    parser.add_argument("phase", choices=["select", "report"])
     parser.add_argument("--base", default="tiny-llama")
-    parser.add_argument("--tasks", nargs="+", default=TASKS)
-    parser.add_argument("--max-train", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--eval-limit", type=int, default=None, help="test examples per task (default: all)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "continual")
-    parser.add_argument("--append", action="store_true",
-                        help="keep the runs already in OUT.json (a run of the same base, method and seed is replaced)")
-    parser.add_argument("--by-seed", action="store_true", help="loop seeds outside methods, so a stopped run is balanced")
+    parser.add_argument("--tasks", nargs="+", default=["news", "gloss", "fortune", "stdlib"])
+    parser.add_argument("--data", type=Path, default=ROOT / "checkpoints" / "data")
+    parser.add_argument("--max-train", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--eval-limit", type=int, default=100)
+    parser.add_argument("--seeds", type=int, nargs="+", default=REPORT_SEEDS)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--selection", default="tiny-llama", help="whose selection_<base>.json to report with")
+    parser.add_argument("--runs", type=Path, default=Path(os.environ.get("MODECONN_BENCH_RUNS", "/tmp/modeconn-bench")))
+    parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    data = checkpoints_dir() / "data"
-    runs = json.loads(args.out.with_suffix(".json").read_text())["runs"] if args.append else []
-    settings = dict(EMBEDDED) if args.base == "tiny-llama" else {}
-    settings.update({k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size)) if v is not None})
-    order = [(label, seed) for label in args.methods for seed in args.seeds]
-    if args.by_seed:
-        order = [(label, seed) for seed in args.seeds for label in args.methods]
-    for label, seed in order:
-        name, options = VARIANTS[label]
-        runs = [r for r in runs if (r.get("base", "tiny-llama"), r["label"], r["seed"]) != (args.base, label, seed)]
-        started = time.perf_counter()
-        config = TrainConfig(**settings, max_train=args.max_train, seed=seed)
-        with tempfile.TemporaryDirectory() as tmp:
-            run = train_sequence(args.base, [(t, data / t) for t in args.tasks], get_method(name, seed=seed, **options),
-                                 config, tmp, eval_limit=args.eval_limit, progress=False)
-        m = run.metrics
-        runs.append({"base": args.base, "tasks": args.tasks, "label": label, "seed": seed, "AP": m.ap, "BWT": m.bwt,
-                     "FWT": m.fwt, "accuracy": m.accuracy, "seconds_per_step": run.seconds_per_step,
-                     "wall_seconds": time.perf_counter() - started, "threads": torch.get_num_threads(),
-                     "config": config.to_json(), "eval_limit": args.eval_limit})
-        print(json.dumps({"base": args.base, "label": label, "seed": seed, "AP": round(m.ap, 4), "BWT": round(m.bwt, 4),
-                          "seconds_per_step": round(run.seconds_per_step, 4)}), flush=True)
-        write(args.out, runs)  # after every run, so a long benchmark that is stopped keeps what it measured
-
-
-def summarise(runs: list[dict]) -> dict:
-    """Per base model: mean ± std of AP, BWT and step time per method, and ilora's step time over er's."""
-    out = {}
-    for base in dict.fromkeys(r.get("base", "tiny-llama") for r in runs):
-        mine = [r for r in runs if r.get("base", "tiny-llama") == base]
-        summary = {}
-        for label in [v for v in VARIANTS if any(r["label"] == v for r in mine)]:
-            rows = [r for r in mine if r["label"] == label]
-            summary[label] = {k: mean_std([r[k] for r in rows]) for k in ("AP", "BWT", "seconds_per_step")}
-            summary[label]["seeds"] = sorted(r["seed"] for r in rows)
-        # per seed, ilora's step time over er's (both ran in the same process, under the same load), then the mean
-        step = {(r["label"], r["seed"]): r["seconds_per_step"] for r in mine}
-        pairs = [step["ilora", s] / step["er", s] for s in sorted({r["seed"] for r in mine}) if ("ilora", s) in step and ("er", s) in step]
-        out[base] = {"tasks": mine[0].get("tasks", TASKS), "summary": summary,
-                     "ilora_over_er_step_time": statistics.fmean(pairs) if pairs else None}
-    return out
-
-
-def write(out: Path, runs: list[dict]) -> None:
-    by_base = summarise(runs)
-    result = {"split": "test", "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                                           "threads": torch.get_num_threads(), "torch": torch.__version__},
-              "bases": by_base, "runs": runs}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out.with_suffix(".json"))
-    timing = out.with_name("step_time.json")
-    step_times = json.loads(timing.read_text())["bases"] if timing.is_file() else {}
-    lines = []
-    for base, b in by_base.items():
-        lines += [f"## {base}: {' → '.join(b['tasks'])}, exact match on test splits", "",
-                  "| method | seeds | AP | BWT | s / step |", "|---|---|---|---|---|"]
-        for label, s in b["summary"].items():
-            lines.append(f"| {label} | {len(s['seeds'])} | {s['AP'][0]:.3f} ± {s['AP'][1]:.3f} | "
-                         f"{s['BWT'][0]:+.3f} ± {s['BWT'][1]:.3f} | {s['seconds_per_step'][0]:.3f} |")
-        if b["ilora_over_er_step_time"] is not None:
-            lines += ["", f"I-LoRA step time / ER step time in these runs (same process, per seed, mean; every task, "
-                          f"under whatever else ran on the machine): {b['ilora_over_er_step_time']:.2f}×"]
-        timed = step_times.get(base)
-        if timed:  # the controlled measurement: replay steps only, alternating runs (benchmarks/step_time.py)
-            med = timed["median_seconds_per_step"]
-            lines += ["", f"Measured by `benchmarks/step_time.py` ({' → '.join(timed['tasks'])}, steps of the tasks after "
-                          f"the first, batch {timed['config']['batch_size']}): er {med['er']:.3f} s / step, ilora "
-                          f"{med['ilora']:.3f} s / step, **ilora / er = {timed['ilora_over_er']:.2f}×** (median of "
-                          f"{timed['repeats']} alternating pairs; range {min(timed['ratios']):.2f}–{max(timed['ratios']):.2f})"]
-        lines.append("")
-    notes = out.with_name(out.name + "_notes.md")
-    if notes.is_file():  # hand-written context (which commit, what ran beside what), kept under the tables
-        lines += [notes.read_text()]
-    out.with_suffix(".md").write_text("\n".join(lines))
+    select(args) if args.phase == "select" else report(args)
 
 
 if __name__ == "__main__":

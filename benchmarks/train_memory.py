@@ -69,7 +69,7 @@ def child(args) -> dict:
         base = base_for(args.model, root)
         config = TrainConfig(rank=8, alpha=16, dropout=0.0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
                              epochs=1, batch_size=args.batch_size, max_length=args.max_length, precision=args.precision,
-                             gradient_checkpointing=args.gradient_checkpointing, seed=0)
+                             gradient_checkpointing=bool(args.gradient_checkpointing), seed=0)
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
@@ -83,7 +83,7 @@ def child(args) -> dict:
     peak = (torch.cuda.max_memory_allocated() / 2**20 if args.device.startswith("cuda")
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"model": args.model, "device": args.device, "precision": args.precision,
-            "gradient_checkpointing": args.gradient_checkpointing, "max_length": args.max_length,
+            "gradient_checkpointing": bool(args.gradient_checkpointing), "max_length": args.max_length,
             "batch_size": args.batch_size, "seconds_per_replay_step": round(per_step, 3),
             "tokens_per_second": round(tokens / per_step, 1), "peak_mb": round(peak, 1), "run_seconds": round(seconds, 1),
             "peak_kind": "cuda max allocated" if args.device.startswith("cuda") else "max RSS of the process"}

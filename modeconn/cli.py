@@ -313,6 +313,8 @@ def _method_options(f):
               help="a sequence.json (or its folder), or a folder of task folders (TRACE/LLMCL format); required, here or in --config")
 @click.option("--order", default=None, help="comma-separated task names: the training order (default: the manifest's, or sorted)")
 @click.option("--out", required=True, help="run folder: one adapter per task, sequence.json, metrics.json")
+@click.option("--name", default=None, help="the run's name in sequence.json [the --out folder's name]; "
+                                           "NAME-seedN groups runs for modeconn compare")
 @click.option("--config", "config_file", default=None, help="YAML or JSON file of the options below (flags win)")
 @click.option("--base", default=None, help="base model (default: the manifest's, else 'tiny-llama')")
 @_train_config_options
@@ -327,7 +329,7 @@ def _method_options(f):
 @click.option("--resume", is_flag=True, help="continue the interrupted run in --out (same settings), or start it")
 @click.option("--stop-after-steps", type=POSITIVE, default=None,
               help="stop after this many steps, leaving a state for --resume")
-def train(out, config_file, allow_pickle, resume, stop_after_steps, **flags):
+def train(out, name, config_file, allow_pickle, resume, stop_after_steps, **flags):
     """Train a continual LoRA sequence; write per-task adapters, sequence.json and metrics.json (AP, BWT, FWT)."""
     from pathlib import Path
 
@@ -345,7 +347,7 @@ def train(out, config_file, allow_pickle, resume, stop_after_steps, **flags):
         raise ConfigError(f"{out_dir} holds an interrupted run; pass --resume to continue it, or choose another --out")
     strategy = get_method(request.method, seed=request.config.seed, **request.options)
     try:
-        run = train_sequence(request.base or DEFAULT_BASE, request.tasks, strategy, request.config, out_dir,
+        run = train_sequence(request.base or DEFAULT_BASE, request.tasks, strategy, request.config, out_dir, name=name,
                              device=request.device, eval_split=request.eval_split, eval_limit=request.eval_limit,
                              resume=resume, stop_after=stop_after_steps, metrics_by_task=request.metrics,
                              allow_pickle=allow_pickle, report_to=request.report_to)
@@ -361,6 +363,20 @@ def train(out, config_file, allow_pickle, resume, stop_after_steps, **flags):
         return
     click.echo(f"{request.method}: {len(run.sequence.tasks)} tasks → {out_dir}")
     click.echo(run.metrics.table())
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--baseline", default="er", show_default=True, help="the group every other is paired with, by seed")
+@click.option("--out", default="results", show_default=True, help="folder for compare.json, compare.png, compare.html")
+@click.option("--json", "as_json", is_flag=True, help="print the JSON result to stdout instead of the table")
+def compare(runs, baseline, out, as_json):
+    """Compare continual runs over seeds: AP, BWT and FWT per method with 95% intervals, and each method's paired
+    difference from the baseline. RUNS are run folders, or folders holding them; a run named NAME-seedN is grouped
+    under NAME, any other by its method and options."""
+    from .continual.compare import compare as compare_runs, read_runs
+
+    _analysis(out, as_json, lambda: compare_runs(read_runs(list(runs)), baseline))
 
 
 @cli.command()

@@ -17,7 +17,7 @@ ALLOWED = {
     "evaluator": {"core", "lora"},
     "analysis": {"core", "lora", "evaluator"},
     "continual": {"core", "lora", "evaluator"},
-    "plots": {"core", "lora", "evaluator", "analysis", "continual.metrics", "continual.train_log"},
+    "plots": {"core", "lora", "evaluator", "analysis", "continual.metrics", "continual.train_log", "continual.compare"},
     "demo": {"core", "lora", "evaluator", "analysis", "continual", "plots"},
     "cli": {"core", "lora", "evaluator", "analysis", "continual", "plots", "demo"},
 }

@@ -5,13 +5,19 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .methods import Batch, Method, TaskContext, option, run_seed
-from .replay import ReservoirBuffer
+from .replay import ReservoirBuffer, resolved_size
 
 
 @dataclass
 class ExperienceReplay(Method):
+    """Each step trains on the current batch plus as many examples drawn from the buffer (LLMCL's ER, method/ER.py);
+    each training example is offered to the buffer once, in its task's first epoch."""
+
     name: ClassVar[str] = "er"
-    buffer_size: int = option(500, "replay buffer size (examples kept from earlier tasks)", low=1)
+    buffer_size: int = option(500, "replay buffer size (examples kept from the stream)", low=1)
+    buffer_fraction: float | None = option(None, "buffer size as a fraction of the stream's training examples "
+                                                 "(the I-LoRA paper: 500 of 20,000 = 0.025); overrides buffer_size",
+                                           low=0, high=1)
     seed: int = run_seed()
     buffer: ReservoirBuffer = field(init=False, repr=False)
 
@@ -22,12 +28,15 @@ class ExperienceReplay(Method):
 
     def begin_task(self, ctx: TaskContext) -> None:
         self.collate = ctx.collate
+        if self.buffer.seen == 0:
+            self.buffer.size = resolved_size(self.buffer_size, self.buffer_fraction, ctx.stream_examples)
 
     def training_step(self, model, batch: Batch):
         # as many replayed examples as current ones: under DDP a process's slice of the batch, not the whole batch
         replay = self.buffer.sample(len(batch.examples))
         inputs = self.collate(batch.examples + replay) if replay else batch.inputs
-        self.buffer.add(batch.examples)
+        if batch.epoch == 0:
+            self.buffer.add(batch.examples)
         return model(**inputs).loss
 
     def state(self) -> tuple[dict, dict]:

@@ -6,10 +6,17 @@ Each step, with a replay batch R from a reservoir buffer (the current batch B is
   target = max(h_fast, h_slow) element-wise (the reference code's one-sided target; ``consistency="mse"``: h_slow)
 After the optimizer step: slow ← λ·slow + (1−λ)·fast with λ = min(1 − 1/(step+1), λ_max).
 
-``variant="reference"`` reproduces what the published code actually ran: its interpolation never reached the slow
-adapter (it matched parameters by names that carry the adapter name), so the slow learner stayed at its initial LoRA
-(B = 0: the base model), the consistency loss pulled the fast adapter toward the base model, and the fast adapter was
-evaluated.
+Variants, each what it says (LLMCL = github.com/which47/LLMCL at a9dae12, method/ILORA.py):
+  paper               as above; the slow learner is evaluated (``eval_adapter="fast"`` evaluates the fast one).
+  reference           LLMCL's code with its crashing task-end call removed: ``continual_learning`` calls
+                      ``self.model.load_ema_model`` (line 295), which ILoRAModel does not define, so the published code
+                      stops after task 1; without that call its ``update_ema_weights`` (lines 162–172) matches the
+                      fast adapter's parameter names (``….default.…``, line 166) against the slow ones'
+                      (``….ema.…``, line 170) and so only rewrites the fast adapter with itself: the slow learner stays
+                      at its initial LoRA (B = 0, the base model), the consistency loss pulls the fast adapter toward
+                      the base model's hidden states, and the fast adapter is evaluated.
+  reference-intended  what line 295 evidently meant: at each task's end the slow learner becomes a frozen copy of the
+                      fast one (no interpolation during a task); the fast adapter is evaluated.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ from typing import ClassVar
 import torch
 
 from .methods import FAST, Batch, Method, TaskContext, mean_token_nll, option, run_seed, train_only, unwrap
-from .replay import ReservoirBuffer
+from .replay import ReservoirBuffer, resolved_size
 
 SLOW = "slow"
 
@@ -43,13 +50,17 @@ def consistency_loss(fast: list[torch.Tensor], slow: list[torch.Tensor], mask: t
 class ILoRA(Method):
     name: ClassVar[str] = "ilora"
     saved_adapters: ClassVar = MappingProxyType({"fast": FAST, "slow": SLOW})
-    buffer_size: int = option(500, "replay buffer size (examples kept from earlier tasks)", low=1)
-    gamma: float = option(1.0, "weight γ of the consistency loss", low=0)
+    buffer_size: int = option(500, "replay buffer size (examples kept from the stream)", low=1)
+    buffer_fraction: float | None = option(None, "buffer size as a fraction of the stream's training examples "
+                                                 "(the I-LoRA paper: 500 of 20,000 = 0.025); overrides buffer_size",
+                                           low=0, high=1)
+    gamma: float = option(1.0, "weight γ of the consistency loss (0: no consistency loss, the ablation)", low=0)
     ema: float = option(0.25, "λ_max of slow ← λ·slow + (1−λ)·fast (0.25: the reference code's; the paper describes a "
                               "slowly moving average, e.g. 0.99)", low=0, high=1, high_open=True)
     eval_adapter: str = option("slow", "adapter evaluated and saved per task", flag="ilora-eval", choices=("fast", "slow"))
-    variant: str = option("paper", "'reference' reproduces the published code's behaviour (slow = base model, evaluate fast)",
-                          flag="ilora-variant", choices=("paper", "reference"))
+    variant: str = option("paper", "paper; reference: LLMCL's code without its crashing task-end call (slow = base model, "
+                                   "fast evaluated); reference-intended: slow := a frozen copy of fast at each task end, "
+                                   "fast evaluated", flag="ilora-variant", choices=("paper", "reference", "reference-intended"))
     consistency: str = option("max", "target max(fast, slow) as the reference code, or the slow hidden state (symmetric MSE)",
                               choices=("max", "mse"))
     seed: int = run_seed()
@@ -65,10 +76,12 @@ class ILoRA(Method):
 
     @property
     def evaluated_adapter(self) -> str:
-        return FAST if self.variant == "reference" or self.eval_adapter == "fast" else SLOW
+        return FAST if self.variant != "paper" or self.eval_adapter == "fast" else SLOW
 
     def begin_task(self, ctx: TaskContext) -> None:
         self.collate = ctx.collate
+        if self.buffer.seen == 0:
+            self.buffer.size = resolved_size(self.buffer_size, self.buffer_fraction, ctx.stream_examples)
         if SLOW not in ctx.model.peft_config:
             from dataclasses import replace
 
@@ -102,7 +115,8 @@ class ILoRA(Method):
 
     def training_step(self, model, batch: Batch):
         replay = self.buffer.sample(len(batch.examples))  # as many as current examples (a process's slice under DDP)
-        self.buffer.add(batch.examples)
+        if batch.epoch == 0:  # each example is offered once per task
+            self.buffer.add(batch.examples)
         if not replay:
             loss = model(**batch.inputs).loss
             self.parts = {"ce_current": loss.item()}
@@ -122,6 +136,12 @@ class ILoRA(Method):
 
     def step_parts(self) -> dict[str, float]:
         return self.parts
+
+    @torch.no_grad()
+    def end_task(self, ctx: TaskContext) -> None:
+        if self.variant == "reference-intended":  # the slow learner becomes a frozen copy of the fast one
+            for slow, fast in zip(*self.pairs):
+                slow.copy_(fast)
 
     @torch.no_grad()
     def after_step(self, model) -> None:

@@ -17,13 +17,14 @@ import torch
 
 from ..evaluator.data import Encoded
 
-FAST = "default"  # peft's name for the adapter every method trains
+from .adapter_io import FAST, save_peft_adapter
 
 
 @dataclass
 class Batch:
     examples: list[Encoded]
     inputs: dict[str, torch.Tensor]  # input_ids, attention_mask, labels, on the model's device
+    epoch: int = 0  # the epoch of the current task this batch belongs to (replay offers examples in the first only)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class TaskContext:
     train: list[Encoded]
     collate: Callable[[list[Encoded]], dict[str, torch.Tensor]]  # examples -> tensors on the device
     batch_size: int
+    stream_examples: int = 0  # training examples of the whole task stream this process sees (a buffer fraction's base)
 
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
@@ -54,6 +56,12 @@ def option_fields(method_class: type) -> list:
     return [f for f in fields(method_class) if f.metadata.get("option")]
 
 
+def option_type(hint) -> type:
+    """``int`` for ``int`` and ``int | None``; the same for the other option types."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
 def takes_seed(method_class: type) -> bool:
     return any(f.metadata.get("run_seed") for f in fields(method_class))
 
@@ -66,6 +74,8 @@ class Method(Protocol):
     evaluated_adapter: ClassVar[str] = FAST
     # further adapters saved per task, label -> peft adapter name (I-LoRA's fast/ and slow/)
     saved_adapters: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    # trains once on all tasks together (multi-task): only the final row of its accuracy matrix means something
+    joint: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         """Check every option against its declaration (type, choices, range), naming it in the message."""
@@ -74,12 +84,15 @@ class Method(Protocol):
         kinds = typing.get_type_hints(type(self))
         for f in option_fields(type(self)):
             meta, label, value = f.metadata, f"{self.name}: {f.name}", getattr(self, f.name)
+            kind = option_type(kinds[f.name])
+            if value is None and kind is not kinds[f.name]:  # an optional option left unset
+                continue
             if meta["choices"] is not None:
                 value = checks.choice(label, value, meta["choices"])
-            elif kinds[f.name] is int:
+            elif kind is int:
                 value = checks.count(label, value, int(meta["low"] if meta["low"] is not None else 0),
                                      None if meta["high"] is None else int(meta["high"]))
-            elif kinds[f.name] is float:
+            elif kind is float:
                 value = checks.finite(label, value, meta["low"], meta["high"], high_open=meta["high_open"])
             setattr(self, f.name, value)
 
@@ -88,8 +101,9 @@ class Method(Protocol):
         """The method's resolved options, recorded with the run and checked when it is resumed."""
         return {f.name: getattr(self, f.name) for f in option_fields(type(self))}
 
-    def train_set(self, seen: list[list[Encoded]]) -> list[Encoded]:
-        """The examples of the current task's epochs, given every task's so far (the current one last)."""
+    def train_set(self, seen: list[list[Encoded]], tasks: int) -> list[Encoded]:
+        """The examples of the current task's epochs, given every task's so far (the current one last) and the
+        stream's number of tasks."""
         return seen[-1]
 
     def begin_task(self, ctx: TaskContext) -> None:
@@ -98,6 +112,10 @@ class Method(Protocol):
     def training_step(self, model, batch: Batch) -> torch.Tensor:
         """The loss to minimise for one batch of the current task (default: its cross-entropy)."""
         return model(**batch.inputs).loss
+
+    def before_update(self, model) -> None:
+        """After the step's backward passes, before clipping and the update: a method may rewrite the gradients
+        (A-GEM, GEM project them)."""
 
     def after_step(self, model) -> None:
         pass
@@ -108,6 +126,21 @@ class Method(Protocol):
 
     def end_task(self, ctx: TaskContext) -> None:
         pass
+
+    def evaluation_models(self, model, trained: int, tasks: int) -> list:
+        """The model each of the ``tasks`` is scored with after ``trained`` tasks (default: the evaluated adapter
+        for all; before any training the initial adapter, i.e. the base model). Per-task models (``one``) or prompt
+        wrappers (L2P, Progressive Prompts) differ."""
+        model.set_adapter(self.evaluated_adapter if trained else FAST)
+        return [model] * tasks
+
+    def restore_training(self, model) -> None:
+        """After scoring: the adapter this method trains is active again and the only trainable one."""
+        train_only(model, FAST)
+
+    def save(self, model, folder) -> None:
+        """The task's checkpoint: the evaluated adapter, as a plain peft adapter folder."""
+        save_peft_adapter(model, self.evaluated_adapter, folder)
 
     def state(self) -> tuple[dict, dict]:
         """``(tensors, JSON-ready values)`` needed to resume mid-run."""

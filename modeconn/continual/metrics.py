@@ -22,6 +22,7 @@ class ContinualMetrics:
     initial_accuracy: list[float] | None = None
     initial_loss: list[float] | None = None
     split: str = "test"
+    joint: bool = False  # a multi-task run trained once on every task: only AP (the final row) means something
 
     def add_row(self, accuracy: list[float], loss: list[float]) -> None:
         self.accuracy.append(list(accuracy))
@@ -34,14 +35,14 @@ class ContinualMetrics:
     @property
     def bwt(self) -> float | None:
         t = len(self.accuracy)
-        if t < 2:
+        if t < 2 or self.joint:
             return None
         return sum(self.accuracy[-1][j] - self.accuracy[j][j] for j in range(t - 1)) / (t - 1)
 
     @property
     def fwt(self) -> float | None:
         t = len(self.accuracy)
-        if t < 2 or self.initial_accuracy is None:
+        if t < 2 or self.initial_accuracy is None or self.joint:
             return None
         return sum(self.accuracy[j - 1][j] - self.initial_accuracy[j] for j in range(1, t)) / (t - 1)
 
@@ -51,7 +52,8 @@ class ContinualMetrics:
     @classmethod
     def from_json(cls, data: dict) -> "ContinualMetrics":
         """Read the matrix back from a run's ``metrics.json`` (AP, BWT and FWT are recomputed from it)."""
-        return cls(**{k: data[k] for k in ("tasks", "accuracy", "loss", "initial_accuracy", "initial_loss", "split") if k in data})
+        keys = ("tasks", "accuracy", "loss", "initial_accuracy", "initial_loss", "split", "joint")
+        return cls(**{k: data[k] for k in keys if k in data})
 
     def table(self) -> str:
         width = max(8, *(len(t) for t in self.tasks))

@@ -13,7 +13,7 @@ from ..evaluator.evaluate import EvalConfig, evaluate_model
 from ..evaluator.models import load_base
 from ..evaluator.scoring import get_scorer
 from .config import TrainConfig
-from .methods import FAST, Method, train_only
+from .methods import FAST, Method
 from .metrics import ContinualMetrics
 from .run_folder import RunFolder
 from .state import RunState, read_state
@@ -50,12 +50,17 @@ class Prepared:
     def to_device(self, examples: list[Encoded]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device) for k, v in collate(examples, self.tokenizer.pad_token_id).items()}
 
-    def scores(self, adapter: str) -> tuple[list[float], list[float]]:
-        """Accuracy and loss of ``adapter`` on every task's evaluation split; the fast adapter stays the trained one."""
-        self.model.set_adapter(adapter)
-        curves = evaluate_model(self.model, self.tokenizer, self.tests, self.eval_config, self.metrics_by_task)
-        train_only(self.model, FAST)
-        return [c.accuracy[0] for c in curves.values()], [c.loss[0] for c in curves.values()]
+    def scores(self, method: Method, trained: int) -> tuple[list[float], list[float]]:
+        """Accuracy and loss on every task's evaluation split, each task scored by the model the method evaluates it
+        with after ``trained`` tasks; then the method's trained adapter is the only trainable one again."""
+        names = list(self.tests)
+        plan = method.evaluation_models(self.model, trained, len(names))
+        curves = {}
+        for model in dict.fromkeys(plan):  # each distinct model once, on the tasks it scores
+            tasks = {n: self.tests[n] for n, m in zip(names, plan) if m is model}
+            curves.update(evaluate_model(model, self.tokenizer, tasks, self.eval_config, self.metrics_by_task))
+        method.restore_training(self.model)
+        return [curves[n].accuracy[0] for n in names], [curves[n].loss[0] for n in names]
 
 
 def fingerprint(base: str, tasks, method: Method, config: TrainConfig, eval_split: str, eval_limit, processes: int) -> dict:
@@ -135,12 +140,13 @@ def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Metho
     trained = accelerator.prepare_model(model) if accelerator.num_processes > 1 else model  # DDP: forwards sync gradients
     prepared = Prepared(accelerator, model, trained, tokenizer, tasks, train_sets, tests, metrics_by_task,
                         EvalConfig(max_length=max_length, progress=False), torch.Generator().manual_seed(config.seed),
-                        RunState(prints), ContinualMetrics([t for t, _ in tasks], split=eval_split), None, max_length, where)
+                        RunState(prints), ContinualMetrics([t for t, _ in tasks], split=eval_split, joint=method.joint), None,
+                        max_length, where)
     if previous is not None:
         prepared.run, prepared.resume_from = previous[0], previous[1:]
         prepared.metrics = ContinualMetrics(**prepared.run.metrics)
         if accelerator.is_main_process:
             folder.trim_log(prepared.run.global_step)
     else:
-        prepared.metrics.initial_accuracy, prepared.metrics.initial_loss = prepared.scores(FAST)
+        prepared.metrics.initial_accuracy, prepared.metrics.initial_loss = prepared.scores(method, 0)
     return prepared

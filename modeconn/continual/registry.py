@@ -6,14 +6,17 @@ import typing
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from .agem import AGEM
 from .er import ExperienceReplay
 from .ewc import EWC
+from .gem import GEM
 from .ilora import ILoRA
-from .methods import Method, option_fields, takes_seed
-from .mtl import MultiTask
+from .methods import Method, option_fields, option_type, takes_seed
+from .mtl import CumulativeMultiTask, MultiTask
 from .seq import Sequential
 
-METHODS: dict[str, type] = {cls.name: cls for cls in (Sequential, ExperienceReplay, EWC, MultiTask, ILoRA)}
+METHODS: dict[str, type] = {cls.name: cls for cls in (Sequential, ExperienceReplay, EWC, MultiTask, CumulativeMultiTask,
+                                                       AGEM, GEM, ILoRA)}
 
 
 def get_method(name: str, seed: int | None = None, **options) -> Method:
@@ -61,6 +64,6 @@ def declared_options() -> dict[str, DeclaredOption]:
             flag = f.metadata["flag"] or f.name.replace("_", "-")
             key = flag.replace("-", "_")
             if key not in out:
-                out[key] = DeclaredOption(f.name, flag, hints[f.name], f.metadata["help"], f.metadata["choices"])
+                out[key] = DeclaredOption(f.name, flag, option_type(hints[f.name]), f.metadata["help"], f.metadata["choices"])
             out[key].defaults[method] = f.default
     return out

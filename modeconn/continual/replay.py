@@ -1,10 +1,15 @@
-"""A reservoir buffer of past examples: every example seen so far is kept with equal probability, never over its size."""
+"""A reservoir buffer of past examples: every example offered so far is kept with equal probability, never over its
+size, and the replay methods that own one. Each training example is offered once per task (in the task's first
+epoch): a buffer of 40 over a stream of 1,600 holds a uniform 2.5% sample of it (``tests/continual/test_methods.py``
+checks the uniformity with a chi-square test)."""
 from __future__ import annotations
 
 import random
 
 
 class ReservoirBuffer:
+    """Algorithm R (Vitter, 1985): the n-th item offered replaces a random slot with probability size / n."""
+
     def __init__(self, size: int, seed: int = 0):
         self.size, self.items, self.seen = size, [], 0
         self._rng = random.Random(seed)
@@ -38,3 +43,8 @@ class ReservoirBuffer:
         self.items = [Encoded(tuple(ids), n) for ids, n in state["items"]]
         version, internal, gauss = state["rng"]
         self._rng.setstate((version, tuple(internal), gauss))
+
+
+def resolved_size(size: int, fraction: float | None, stream_examples: int) -> int:
+    """The buffer's size: ``fraction`` of the stream's examples when given (at least one), else ``size``."""
+    return max(1, round(fraction * stream_examples)) if fraction is not None else size

@@ -18,28 +18,13 @@ from pathlib import Path
 
 import torch
 
-from ..files import atomic_folder, atomic_write, write_json
+from ..files import atomic_write, write_json
 from ..lora.sequence import Sequence
 from ..outdir import Claimed
 from ..provenance import PYTHON_CALL, command
-from .methods import FAST
+from .adapter_io import save_peft_adapter
 from .metrics import ContinualMetrics
 from .state import RunState, clear_state, save_state
-
-
-def save_peft_adapter(model, adapter: str, folder: Path) -> None:
-    """Save one named adapter of a PeftModel with peft's own ``save_pretrained``, as a plain adapter folder."""
-    with atomic_folder(folder) as tmp:
-        model.save_pretrained(tmp / "saved", selected_adapters=[adapter], save_embedding_layers=False)
-        saved = tmp / "saved" if adapter == FAST else tmp / "saved" / adapter
-        config_path = saved / "adapter_config.json"
-        config = json.loads(config_path.read_text())
-        if isinstance(config.get("target_modules"), list):  # peft writes a set: its order changes from run to run
-            config["target_modules"] = sorted(config["target_modules"])
-            config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        for item in saved.iterdir():
-            if item.is_file():
-                item.rename(tmp / item.name)
 
 
 def command_script() -> str:
@@ -60,9 +45,9 @@ class RunFolder:
         self.claimed, self.out = claimed, claimed.root
 
     def save_task(self, model, method, task: str) -> None:
-        """The method's evaluated adapter as ``<task>/``, and each further adapter it keeps as ``<label>/<task>/``
-        (paths that would leave the run folder are refused)."""
-        save_peft_adapter(model, method.evaluated_adapter, self.claimed.path(task))
+        """The method's checkpoint of the task as ``<task>/`` (its evaluated adapter, unless it saves otherwise),
+        and each further adapter it keeps as ``<label>/<task>/`` (paths that would leave the run folder are refused)."""
+        method.save(model, self.claimed.path(task))
         for label, adapter in method.saved_adapters.items():
             save_peft_adapter(model, adapter, self.claimed.path(label, task))
 

@@ -59,8 +59,9 @@ def all_finite(value: torch.Tensor, run) -> bool:
 
 
 def optimizer_step(run, method: Method, config: TrainConfig, optimizer, amp: Amp, window: list, lr: float,
-                   where: str) -> StepResult:
-    """Train on ``window`` (the examples of one optimizer step) and update; ``where`` names the step in messages."""
+                   where: str, epoch: int = 0) -> StepResult:
+    """Train on ``window`` (the examples of one optimizer step, in the task's ``epoch``) and update; ``where`` names
+    the step in messages."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     micro = [window[i : i + config.batch_size] for i in range(0, len(window), config.batch_size)]
@@ -73,7 +74,7 @@ def optimizer_step(run, method: Method, config: TrainConfig, optimizer, amp: Amp
         sync = nullcontext() if last or run.world == 1 else run.trained.no_sync()  # DDP averages once, at the end
         with sync:
             with amp.autocast():
-                loss = method.training_step(run.trained, Batch(batch, run.to_device(batch)))
+                loss = method.training_step(run.trained, Batch(batch, run.to_device(batch), epoch))
             if not all_finite(loss.detach(), run):
                 raise nonfinite("loss", where)
             amp.scaler.scale(loss * weight).backward()
@@ -81,6 +82,7 @@ def optimizer_step(run, method: Method, config: TrainConfig, optimizer, amp: Amp
         for name, value in method.step_parts().items():
             parts[name] = parts.get(name, 0.0) + value * weight
     amp.scaler.unscale_(optimizer)
+    method.before_update(run.trained)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm or float("inf"))
     finite_grads = all_finite(norm, run)

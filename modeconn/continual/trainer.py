@@ -155,15 +155,17 @@ def _flat(values: dict, prefix: str = "") -> dict:
 def steps_per_task(run: Prepared, method: Method, config: TrainConfig) -> list[int]:
     """Optimizer steps of each task: epochs × windows of batch_size × grad_accum examples."""
     window = config.batch_size * config.grad_accum
-    return [config.epochs * -(-len(method.train_set(run.train_sets[: i + 1])) // window) for i in range(len(run.tasks))]
+    sizes = [len(method.train_set(run.train_sets[: i + 1], len(run.tasks))) for i in range(len(run.tasks))]
+    return [config.epochs * -(-size // window) for size in sizes]
 
 
 def train_task(run: Prepared, method: Method, config: TrainConfig, folder: RunFolder, index: int, clock: StepClock,
                amp: Amp, progress: bool, state_every: int, stop_after: int | None) -> bool:
     """Train one task, evaluate, save; False if ``stop_after`` stopped it (its state saved for resuming)."""
     task = run.tasks[index][0]
-    examples = method.train_set(run.train_sets[: index + 1])
-    ctx = TaskContext(run.model, task, index, examples, run.to_device, config.batch_size)
+    examples = method.train_set(run.train_sets[: index + 1], len(run.tasks))
+    stream = sum(len(method.train_set(run.train_sets[: i + 1], len(run.tasks))) for i in range(len(run.tasks))) // run.world
+    ctx = TaskContext(run.model, task, index, examples, run.to_device, config.batch_size, stream)
     method.begin_task(ctx)
     optimizer = torch.optim.AdamW([p for p in run.model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0)
     state, main = run.run, run.accelerator.is_main_process
@@ -187,7 +189,7 @@ def train_task(run: Prepared, method: Method, config: TrainConfig, folder: RunFo
                 lr = config.lr * lr_factor(config.lr_scheduler, step, total, warmup(total))
                 started = time.perf_counter()
                 result = optimizer_step(run, method, config, optimizer, amp, chosen, lr,
-                                        f"task {task!r}, step {state.global_step + 1}")
+                                        f"task {task!r}, step {state.global_step + 1}", state.epoch)
                 seconds = time.perf_counter() - started
                 clock.add(task, seconds)
                 state.position += window
@@ -206,7 +208,7 @@ def train_task(run: Prepared, method: Method, config: TrainConfig, folder: RunFo
             state.epoch, state.position, state.order = state.epoch + 1, 0, None
     run.model.eval()
     method.end_task(ctx)
-    run.metrics.add_row(*run.scores(method.evaluated_adapter))
+    run.metrics.add_row(*run.scores(method, index + 1))
     state.task_index, state.epoch, state.position, state.order, state.task_step = index + 1, 0, 0, None, 0
     if main:
         folder.save_task(run.model, method, task)

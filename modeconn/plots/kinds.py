@@ -33,8 +33,10 @@ def load_result(path: str | Path):
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a JSON file ({exc})") from None
     kind = data.get("kind") if isinstance(data, dict) else None
+    from ..continual.compare import Comparison
+
     readers = {"barrier": BarrierResult, "plane": SurfaceResult, "random": SurfaceResult, "sweep": SweepResult,
-               "continual_metrics": ContinualMetrics}
+               "continual_metrics": ContinualMetrics, "comparison": Comparison}
     if kind not in readers:
         raise DataError(f"{path}: not a modeconn result (kind {kind!r}; expected one of {sorted(readers)})")
     try:
@@ -105,6 +107,12 @@ def writers(result, surface3d: bool = False, measure: str = "barrier") -> dict[s
         return {"accuracy.png": partial(continual_png, runs), "accuracy.html": partial(continual_html, runs)}
     if isinstance(result, TrainLog):  # likewise its train_log.jsonl
         return {"train_log.png": partial(train_log_png, result), "train_log.html": partial(train_log_html, result)}
+    from ..continual.compare import Comparison
+    from .compare import compare_html, compare_png
+
+    if isinstance(result, Comparison):
+        return {"compare.json": result.dumps() + "\n", "compare.png": partial(compare_png, result),
+                "compare.html": partial(compare_html, result)}
     if isinstance(result, BarrierResult):
         stem, png, html = "barrier", partial(barrier_png, result), partial(barrier_html, result)
     elif isinstance(result, SurfaceResult):
@@ -142,6 +150,11 @@ def figure(result, surface3d: bool = False, measure: str = "barrier"):
         return continual_figure(runs)
     if isinstance(result, TrainLog):
         return train_log_figure(result)
+    from ..continual.compare import Comparison
+    from .compare import compare_figure
+
+    if isinstance(result, Comparison):
+        return compare_figure(result)
     if isinstance(result, BarrierResult):
         return barrier_figure(result)
     if isinstance(result, SurfaceResult):

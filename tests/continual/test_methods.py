@@ -148,10 +148,12 @@ def test_method_options_are_checked():
 
 def test_the_run_seed_reaches_only_the_methods_that_draw_random_numbers():
     """Replay buffers sample with the run's seed; the other methods take no seed. ``options`` are the resolved values."""
-    assert get_method("er", seed=3).seed == 3 and get_method("er", seed=3).options == {"buffer_size": 500}
+    assert get_method("er", seed=3).seed == 3
+    assert get_method("er", seed=3).options == {"buffer_size": 500, "buffer_fraction": None}
     ilora = get_method("ilora", seed=3, ema=0.99)
     assert ilora.seed == 3 and ilora.options["ema"] == 0.99 and ilora.options["variant"] == "paper"
-    assert get_method("seq", seed=3).options == {} and get_method("ewc", seed=3).options == {"ewc_lambda": 100.0}
+    assert get_method("seq", seed=3).options == {}
+    assert get_method("ewc", seed=3).options == {"ewc_lambda": 100.0, "fisher_samples": 256}
     samples = []
     for seed in (3, 3, 4):
         buffer = get_method("er", seed=seed).buffer
@@ -208,3 +210,79 @@ def test_ilora_slow_hidden_states_equal_peft_forward_of_the_slow_adapter(peft_ll
     for h, r in zip(hidden, reference):
         torch.testing.assert_close(h, r, rtol=0, atol=0)
     assert not torch.allclose(hidden[-1], other[-1])  # and not the fast adapter's
+
+
+def test_each_example_is_offered_once_and_the_buffer_is_a_uniform_sample():
+    """Examples offered in a task's first epoch only (later epochs replay, not re-offer): no duplicates, and over
+    many seeds every one of 200 examples is kept equally often (chi-square test, p > 0.01)."""
+    from scipy.stats import chisquare
+
+    from modeconn.continual.methods import Batch
+
+    counts = torch.zeros(200)
+    for seed in range(300):
+        method = get_method("er", seed=seed, buffer_size=10)
+        method.collate = lambda examples: {}
+        for epoch in range(3):
+            for start in range(0, 200, 8):
+                method.buffer.sample(8)
+                if epoch == 0:
+                    method.buffer.add(range(start, start + 8))
+        assert method.buffer.seen == 200 and len(set(method.buffer.items)) == 10
+        counts[list(method.buffer.items)] += 1
+    assert chisquare(counts.numpy()).pvalue > 0.01
+    er = get_method("er", seed=0, buffer_size=50)
+    er.collate = lambda examples: {"examples": examples}
+
+    class Model:
+        def __call__(self, **inputs):
+            return type("Out", (), {"loss": torch.zeros(())})()
+
+    for epoch in range(3):  # the method itself offers a batch only in epoch 0
+        er.training_step(Model(), Batch([1, 2, 3, 4], {}, epoch))
+    assert er.buffer.seen == 4 and sorted(er.buffer.items) == [1, 2, 3, 4]
+
+
+def test_a_buffer_fraction_sizes_the_buffer_from_the_stream():
+    method = get_method("er", seed=0, buffer_fraction=0.025)
+    method.begin_task(TaskContext(None, "t", 0, [], lambda e: {}, 4, stream_examples=1600))
+    assert method.buffer.size == 40
+
+
+def test_ewc_fisher_is_the_per_example_empirical_fisher(peft_llama):
+    """F = (1/N) Σ_n g_n², each example's own gradient (dropout off), against a hand computation with autograd."""
+    from modeconn.continual.ewc import per_example_fisher
+    from modeconn.evaluator.data import Encoded, collate
+
+    examples = [Encoded((1, 5, 6, 7, 2), 3), Encoded((1, 9, 2), 2), Encoded((1, 11, 12, 13, 14, 2), 4)]
+    peft_llama.train()
+    fisher = per_example_fisher(peft_llama, examples, lambda e: collate(e, 3))
+    assert peft_llama.training  # the model is left in the mode it came in
+    params = {n: p for n, p in peft_llama.named_parameters() if p.requires_grad}
+    peft_llama.eval()
+    reference = {n: torch.zeros_like(p) for n, p in params.items()}
+    for example in examples:
+        loss = peft_llama(**collate([example], 3)).loss
+        grads = torch.autograd.grad(loss, list(params.values()))
+        for (n, _), g in zip(params.items(), grads):
+            reference[n] += g**2 / len(examples)
+    for n in params:
+        torch.testing.assert_close(fisher[n], reference[n], rtol=1e-5, atol=1e-9)
+    # the squared gradient of the batch's mean loss (the old estimate) is far smaller than the per-example Fisher
+    grads = torch.autograd.grad(peft_llama(**collate(examples, 3)).loss, list(params.values()))
+    assert sum(float((g**2).sum()) for g in grads) < 0.9 * sum(float(f.sum()) for f in fisher.values())
+
+
+def test_ilora_reference_intended_copies_fast_into_slow_at_each_task_end(peft_llama):
+    method = ILoRA(variant="reference-intended")
+    method.begin_task(_ctx(peft_llama))
+    with torch.no_grad():
+        for n, p in peft_llama.named_parameters():
+            if ".default." in n:
+                p.add_(0.5)
+    method.after_step(peft_llama)  # no interpolation during the task
+    assert all(torch.count_nonzero(v) == 0 for n, v in _lora(peft_llama, "slow").items() if "lora_B" in n)
+    method.end_task(_ctx(peft_llama))
+    fast, slow = _lora(peft_llama, "default"), _lora(peft_llama, "slow")
+    assert all(torch.equal(v, fast[n.replace(".slow.", ".default.")]) for n, v in slow.items())
+    assert method.evaluated_adapter == "default"

@@ -1,0 +1,106 @@
+"""Gradients as one flat vector, the episodic memory, and the method shell shared by the methods that project the
+current gradient against the memory's (A-GEM, GEM)."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import torch
+
+from .methods import Method, TaskContext, option, run_seed, unwrap
+
+
+def trainable(model) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def flat_grad(params: list[torch.nn.Parameter]) -> torch.Tensor:
+    """The parameters' gradients, concatenated (zeros where a parameter has none)."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+
+
+def set_flat_grad(params: list[torch.nn.Parameter], flat: torch.Tensor) -> None:
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[offset : offset + n].view_as(p).clone()
+        offset += n
+
+
+def memory_gradient(model, params: list[torch.nn.Parameter], examples: list, collate, batch_size: int) -> torch.Tensor:
+    """The gradient of the mean loss over ``examples`` (in batches of ``batch_size``), as a flat vector; the model's
+    gradients are left zeroed."""
+    for p in params:
+        p.grad = None
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        (model(**collate(chunk)).loss * len(chunk) / len(examples)).backward()
+    grad = flat_grad(params)
+    for p in params:
+        p.grad = None
+    return grad
+
+
+class EpisodicMemory:
+    """Up to ``per_task`` examples of each finished task, drawn at random (seeded) when the task ends."""
+
+    def __init__(self, per_task: int, seed: int):
+        self.per_task, self.tasks = per_task, []
+        self._rng = random.Random(seed)
+
+    def add_task(self, examples: list) -> None:
+        self.tasks.append(self._rng.sample(list(examples), min(self.per_task, len(examples))))
+
+    def all(self) -> list:
+        return [e for task in self.tasks for e in task]
+
+    def sample(self, k: int) -> list:
+        pool = self.all()
+        return self._rng.sample(pool, min(k, len(pool)))
+
+    def state_dict(self) -> dict:
+        version, internal, gauss = self._rng.getstate()
+        return {"tasks": [[[list(e.ids), e.n_prompt] for e in task] for task in self.tasks], "rng": [version, list(internal), gauss]}
+
+    def load_state_dict(self, state: dict) -> None:
+        from ..evaluator.data import Encoded
+
+        self.tasks = [[Encoded(tuple(ids), n) for ids, n in task] for task in state["tasks"]]
+        version, internal, gauss = state["rng"]
+        self._rng.setstate((version, tuple(internal), gauss))
+
+
+@dataclass
+class ProjectingMethod(Method):
+    """Keeps an episodic memory of each finished task; before each update replaces the current gradient by
+    ``project(g, memory)`` (subclasses say how)."""
+
+    memory_per_task: int = option(64, "examples of each finished task kept in the episodic memory", low=1)
+    seed: int = run_seed()
+    memory: EpisodicMemory = field(init=False, repr=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.memory = EpisodicMemory(self.memory_per_task, self.seed)
+        self.collate, self.batch_size = None, 1
+
+    def project(self, model, params: list[torch.nn.Parameter], g: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def begin_task(self, ctx: TaskContext) -> None:
+        self.collate, self.batch_size = ctx.collate, ctx.batch_size
+
+    def before_update(self, model) -> None:
+        if not self.memory.tasks:
+            return
+        params = trainable(unwrap(model))
+        set_flat_grad(params, self.project(model, params, flat_grad(params)))
+
+    def end_task(self, ctx: TaskContext) -> None:
+        self.memory.add_task(ctx.train)
+
+    def state(self) -> tuple[dict, dict]:
+        return {}, {"memory": self.memory.state_dict()}
+
+    def load_state(self, tensors: dict, meta: dict) -> None:
+        self.memory.load_state_dict(meta["memory"])

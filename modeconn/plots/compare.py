@@ -1,0 +1,58 @@
+"""The picture of a method comparison: a forest plot of each method's paired difference from the baseline (AP and
+BWT), the point at the mean over seeds and the bar its 95% interval; a bar that crosses 0 cannot tell them apart."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..continual.compare import Comparison
+from .style import COLORS, new_figure, save_png, write_html
+
+SHOWN = ("AP", "BWT")
+
+
+def _rows(result: Comparison, measure: str) -> list[tuple[str, dict]]:
+    return [(label, m[measure]) for label, m in result.paired.items() if m.get(measure)]
+
+
+def compare_png(result: Comparison, out: str | Path) -> None:
+    labels = list(result.paired)
+    fig = new_figure(figsize=(11, 1.2 + 0.45 * max(1, len(labels))))
+    axes = fig.subplots(1, len(SHOWN), sharey=True, squeeze=False)[0]
+    for ax, measure in zip(axes, SHOWN):
+        for y, (label, entry) in enumerate(_rows(result, measure)):
+            low = entry["low"] if entry["low"] is not None else entry["mean"]
+            high = entry["high"] if entry["high"] is not None else entry["mean"]
+            color = COLORS[0] if low > 0 else COLORS[1] if high < 0 else "#777777"
+            ax.plot([low, high], [y, y], color=color, lw=2)
+            ax.plot(entry["mean"], y, "o", color=color)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.invert_yaxis()
+        ax.set(title=f"{measure}: difference from {result.baseline} (paired by seed, 95% CI)", xlabel=measure)
+        ax.grid(alpha=0.3, axis="x")
+    save_png(fig, out)
+
+
+def compare_figure(result: Comparison):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=len(SHOWN), shared_yaxes=True,
+                        subplot_titles=[f"{m}: difference from {result.baseline}" for m in SHOWN])
+    for col, measure in enumerate(SHOWN, start=1):
+        rows = _rows(result, measure)
+        means = [e["mean"] for _, e in rows]
+        plus = [(e["high"] - e["mean"]) if e["high"] is not None else 0 for _, e in rows]
+        minus = [(e["mean"] - e["low"]) if e["low"] is not None else 0 for _, e in rows]
+        fig.add_trace(go.Scatter(x=means, y=[label for label, _ in rows], mode="markers", marker=dict(size=9, color=COLORS[0]),
+                                 error_x=dict(type="data", array=plus, arrayminus=minus), name=measure,
+                                 hovertemplate="%{y}: %{x:+.4f}<extra></extra>", showlegend=False), 1, col)
+        fig.add_vline(x=0, line=dict(color="black", width=1), row=1, col=col)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=f"paired differences from {result.baseline} over seeds ({result.interval})", template="plotly_white",
+                      height=200 + 40 * max(1, len(result.paired)))
+    return fig
+
+
+def compare_html(result: Comparison, out: str | Path) -> None:
+    write_html(compare_figure(result), out)
