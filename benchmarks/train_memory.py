@@ -73,8 +73,8 @@ def child(args) -> dict:
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        run = train_sequence(base, tasks, get_method("ilora", seed=0), config, root / "run", device=args.device,
-                             eval_limit=2, progress=False)
+        train_sequence(base, tasks, get_method("ilora", seed=0), config, root / "run", device=args.device,
+                       eval_limit=2, progress=False)
         seconds = time.perf_counter() - start
         log = [json.loads(line) for line in (root / "run" / "train_log.jsonl").read_text().splitlines()]
     replay_steps = [r for r in log if r["task"] == "gloss"]

@@ -307,8 +307,24 @@ def _method_options(f):
     return f
 
 
+def _protocols():
+    from .continual.protocols import PROTOCOLS
+
+    return PROTOCOLS
+
+
+def _method_names() -> str:
+    from .continual.registry import METHODS
+
+    return ", ".join(METHODS)
+
+
 @cli.command()
-@click.option("--method", default=None, help="seq, er, ewc, mtl or ilora  [default: seq]")
+@click.option("--method", default=None, help=f"{_method_names()}  [default: seq]")
+@click.option("--protocol", default=None, type=click.Choice(list(_protocols())),
+              help="a named setting (task order, metrics, test rows, training settings) that your other options "
+                   "override: trace (TRACE + MedMCQA + JEC-QA as LLMCL lays them out, the I-LoRA paper's setting) or "
+                   "embedded (the embedded stream)")
 @click.option("--tasks", default=None,
               help="a sequence.json (or its folder), or a folder of task folders (TRACE/LLMCL format); required, here or in --config")
 @click.option("--order", default=None, help="comma-separated task names: the training order (default: the manifest's, or sorted)")
@@ -321,6 +337,8 @@ def _method_options(f):
 @_method_options
 @click.option("--eval-split", type=click.Choice(["eval", "test"]), default=None, help="split of the accuracy matrix [test]")
 @click.option("--eval-limit", type=int, default=None, help="examples per task for the accuracy matrix [all]")
+@click.option("--eval-rows", type=click.Choice(["first", "last"]), default=None,
+              help="with --eval-limit: score the first or the last rows of each split [first]")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (several processes: launch with accelerate) [cpu]")
 @click.option("--report-to", type=click.Choice(["none", "tensorboard", "wandb"]), default=None,
               help="also log each step to TensorBoard (event files in OUT/logs) or Weights & Biases (offline unless "
@@ -350,7 +368,8 @@ def train(out, name, config_file, allow_pickle, resume, stop_after_steps, **flag
         run = train_sequence(request.base or DEFAULT_BASE, request.tasks, strategy, request.config, out_dir, name=name,
                              device=request.device, eval_split=request.eval_split, eval_limit=request.eval_limit,
                              resume=resume, stop_after=stop_after_steps, metrics_by_task=request.metrics,
-                             allow_pickle=allow_pickle, report_to=request.report_to)
+                             allow_pickle=allow_pickle, report_to=request.report_to, eval_rows=request.eval_rows,
+                             protocol=request.protocol)
     except KeyboardInterrupt:
         from .errors import Interrupted
 

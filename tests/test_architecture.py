@@ -16,7 +16,7 @@ ALLOWED = {
     "lora": {"core"},
     "evaluator": {"core", "lora"},
     "analysis": {"core", "lora", "evaluator"},
-    "continual": {"core", "lora", "evaluator"},
+    "continual": {"core", "lora", "evaluator", "analysis.bezier"},  # seq-path fits a curve between two minima
     "plots": {"core", "lora", "evaluator", "analysis", "continual.metrics", "continual.train_log", "continual.compare"},
     "demo": {"core", "lora", "evaluator", "analysis", "continual", "plots"},
     "cli": {"core", "lora", "evaluator", "analysis", "continual", "plots", "demo"},

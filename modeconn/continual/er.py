@@ -5,11 +5,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from .methods import Batch, Method, TaskContext, option, run_seed
-from .replay import ReservoirBuffer, resolved_size
+from .replay import ReplayState, ReservoirBuffer, resolved_size
 
 
 @dataclass
-class ExperienceReplay(Method):
+class ExperienceReplay(ReplayState, Method):
     """Each step trains on the current batch plus as many examples drawn from the buffer (LLMCL's ER, method/ER.py);
     each training example is offered to the buffer once, in its task's first epoch."""
 
@@ -38,9 +38,3 @@ class ExperienceReplay(Method):
         if batch.epoch == 0:
             self.buffer.add(batch.examples)
         return model(**inputs).loss
-
-    def state(self) -> tuple[dict, dict]:
-        return {}, {"buffer": self.buffer.state_dict()}
-
-    def load_state(self, tensors: dict, meta: dict) -> None:
-        self.buffer.load_state_dict(meta["buffer"])

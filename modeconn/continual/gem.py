@@ -41,7 +41,7 @@ def gem_project(g: torch.Tensor, G: torch.Tensor, margin: float = 0.0) -> torch.
 @dataclass
 class GEM(ProjectingMethod):
     name: ClassVar[str] = "gem"
-    margin: float = option(0.0, "GEM's memory strength γ, added to the dual solution (0.5 in GEM's code)", low=0)
+    margin: float = option(0.0, "GEM's memory strength γ, added to the dual solution (0.5 in GEM's code)", flag="gem-margin", low=0)
 
     def project(self, model, params, g):
         G = torch.stack([memory_gradient(model, params, task, self.collate, self.batch_size) for task in self.memory.tasks])

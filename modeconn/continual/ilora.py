@@ -26,10 +26,9 @@ from typing import ClassVar
 
 import torch
 
-from .methods import FAST, Batch, Method, TaskContext, mean_token_nll, option, run_seed, train_only, unwrap
-from .replay import ReservoirBuffer, resolved_size
-
-SLOW = "slow"
+from .methods import FAST, Batch, Method, TaskContext, mean_token_nll, option, run_seed, unwrap
+from .replay import ReplayState, ReservoirBuffer, resolved_size
+from .slow_learner import SLOW, SlowLearner
 
 
 def consistency_loss(fast: list[torch.Tensor], slow: list[torch.Tensor], mask: torch.Tensor, mode: str = "max") -> torch.Tensor:
@@ -47,7 +46,7 @@ def consistency_loss(fast: list[torch.Tensor], slow: list[torch.Tensor], mask: t
 
 
 @dataclass
-class ILoRA(Method):
+class ILoRA(ReplayState, Method):
     name: ClassVar[str] = "ilora"
     saved_adapters: ClassVar = MappingProxyType({"fast": FAST, "slow": SLOW})
     buffer_size: int = option(500, "replay buffer size (examples kept from the stream)", low=1)
@@ -69,10 +68,17 @@ class ILoRA(Method):
     def __post_init__(self):
         super().__post_init__()
         self.buffer = ReservoirBuffer(self.buffer_size, self.seed)
-        self.step = 0
+        self.slow = SlowLearner(self.ema)
         self.collate = None
         self.parts: dict[str, float] = {}
-        self.pairs: tuple[list, list] = ([], [])  # (slow weights, fast weights), found once per model
+
+    @property
+    def step(self) -> int:
+        return self.slow.step
+
+    @step.setter
+    def step(self, value: int) -> None:
+        self.slow.step = value
 
     @property
     def evaluated_adapter(self) -> str:
@@ -82,23 +88,10 @@ class ILoRA(Method):
         self.collate = ctx.collate
         if self.buffer.seen == 0:
             self.buffer.size = resolved_size(self.buffer_size, self.buffer_fraction, ctx.stream_examples)
-        if SLOW not in ctx.model.peft_config:
-            from dataclasses import replace
-
-            # a fresh LoRA with B = 0: the slow learner starts at the base model, as in the reference code
-            ctx.model.add_adapter(SLOW, replace(ctx.model.peft_config[FAST], init_lora_weights=True))
-            train_only(ctx.model, FAST)
-        slow, fast = [], []
-        for module in unwrap(ctx.model).modules():
-            for part in ("lora_A", "lora_B"):
-                weights = getattr(module, part, None)
-                if isinstance(weights, torch.nn.ModuleDict) and SLOW in weights and FAST in weights:
-                    slow.append(weights[SLOW].weight)
-                    fast.append(weights[FAST].weight)
-        self.pairs = (slow, fast)
+        self.slow.attach(ctx.model)  # B = 0: the slow learner starts at the base model, as in the reference code
 
     def lam(self) -> float:
-        return min(1 - 1 / (self.step + 1), self.ema)
+        return self.slow.lam()
 
     def _slow_hidden(self, model, inputs) -> tuple[torch.Tensor, ...]:
         model = unwrap(model)  # the slow pass needs no gradient sync
@@ -137,23 +130,11 @@ class ILoRA(Method):
     def step_parts(self) -> dict[str, float]:
         return self.parts
 
-    @torch.no_grad()
     def end_task(self, ctx: TaskContext) -> None:
         if self.variant == "reference-intended":  # the slow learner becomes a frozen copy of the fast one
-            for slow, fast in zip(*self.pairs):
-                slow.copy_(fast)
+            self.slow.copy_fast()
 
-    @torch.no_grad()
     def after_step(self, model) -> None:
-        if self.variant == "paper":  # slow ← λ·slow + (1−λ)·fast
-            weight = 1 - self.lam()
-            for slow, fast in zip(*self.pairs):
-                slow.lerp_(fast, weight)
-        self.step += 1
-
-    def state(self) -> tuple[dict, dict]:
-        return {}, {"buffer": self.buffer.state_dict(), "step": self.step}
-
-    def load_state(self, tensors: dict, meta: dict) -> None:
-        self.buffer.load_state_dict(meta["buffer"])
-        self.step = meta["step"]
+        if self.variant == "paper":
+            self.slow.follow()
+        self.slow.step += 1

@@ -36,6 +36,20 @@ class TaskContext:
     collate: Callable[[list[Encoded]], dict[str, torch.Tensor]]  # examples -> tensors on the device
     batch_size: int
     stream_examples: int = 0  # training examples of the whole task stream this process sees (a buffer fraction's base)
+    tasks: int = 1  # the stream's number of tasks
+    tokenizer: Any = None
+    task_dirs: tuple = ()  # (name, folder) of every task of the stream, in order (seq-path reads the eval splits)
+    max_length: int = 0  # the run's input length
+    metrics: Mapping[str, str] = field(default_factory=dict)  # each task's answer metric
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """What one group of tasks is scored with: the model as it stands, and an optional rewrite of the encoded examples
+    (the prompt methods prepend their virtual prompt tokens)."""
+
+    model: torch.nn.Module
+    transform: Callable[[list[Encoded]], list[Encoded]] | None = None
 
 
 def option(default: Any, help: str, *, flag: str | None = None, choices: tuple | None = None,
@@ -76,6 +90,10 @@ class Method(Protocol):
     saved_adapters: ClassVar[Mapping[str, str]] = MappingProxyType({})
     # trains once on all tasks together (multi-task): only the final row of its accuracy matrix means something
     joint: ClassVar[bool] = False
+    # trains under several processes (DDP); the prompt methods change their trainable set per task, which DDP cannot
+    distributed: ClassVar[bool] = True
+    # what its per-task checkpoints are: "lora" (peft adapter folders the analysis side reads) or "prompt"
+    checkpoint_kind: ClassVar[str] = "lora"
 
     def __post_init__(self) -> None:
         """Check every option against its declaration (type, choices, range), naming it in the message."""
@@ -127,12 +145,19 @@ class Method(Protocol):
     def end_task(self, ctx: TaskContext) -> None:
         pass
 
-    def evaluation_models(self, model, trained: int, tasks: int) -> list:
-        """The model each of the ``tasks`` is scored with after ``trained`` tasks (default: the evaluated adapter
-        for all; before any training the initial adapter, i.e. the base model). Per-task models (``one``) or prompt
-        wrappers (L2P, Progressive Prompts) differ."""
-        model.set_adapter(self.evaluated_adapter if trained else FAST)
-        return [model] * tasks
+    def setup(self, model, tasks: int, max_length: int) -> None:
+        """Once per run, on the PeftModel before any DDP wrapping: a method may add the modules it trains (prompts)."""
+
+    def evaluation_plan(self, trained: int, tasks: int) -> list:
+        """A key per task, naming what the task is scored with after ``trained`` tasks (default: the evaluated adapter
+        for all; before any training the initial adapter, i.e. the base model). Tasks sharing a key are scored together;
+        per-task adapters (``one``) and prompts (Progressive Prompts) give different keys."""
+        return [self.evaluated_adapter if trained else FAST] * tasks
+
+    def evaluation_scorer(self, model, key) -> Scorer:
+        """Make ``model`` score as ``key`` says (default: activate the adapter of that name)."""
+        model.set_adapter(key)
+        return Scorer(model)
 
     def restore_training(self, model) -> None:
         """After scoring: the adapter this method trains is active again and the only trainable one."""
@@ -142,6 +167,10 @@ class Method(Protocol):
         """The task's checkpoint: the evaluated adapter, as a plain peft adapter folder."""
         save_peft_adapter(model, self.evaluated_adapter, folder)
 
+    def record(self) -> dict:
+        """What the method wants in ``metrics.json`` beside the scores (seq-path: the t it chose per task)."""
+        return {}
+
     def state(self) -> tuple[dict, dict]:
         """``(tensors, JSON-ready values)`` needed to resume mid-run."""
         return {}, {}
@@ -150,14 +179,25 @@ class Method(Protocol):
         pass
 
 
-def train_only(model, adapter: str = FAST) -> None:
-    """Activate ``adapter`` of a PeftModel and make its LoRA weights the only trainable ones.
+def train_only(model, adapter: str = FAST, active: tuple[str, ...] = ()) -> None:
+    """Activate ``adapter`` of a PeftModel (with the frozen ``active`` ones beside it, their outputs summed) and make
+    its LoRA weights the only trainable ones.
 
     peft's ``set_adapter`` re-enables gradients of whichever adapter it activates, so every switch ends here.
     """
-    model.set_adapter(adapter)
+    model = unwrap(model)
+    if active:
+        model.base_model.set_adapter([adapter, *active])  # LoraModel's form that takes several
+    else:
+        model.set_adapter(adapter)
     for name, p in model.named_parameters():
         p.requires_grad_(".lora_" in name and f".{adapter}." in name)
+
+
+def trained_weight(name: str) -> bool:
+    """The weights a run changes (saved in its state, checked for finiteness): every adapter's LoRA factors, and the
+    prompt methods' ``modeconn_*`` tensors."""
+    return "lora_" in name or "modeconn_" in name
 
 
 def unwrap(model):
@@ -177,5 +217,5 @@ def mean_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Te
     return torch.zeros(len(labels), dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll), keep.sum(1)
 
 
-__all__ = ["Batch", "TaskContext", "Method", "option", "run_seed", "option_fields", "takes_seed", "train_only", "unwrap",
+__all__ = ["Batch", "TaskContext", "Scorer", "Method", "option", "run_seed", "option_fields", "takes_seed", "train_only", "trained_weight", "unwrap",
            "mean_token_nll", "FAST"]

@@ -16,7 +16,8 @@ from .config import TrainConfig
 from .registry import declared_options
 
 RUN_DEFAULTS = {"method": "seq", "tasks": None, "order": None, "base": None, "eval_split": "test", "eval_limit": None,
-                "device": "cpu", "report_to": "none"}  # the settings of a run that are not TrainConfig's or a method's
+                "eval_rows": "first", "device": "cpu", "report_to": "none",
+                "protocol": None}  # the settings of a run that are not TrainConfig's or a method's
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class TrainRequest:
     eval_limit: int | None
     device: str
     report_to: str = "none"
+    eval_rows: str = "first"  # with eval_limit: the first or the last rows of the split (TRACE: the last 500)
+    protocol: dict | None = None  # the named protocol, its preset and what the user overrode
 
 
 def read_config_file(path: str | None) -> dict:
@@ -71,6 +74,11 @@ def _run_settings(values: dict) -> dict:
         raise ConfigError(f"order must be task names, got {out['order']!r}")
     out["order"] = order
     checks.choice("eval_split", out["eval_split"], ("eval", "test"))
+    checks.choice("eval_rows", out["eval_rows"], ("first", "last"))
+    if out["protocol"] is not None:
+        from .protocols import PROTOCOLS
+
+        checks.choice("protocol", out["protocol"], sorted(PROTOCOLS))
     out["eval_limit"] = checks.optional_count("eval_limit", out["eval_limit"])
     out["device"] = checks.device("device", out["device"])
     checks.choice("report_to", out["report_to"], ("none", "tensorboard", "wandb"))
@@ -106,14 +114,32 @@ def resolve(flag_values: dict, file_values: dict | None = None, config_file: str
             _settings(run["method"], file_values)
         except ConfigError as exc:
             raise ConfigError(f"{config_file}: {exc}") from None
-    merged = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
+    given = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
+    protocol = _run_settings(given)["protocol"]
+    preset = {}
+    if protocol is not None:
+        from .protocols import default_tasks, get_protocol
+
+        chosen = get_protocol(protocol)
+        preset = {**chosen.settings, "tasks": default_tasks(chosen)}
+        preset = {k: v for k, v in preset.items() if v is not None}
+    merged = {**preset, **given}  # the user's flags and config file override the protocol's preset
     run = _run_settings(merged)
     if run["tasks"] is None:
-        raise ConfigError("no tasks: pass --tasks (a sequence.json or a folder of task folders), or 'tasks' in --config")
+        need = f"--tasks PATH_TO_{protocol.upper()}" if protocol else "--tasks (a sequence.json or a folder of task folders)"
+        raise ConfigError(f"no tasks: pass {need}, or 'tasks' in --config")
     config, options = _settings(run["method"], merged)
-    tasks, manifest_base, metrics = resolve_tasks(run["tasks"], run["order"])
+    if protocol is not None and run["order"] is None:
+        tasks, manifest_base, metrics = chosen.task_folders(Path(run["tasks"])), None, dict(chosen.metrics)
+        for name, folder in tasks:
+            split_file(folder, "train")
+    else:
+        tasks, manifest_base, metrics = resolve_tasks(run["tasks"], run["order"])
+        if protocol is not None:
+            metrics = {**metrics, **{t: m for t, m in chosen.metrics.items() if t in dict(tasks)}}
+    record = None if protocol is None else chosen.record(given, tasks, metrics)
     return TrainRequest(run["method"], config, options, tasks, run["base"] or manifest_base, metrics, run["eval_split"],
-                        run["eval_limit"], run["device"], run["report_to"])
+                        run["eval_limit"], run["device"], run["report_to"], run["eval_rows"], record)
 
 
 def resolve_tasks(tasks: str, order: list[str] | None) -> tuple[list[tuple[str, Path]], str | None, dict[str, str]]:

@@ -54,20 +54,24 @@ class Prepared:
         """Accuracy and loss on every task's evaluation split, each task scored by the model the method evaluates it
         with after ``trained`` tasks; then the method's trained adapter is the only trainable one again."""
         names = list(self.tests)
-        plan = method.evaluation_models(self.model, trained, len(names))
+        plan = method.evaluation_plan(trained, len(names))
         curves = {}
-        for model in dict.fromkeys(plan):  # each distinct model once, on the tasks it scores
-            tasks = {n: self.tests[n] for n, m in zip(names, plan) if m is model}
-            curves.update(evaluate_model(model, self.tokenizer, tasks, self.eval_config, self.metrics_by_task))
+        for key in dict.fromkeys(plan):  # each distinct key once, on the tasks it scores
+            scorer = method.evaluation_scorer(self.model, key)
+            tasks = {n: self.tests[n] for n, k in zip(names, plan) if k == key}
+            curves.update(evaluate_model(scorer.model, self.tokenizer, tasks, self.eval_config, self.metrics_by_task,
+                                         transform=scorer.transform))
         method.restore_training(self.model)
         return [curves[n].accuracy[0] for n in names], [curves[n].loss[0] for n in names]
 
 
-def fingerprint(base: str, tasks, method: Method, config: TrainConfig, eval_split: str, eval_limit, processes: int) -> dict:
-    """What must match for ``resume``: base, tasks, method and its options, training settings, evaluation, processes."""
+def fingerprint(base: str, tasks, method: Method, config: TrainConfig, eval_split: str, eval_limit, processes: int,
+                eval_rows: str = "first", protocol: dict | None = None) -> dict:
+    """What must match for ``resume``: base, tasks, method and its options, training settings, evaluation, processes
+    (and the protocol the settings came from, recorded with the run)."""
     return {"base": base, "tasks": [[t, str(Path(f).resolve())] for t, f in tasks], "method": method.name,
             "options": method.options, "config": config.to_json(), "eval_split": eval_split, "eval_limit": eval_limit,
-            "processes": processes}
+            "eval_rows": eval_rows, "processes": processes, "protocol": protocol}
 
 
 def linear_modules(model) -> list[str]:
@@ -102,13 +106,14 @@ def run_device(accelerator, requested: str) -> torch.device:
 
 def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Method, config: TrainConfig, folder: RunFolder,
             eval_split: str, eval_limit: int | None, resume: bool, metrics_by_task: dict[str, str],
-            allow_pickle: bool = False, device: str = "cpu") -> Prepared:
+            allow_pickle: bool = False, device: str = "cpu", eval_rows: str = "first", protocol: dict | None = None) -> Prepared:
     """Set the run up; draws from the global RNG in a fixed order (the base, then the LoRA initialisation)."""
     from peft import LoraConfig, get_peft_model
 
     for metric in metrics_by_task.values():
         get_scorer(metric)
-    prints = fingerprint(base, tasks, method, config, eval_split, eval_limit, accelerator.num_processes)
+    prints = fingerprint(base, tasks, method, config, eval_split, eval_limit, accelerator.num_processes, eval_rows,
+                         protocol)
     previous = read_state(folder.out) if resume else None
     if previous is not None and previous[0].fingerprint != prints:
         changed = sorted(k for k in prints if previous[0].fingerprint.get(k) != prints[k])
@@ -120,11 +125,14 @@ def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Metho
     if engine in ("FSDP", "DEEPSPEED", "MEGATRON_LM", "XLA"):
         raise ConfigError(f"modeconn train runs one process or DDP over several (CPUs or GPUs); {engine} is not supported "
                           "yet: launch with a DDP config (configs/accelerate/gpus_ddp.yaml)")
+    if accelerator.num_processes > 1 and not method.distributed:
+        raise ConfigError(f"method {method.name} trains in one process: what it trains changes from task to task, which "
+                          "DDP cannot follow; launch it without accelerate")
     model, tokenizer = load_base(base, device=where, dtype=dtypes[config.precision], allow_pickle=allow_pickle)
     check_model_fits(model, config)
     max_length = resolve_max_length(model, config.max_length)
     train_sets = [encode(tokenizer, load_split(path, "train", config.max_train), max_length) for _, path in tasks]
-    tests = {task: load_split(path, eval_split, eval_limit) for task, path in tasks}
+    tests = {task: load_split(path, eval_split, eval_limit, eval_rows) for task, path in tasks}
     targets = {None: None, ("all-linear",): "all-linear"}.get(config.target_modules, list(config.target_modules or ()))
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
                       task_type="CAUSAL_LM")
@@ -137,6 +145,7 @@ def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Metho
         else:
             lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()  # the hook peft needs: the frozen embeddings' output must carry gradients
+    method.setup(model, len(tasks), max_length)
     trained = accelerator.prepare_model(model) if accelerator.num_processes > 1 else model  # DDP: forwards sync gradients
     prepared = Prepared(accelerator, model, trained, tokenizer, tasks, train_sets, tests, metrics_by_task,
                         EvalConfig(max_length=max_length, progress=False), torch.Generator().manual_seed(config.seed),

@@ -11,12 +11,19 @@ from .er import ExperienceReplay
 from .ewc import EWC
 from .gem import GEM
 from .ilora import ILoRA
+from .l2p import L2P
 from .methods import Method, option_fields, option_type, takes_seed
 from .mtl import CumulativeMultiTask, MultiTask
+from .olora import OLoRA
+from .one import PerTaskModels
+from .pp import ProgressivePrompts
 from .seq import Sequential
+from .seq_path import PathPicked
+from .sure import SuRe
 
-METHODS: dict[str, type] = {cls.name: cls for cls in (Sequential, ExperienceReplay, EWC, MultiTask, CumulativeMultiTask,
-                                                       AGEM, GEM, ILoRA)}
+METHODS: dict[str, type] = {cls.name: cls for cls in (Sequential, PathPicked, ExperienceReplay, EWC, MultiTask, CumulativeMultiTask,
+                                                       PerTaskModels, AGEM, GEM, L2P, ProgressivePrompts, OLoRA, SuRe,
+                                                       ILoRA)}
 
 
 def get_method(name: str, seed: int | None = None, **options) -> Method:

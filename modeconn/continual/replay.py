@@ -48,3 +48,16 @@ class ReservoirBuffer:
 def resolved_size(size: int, fraction: float | None, stream_examples: int) -> int:
     """The buffer's size: ``fraction`` of the stream's examples when given (at least one), else ``size``."""
     return max(1, round(fraction * stream_examples)) if fraction is not None else size
+
+
+class ReplayState:
+    """The resumable state of a method with a replay ``buffer`` (and a ``slow`` learner, if it has one)."""
+
+    def state(self) -> tuple[dict, dict]:
+        slow = getattr(self, "slow", None)
+        return {}, {"buffer": self.buffer.state_dict(), **({"step": slow.step} if slow is not None else {})}
+
+    def load_state(self, tensors: dict, meta: dict) -> None:
+        self.buffer.load_state_dict(meta["buffer"])
+        if "step" in meta:
+            self.slow.step = meta["step"]

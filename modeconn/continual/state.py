@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import StateError
+from .methods import trained_weight
 
 STATE_DIR = ".state"
 
@@ -60,7 +61,7 @@ def save_state(out: Path, run: RunState, model, optimizer, generator: torch.Gene
 
     from ..files import atomic_folder
 
-    tensors = {f"lora.{n}": p.detach().contiguous() for n, p in model.named_parameters() if "lora_" in n}
+    tensors = {f"lora.{n}": p.detach().contiguous() for n, p in model.named_parameters() if trained_weight(n)}
     opt_tensors, opt_meta = _optimizer_tensors(optimizer)
     tensors.update(opt_tensors)
     tensors.update({f"method.{k}": v.contiguous() for k, v in method_tensors.items()})

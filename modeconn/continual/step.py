@@ -14,7 +14,7 @@ import torch
 
 from ..errors import NonFiniteError
 from .config import TrainConfig
-from .methods import Batch, Method
+from .methods import Batch, Method, trained_weight
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -93,7 +93,7 @@ def optimizer_step(run, method: Method, config: TrainConfig, optimizer, amp: Amp
     amp.scaler.update()
     optimizer.zero_grad(set_to_none=True)
     method.after_step(run.trained)
-    weights_ok = all(bool(torch.isfinite(p).all()) for name, p in run.model.named_parameters() if "lora_" in name)
+    weights_ok = all(bool(torch.isfinite(p).all()) for name, p in run.model.named_parameters() if trained_weight(name))
     if not all_finite(torch.tensor(0.0 if weights_ok else float("nan")), run):
         raise nonfinite("LoRA weights", where)
     skipped = scale is not None and amp.scaler.get_scale() < scale

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..lora.sequence import Sequence, TaskEntry
 from .config import TrainConfig
-from .methods import FAST, Method, TaskContext
+from .methods import FAST, Method, TaskContext, trained_weight
 from .metrics import ContinualMetrics
 from .prepare import Prepared, prepare
 from .run_folder import RunFolder
@@ -78,6 +78,8 @@ def train_sequence(
     metrics_by_task: dict[str, str] | None = None,
     allow_pickle: bool = False,
     report_to: str = "none",
+    eval_rows: str = "first",
+    protocol: dict | None = None,
 ) -> TrainRun:
     """Train ``method`` on each ``(task name, task folder)`` in order; save adapters, manifest, metrics and the log.
 
@@ -87,6 +89,8 @@ def train_sequence(
     The caller's global RNG is left as it was: the run seeds a forked one (for the LoRA initialisation and dropout).
     A non-finite loss, gradient or weight stops the run (``NonFiniteError``) before anything of that step is saved.
     ``report_to``: ``tensorboard`` or ``wandb`` (offline unless ``WANDB_MODE`` says otherwise) also log there.
+    ``eval_rows="last"`` scores the last ``eval_limit`` rows of each split (TRACE's test rows); ``protocol``: the named
+    protocol the settings came from (`modeconn train --protocol`), recorded with the run.
     """
     from accelerate import Accelerator
 
@@ -97,6 +101,7 @@ def train_sequence(
     checks.choice("eval_split", eval_split, ("eval", "test"))
     checks.optional_count("eval_limit", eval_limit)
     checks.choice("report_to", report_to, ("none", "tensorboard", "wandb"))
+    checks.choice("eval_rows", eval_rows, ("first", "last"))
     for task, _ in tasks:
         checks.safe_name("task name", task)
     checks.unique("task", [task for task, _ in tasks])
@@ -113,7 +118,7 @@ def train_sequence(
         with torch.random.fork_rng(devices=[where] if where.type == "cuda" else []):
             torch.manual_seed(config.seed)
             run = prepare(accelerator, base, tasks, method, config, folder, eval_split, eval_limit, resume, metrics_by_task,
-                          allow_pickle, device)
+                          allow_pickle, device, eval_rows, protocol)
             if report_to != "none":
                 kwargs = {"wandb": {"mode": os.environ.get("WANDB_MODE", "offline")}} if report_to == "wandb" else {}
                 accelerator.init_trackers(name or claimed.root.name, config=_flat(run.run.fingerprint), init_kwargs=kwargs)
@@ -165,7 +170,8 @@ def train_task(run: Prepared, method: Method, config: TrainConfig, folder: RunFo
     task = run.tasks[index][0]
     examples = method.train_set(run.train_sets[: index + 1], len(run.tasks))
     stream = sum(len(method.train_set(run.train_sets[: i + 1], len(run.tasks))) for i in range(len(run.tasks))) // run.world
-    ctx = TaskContext(run.model, task, index, examples, run.to_device, config.batch_size, stream)
+    ctx = TaskContext(run.model, task, index, examples, run.to_device, config.batch_size, stream, len(run.tasks),
+                      run.tokenizer, tuple(run.tasks), run.max_length, run.metrics_by_task)
     method.begin_task(ctx)
     optimizer = torch.optim.AdamW([p for p in run.model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0)
     state, main = run.run, run.accelerator.is_main_process
@@ -233,7 +239,7 @@ def _ranks_agree(accelerator, model) -> bool:
     """Whether every rank ends with the same LoRA weights (fast and slow): a checksum gathered from all ranks."""
     if accelerator.num_processes == 1:
         return True
-    total = sum(p.detach().double().sum() * (i + 1) for i, (n, p) in enumerate(model.named_parameters()) if "lora_" in n)
+    total = sum(p.detach().double().sum() * (i + 1) for i, (n, p) in enumerate(model.named_parameters()) if trained_weight(n))
     sums = accelerator.gather(total.reshape(1).to(accelerator.device))
     return bool(torch.allclose(sums, sums[0].expand_as(sums), rtol=0, atol=1e-9))
 
@@ -256,7 +262,8 @@ def finish(run: Prepared, method: Method, config: TrainConfig, folder: RunFolder
                 "target_modules_used": sorted(targets) if isinstance(targets, (set, list)) else targets,
                 "effective_batch": config.batch_size * config.grad_accum * run.world,
                 "engine": str(run.accelerator.distributed_type).rsplit(".", 1)[-1]}
+    extra = method.record()
     record = {"method": method.name, **run.metrics.to_json(), "world_size": run.world, "ranks_in_sync": in_sync, **timing,
-              "made_by": made_by(settings)}
+              **({"method_record": extra} if extra else {}), "made_by": made_by(settings)}
     folder.finish(seq, record, config.to_json())
     return TrainRun(seq, run.metrics, **timing)

@@ -33,6 +33,7 @@ def _run(out: Path, config: DemoConfig, progress: bool) -> DemoResult:
     from ..analysis.measure import measure_barrier, measure_plane, sweep_sequence
     from ..continual import TrainConfig, get_method, train_sequence
     from ..continual.config import EMBEDDED_TRAINING
+    from ..continual.protocols import get_protocol
     from ..evaluator.evaluate import EvalConfig
     from ..evaluator.models import checkpoints_dir
     from ..files import write_json
@@ -45,10 +46,14 @@ def _run(out: Path, config: DemoConfig, progress: bool) -> DemoResult:
     embedded = load_sequence(checkpoints_dir() / "seq")
     tasks = [(t.name, embedded.data_dir(t)) for t in embedded.tasks[: config.tasks]]
     train_config = TrainConfig(**EMBEDDED_TRAINING, epochs=config.epochs, max_train=config.max_train, seed=config.seed)
+    metrics = {t.name: t.metric for t in embedded.tasks}
+    protocol = get_protocol("embedded").record({**EMBEDDED_TRAINING, "base": embedded.base_model, "epochs": config.epochs,
+                                                "max_train": config.max_train, "eval_limit": config.eval_limit},
+                                               tasks, metrics)
     for name in config.methods:
         run = train_sequence(embedded.base_model, tasks, get_method(name, seed=config.seed), train_config, out / "runs" / name,
                              name=f"demo-{name}", eval_limit=config.eval_limit, progress=progress,
-                             metrics_by_task={t.name: t.metric for t in embedded.tasks})
+                             metrics_by_task=metrics, protocol=protocol)
         result.metrics[name] = run.metrics
     losses = EvalConfig(accuracy=False, progress=False)
     curves = CurveConfig(steps=config.curve_steps, seed=config.seed)

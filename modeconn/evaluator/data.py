@@ -91,7 +91,11 @@ def _diagnose(path: Path, exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def load_split(task_dir: str | Path, split: str, limit: int | None = None) -> list[Example]:
+def load_split(task_dir: str | Path, split: str, limit: int | None = None, rows: str = "first") -> list[Example]:
+    """One split of a task folder; with ``limit``, its first rows, or its last (``rows="last"``: TRACE's test rows)."""
+    if rows == "last" and limit is not None:
+        examples = load_examples(split_file(task_dir, split))
+        return examples[max(0, len(examples) - limit):]
     return load_examples(split_file(task_dir, split), limit)
 
 

@@ -154,12 +154,13 @@ def path_accuracy(model, tokenizer, examples: list[Example], encoded: list[Encod
     for batch in batches(encoded, lambda e: e.n_prompt + max_new, 1, budget.tokens):
         items = [encoded[i] for i in batch]
         answers = [examples[i].answer for i in batch]
+        sources = [examples[i].prompt for i in batch]
         width = max(e.n_prompt for e in items) + max_new
         start = 0
         while start < k:  # the chunk size is recomputed each time: the budget may have shrunk
             stop = min(k, start + points_per_chunk(len(items), width, budget.tokens))
             texts = _decode_chunk(model, tokenizer, items, coeffs[start:stop], injected, gen, budget)
-            hits = torch.tensor([score(t, answers[j % len(items)]) for j, t in enumerate(texts)], dtype=torch.float64)
+            hits = torch.tensor([score(t, answers[j % len(items)], sources[j % len(items)]) for j, t in enumerate(texts)], dtype=torch.float64)
             correct[start:stop] += hits.view(stop - start, len(items)).sum(1)
             if bar is not None:
                 bar.update((stop - start) * len(items))
@@ -202,8 +203,9 @@ def evaluate_path(model, tokenizer, path: LoraPath, ts: list[float], tasks: dict
 
 @torch.no_grad()
 def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: EvalConfig = EvalConfig(),
-                   metrics: dict[str, str] | None = None) -> dict[str, TaskCurve]:
-    """Score a model as it stands (e.g. a PeftModel with its active adapter): one point, the same loss and accuracy."""
+                   metrics: dict[str, str] | None = None, transform=None) -> dict[str, TaskCurve]:
+    """Score a model as it stands (e.g. a PeftModel with its active adapter): one point, the same loss and accuracy.
+    ``transform`` rewrites the encoded examples first (prompt methods prepend their virtual tokens)."""
     was_training = model.training
     model.eval()
     single, as_it_stands = torch.ones(1, 1), Unrouted()
@@ -211,6 +213,8 @@ def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: Ev
     max_length = resolve_max_length(causal_lm(model), config.max_length)
     for name, examples in tasks.items():
         encoded, cut = encode_counted(tokenizer, examples, max_length)
+        if transform is not None:
+            encoded = transform(encoded)
         budget = config.max_batch_tokens or auto_budget(model)
         loss = path_losses(model, encoded, single, as_it_stands, tokenizer.pad_token_id, budget)
         metric = (metrics or {}).get(name, "exact_match")

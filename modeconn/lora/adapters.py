@@ -14,6 +14,7 @@ from ..errors import CheckpointError, CompatibilityError, ModeconnError
 CONFIG_FILE = "adapter_config.json"
 SAFETENSORS_FILE = "adapter_model.safetensors"
 PICKLE_FILE = "adapter_model.bin"
+PROMPT_FILE = "prompt_config.json"  # what the prompt methods (l2p, pp) write instead of an adapter
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<which>[AB])(?:\.[^.]+)?\.weight$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -128,6 +129,9 @@ def load_adapter(location: str | Path, allow_pickle: bool = False) -> LoraWeight
     """Read a peft LoRA adapter (folder or hub id) and check it is a plain, finite LoRA."""
     folder = _resolve_folder(str(location))
     config_path = folder / CONFIG_FILE
+    if (folder / PROMPT_FILE).is_file():
+        raise CheckpointError(f"{location}: soft prompts from a prompt method (see its {PROMPT_FILE}), not a LoRA adapter; "
+                              "the analyses walk paths between LoRA adapters")
     if not config_path.is_file():
         raise CheckpointError(f"{location}: not a peft adapter folder (no {CONFIG_FILE})")
     try:

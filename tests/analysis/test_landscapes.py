@@ -13,7 +13,7 @@ from modeconn.lora.directions import filter_normalize, landscape_coefficients, r
 from modeconn.errors import ConfigError
 from modeconn.evaluator.evaluate import EvalConfig
 from modeconn.evaluator.models import checkpoints_dir
-from modeconn.lora.paths import Span, linear_path
+from modeconn.lora.paths import linear_path
 from modeconn.lora.plane import gram, grid_axes, plane_basis
 
 SEQ = checkpoints_dir() / "seq"

@@ -15,7 +15,8 @@ from modeconn.evaluator.models import checkpoints_dir
 
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None, reason="accelerate CLI missing")
-@pytest.mark.parametrize("method", ["ilora", "ewc"])  # the slow adapter and the replay buffers; the Fisher penalty
+# the slow adapter and the replay buffers; the Fisher penalty; O-LoRA's frozen past adapter added after DDP wraps
+@pytest.mark.parametrize("method", ["ilora", "ewc", "olora"])
 def test_two_process_run(tmp_path, method):
     launcher = Path(sys.executable).parent / "accelerate"
     # the shipped config (`--cpu --num_processes 2` silently runs one process): DistributedType.MULTI_CPU
@@ -35,6 +36,19 @@ def test_two_process_run(tmp_path, method):
     for sub in ("news", "gloss") + (("slow/news", "fast/gloss") if method == "ilora" else ()):
         assert (tmp_path / "run" / sub / "adapter_model.safetensors").is_file()
     assert proc.stdout.count("AP ") == 1  # only the main process reports
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("accelerate", path=str(Path(sys.executable).parent)) is None, reason="accelerate CLI missing")
+def test_prompt_methods_refuse_several_processes_in_one_line(tmp_path):
+    launcher = Path(sys.executable).parent / "accelerate"
+    config = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "cpu_2_processes.yaml"
+    cmd = [str(launcher), "launch", "--config_file", str(config), "--main_process_port", str(free_port()), "-m", "modeconn",
+           "train", "--method", "pp", "--tasks", str(checkpoints_dir() / "seq"), "--out", str(tmp_path / "run")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert proc.returncode != 0
+    # each rank's one line (the launcher adds its own report of the failed processes)
+    assert proc.stderr.count("modeconn: error: method pp trains in one process") == 2
 
 
 @pytest.mark.slow

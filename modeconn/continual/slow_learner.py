@@ -1,0 +1,39 @@
+"""The slow learner of the dual-learner methods (I-LoRA, SuRe): a frozen adapter that follows the trained one by
+interpolation after every optimizer step,
+
+    slow ← λ·slow + (1−λ)·fast,   λ = min(1 − 1/(step+1), λ_max)
+
+(the warm-up makes the first steps copy fast almost entirely instead of dragging the base model along)."""
+from __future__ import annotations
+
+import torch
+
+from .adapter_io import FAST, add_frozen_adapter, paired_weights
+
+SLOW = "slow"
+
+
+class SlowLearner:
+    def __init__(self, lam_max: float):
+        self.lam_max, self.step = lam_max, 0
+        self.pairs: tuple[list, list] = ([], [])  # (slow weights, fast weights), found once per model
+
+    def attach(self, model) -> None:
+        """Add the slow adapter (B = 0: it starts at the base model) if the model has none; pair its weights."""
+        add_frozen_adapter(model, SLOW)
+        self.pairs = paired_weights(model, SLOW, FAST)
+
+    def lam(self) -> float:
+        return min(1 - 1 / (self.step + 1), self.lam_max)
+
+    @torch.no_grad()
+    def follow(self) -> None:
+        """One interpolation step toward the fast adapter."""
+        weight = 1 - self.lam()
+        for slow, fast in zip(*self.pairs):
+            slow.lerp_(fast, weight)
+
+    @torch.no_grad()
+    def copy_fast(self) -> None:
+        for slow, fast in zip(*self.pairs):
+            slow.copy_(fast)
