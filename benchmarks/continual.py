@@ -56,7 +56,8 @@ def pruned(method: str, lr: float, options: dict) -> bool:
     return method == "ilora" and options.get("ema") == 0.99 and lr != 3e-3
 
 
-# the reported variants: label -> (method, fixed options); the selected options of the method are added
+# the reported variants: label -> (method, fixed options); the selected options of the method are added. The fast
+# learners of ilora and sure need no runs of their own: those runs score both learners (groups ilora:fast, sure:fast).
 VARIANTS = {
     "seq": ("seq", {}),
     "er": ("er", {}),
@@ -64,7 +65,6 @@ VARIANTS = {
     "mtl": ("mtl", {}),
     "mtl-cumulative": ("mtl-cumulative", {}),
     "ilora": ("ilora", {}),
-    "ilora-fast": ("ilora", {"eval_adapter": "fast"}),
     "ilora-gamma0": ("ilora", {"gamma": 0.0}),
     "ilora-reference": ("ilora", {"variant": "reference"}),
     "ilora-reference-intended": ("ilora", {"variant": "reference-intended"}),
@@ -75,7 +75,6 @@ VARIANTS = {
     "pp": ("pp", {}),
     "olora": ("olora", {}),
     "sure": ("sure", {}),
-    "sure-fast": ("sure", {"sure_eval": "fast"}),
     "seq-path": ("seq-path", {}),
 }
 REPLAY = {"er", "ilora", "sure"}
@@ -152,7 +151,7 @@ def select(args) -> None:
                 key = json.dumps({"method": method, "lr": lr, **options}, sort_keys=True)
                 configs[key] = []
                 for seed in args.select_seeds:
-                    tag = "-".join([method, f"lr{lr:g}", *[f"{k}{v:g}" for k, v in options.items()]])
+                    tag = "-".join([method, f"lr{lr:g}", *[f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in options.items()]])
                     out = args.runs / "select" / f"{tag}-seed{seed}"
                     configs[key].append(out)
                     jobs.append((train_args(args, method, options, lr, seed, "eval", out, f"{tag}-seed{seed}"), out))
@@ -229,6 +228,12 @@ def _cell(entry: dict | None, signed: bool = False) -> str:
     return f"{fmt.format(entry['mean'])} [{fmt.format(entry['low'])}, {fmt.format(entry['high'])}]"
 
 
+def seconds_cell(seconds: dict, label: str) -> str:
+    if ":" in label:  # a dual-learner method's second learner: scored on the runs of the method itself
+        return "(same runs)"
+    return f"{seconds.get(label, float('nan')):.0f}"
+
+
 def summary(args) -> None:
     """benchmarks/results/continual.{json,md}: each base's comparison, selection and wall times in one place."""
     record, lines = {"bases": {}}, ["# Continual benchmark", "",
@@ -250,7 +255,7 @@ def summary(args) -> None:
             lines.append(f"| {label} | {len(group['seeds'])} | {_cell(summ.get('AP'))} | {_cell(summ.get('BWT'), True)} | "
                          f"{_cell(summ.get('FWT'), True)} | {_cell(paired.get('AP'), True) if paired else '—'} | "
                          f"{_cell(paired.get('BWT'), True) if paired else '—'} | "
-                         f"{f'{gain:+.1%}' if gain is not None else '—'} | {seconds.get(label, float('nan')):.0f} |")
+                         f"{f'{gain:+.1%}' if gain is not None else '—'} | {seconds_cell(seconds, label)} |")
         lines += ["", "Commands: " + "; ".join(f"`{c}`" for c in commands), ""]
     for selection_json in sorted(RESULTS.glob("selection_*.json")):
         selection = json.loads(selection_json.read_text())

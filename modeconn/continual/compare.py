@@ -3,6 +3,8 @@
 For each group: AP, BWT and FWT as the mean over seeds with a 95% t-interval (mean ± t₀.₉₇₅,ₙ₋₁ · s/√n). For each
 group against the baseline, over the seeds both have: the paired difference of each measure with its 95% t-interval,
 and the relative AP gain (mean AP − baseline mean AP) / baseline mean AP, the form of the I-LoRA paper's "up to 11%".
+The dual-learner methods (ilora, sure) also record the learner they do not evaluate, scored on the same run: it
+forms a group of its own, ``LABEL:fast`` (or ``LABEL:slow``), paired with the others by seed like any run.
 A t-interval assumes the seed-to-seed differences are roughly normal; with 8 seeds that is the usual choice, and the
 per-seed numbers are in the result for anyone who prefers a bootstrap.
 """
@@ -83,7 +85,25 @@ def read_runs(paths: list[str]) -> list[Run]:
             except (ValueError, AttributeError, TypeError) as exc:
                 raise DataError(f"{folder / 'metrics.json'}: not a run's metrics ({exc})") from None
             runs.append(Run(label, int(seed), scores, str(folder)))
+            other = _other_learner(record)
+            if other is not None:
+                runs.append(Run(f"{label}:{other[0]}", int(seed), other[1], str(folder)))
     return runs
+
+
+def _other_learner(record: dict) -> tuple[str, dict] | None:
+    """The dual-learner methods' second learner (``method_record.other_learner``: the one not evaluated, scored on
+    the same run) as its own group, ``LABEL:fast`` or ``LABEL:slow``."""
+    from .metrics import ContinualMetrics
+
+    other = (record.get("method_record") or {}).get("other_learner")
+    if not isinstance(other, dict) or not other.get("accuracy"):
+        return None
+    try:
+        scores = ContinualMetrics(tasks=[], accuracy=other["accuracy"], initial_accuracy=record.get("initial_accuracy"))
+        return str(other["learner"]), {"AP": scores.ap, "BWT": scores.bwt, "FWT": scores.fwt}
+    except (KeyError, TypeError, IndexError, ZeroDivisionError) as exc:
+        raise DataError(f"metrics.json: a malformed other_learner record ({exc!r})") from None
 
 
 @dataclass

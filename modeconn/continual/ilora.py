@@ -28,7 +28,7 @@ import torch
 
 from .methods import FAST, Batch, Method, TaskContext, mean_token_nll, option, run_seed, unwrap
 from .replay import ReplayState, ReservoirBuffer, resolved_size
-from .slow_learner import SLOW, SlowLearner
+from .slow_learner import SLOW, DualLearners, SlowLearner
 
 
 def consistency_loss(fast: list[torch.Tensor], slow: list[torch.Tensor], mask: torch.Tensor, mode: str = "max") -> torch.Tensor:
@@ -46,7 +46,7 @@ def consistency_loss(fast: list[torch.Tensor], slow: list[torch.Tensor], mask: t
 
 
 @dataclass
-class ILoRA(ReplayState, Method):
+class ILoRA(DualLearners, ReplayState, Method):
     name: ClassVar[str] = "ilora"
     saved_adapters: ClassVar = MappingProxyType({"fast": FAST, "slow": SLOW})
     buffer_size: int = option(500, "replay buffer size (examples kept from the stream)", low=1)
@@ -69,6 +69,7 @@ class ILoRA(ReplayState, Method):
         super().__post_init__()
         self.buffer = ReservoirBuffer(self.buffer_size, self.seed)
         self.slow = SlowLearner(self.ema)
+        self.other_rows: list[list[float]] = []
         self.collate = None
         self.parts: dict[str, float] = {}
 

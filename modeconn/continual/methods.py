@@ -148,6 +148,15 @@ class Method(Protocol):
     def setup(self, model, tasks: int, max_length: int) -> None:
         """Once per run, on the PeftModel before any DDP wrapping: a method may add the modules it trains (prompts)."""
 
+    @property
+    def other_learner(self) -> str | None:
+        """An adapter scored on every task after each task beside the evaluated one (the dual-learner methods: the
+        learner not evaluated), handed to ``note_other_scores``; None for most methods."""
+        return None
+
+    def note_other_scores(self, accuracy: list[float]) -> None:
+        """The other learner's accuracy on every task after the task just trained."""
+
     def evaluation_plan(self, trained: int, tasks: int) -> list:
         """A key per task, naming what the task is scored with after ``trained`` tasks (default: the evaluated adapter
         for all; before any training the initial adapter, i.e. the base model). Tasks sharing a key are scored together;

@@ -50,11 +50,12 @@ class Prepared:
     def to_device(self, examples: list[Encoded]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device) for k, v in collate(examples, self.tokenizer.pad_token_id).items()}
 
-    def scores(self, method: Method, trained: int) -> tuple[list[float], list[float]]:
+    def scores(self, method: Method, trained: int, key=None) -> tuple[list[float], list[float]]:
         """Accuracy and loss on every task's evaluation split, each task scored by the model the method evaluates it
-        with after ``trained`` tasks; then the method's trained adapter is the only trainable one again."""
+        with after ``trained`` tasks (or all by ``key``); then the method's trained adapter is the only trainable one
+        again."""
         names = list(self.tests)
-        plan = method.evaluation_plan(trained, len(names))
+        plan = [key] * len(names) if key is not None else method.evaluation_plan(trained, len(names))
         curves = {}
         for key in dict.fromkeys(plan):  # each distinct key once, on the tasks it scores
             scorer = method.evaluation_scorer(self.model, key)

@@ -55,9 +55,12 @@ class ReplayState:
 
     def state(self) -> tuple[dict, dict]:
         slow = getattr(self, "slow", None)
-        return {}, {"buffer": self.buffer.state_dict(), **({"step": slow.step} if slow is not None else {})}
+        return {}, {"buffer": self.buffer.state_dict(), **({"step": slow.step} if slow is not None else {}),
+                    **({"other_rows": self.other_rows} if hasattr(self, "other_rows") else {})}
 
     def load_state(self, tensors: dict, meta: dict) -> None:
         self.buffer.load_state_dict(meta["buffer"])
         if "step" in meta:
             self.slow.step = meta["step"]
+        if "other_rows" in meta:
+            self.other_rows = [list(row) for row in meta["other_rows"]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from .adapter_io import FAST, add_frozen_adapter, paired_weights
+from .metrics import ContinualMetrics
 
 SLOW = "slow"
 
@@ -37,3 +38,23 @@ class SlowLearner:
     def copy_fast(self) -> None:
         for slow, fast in zip(*self.pairs):
             slow.copy_(fast)
+
+
+class DualLearners:
+    """Mixin of the methods with a fast and a slow learner (I-LoRA, SuRe): the learner not evaluated is scored too
+    after each task, on the same tasks, and its matrix goes to ``metrics.json``'s ``method_record`` — both learners of
+    one training run, paired exactly. Expects ``evaluated_adapter`` and an ``other_rows`` list."""
+
+    @property
+    def other_learner(self) -> str:
+        return FAST if self.evaluated_adapter == SLOW else SLOW
+
+    def note_other_scores(self, accuracy: list[float]) -> None:
+        self.other_rows.append(list(accuracy))
+
+    def record(self) -> dict:
+        if not self.other_rows:
+            return {}
+        scores = ContinualMetrics(tasks=[], accuracy=self.other_rows)
+        learner = "fast" if self.other_learner == FAST else "slow"
+        return {"other_learner": {"learner": learner, "accuracy": self.other_rows, "AP": scores.ap, "BWT": scores.bwt}}

@@ -22,7 +22,7 @@ from typing import ClassVar
 
 from .methods import FAST, Batch, Method, TaskContext, mean_token_nll, option, run_seed
 from .replay import ReplayState, resolved_size
-from .slow_learner import SLOW, SlowLearner
+from .slow_learner import SLOW, DualLearners, SlowLearner
 
 
 class SurpriseBuffer:
@@ -73,7 +73,7 @@ class SurpriseBuffer:
 
 
 @dataclass
-class SuRe(ReplayState, Method):
+class SuRe(DualLearners, ReplayState, Method):
     name: ClassVar[str] = "sure"
     saved_adapters: ClassVar = MappingProxyType({"fast": FAST, "slow": SLOW})
     buffer_size: int = option(500, "replay buffer size (examples kept from the stream)", low=1)
@@ -90,6 +90,7 @@ class SuRe(ReplayState, Method):
         super().__post_init__()
         self.buffer = SurpriseBuffer(self.buffer_size, self.seed)
         self.slow = SlowLearner(self.sure_ema)
+        self.other_rows: list[list[float]] = []
         self.index, self.collate, self.parts = 0, None, {}
 
     @property

@@ -215,6 +215,8 @@ def train_task(run: Prepared, method: Method, config: TrainConfig, folder: RunFo
     run.model.eval()
     method.end_task(ctx)
     run.metrics.add_row(*run.scores(method, index + 1))
+    if method.other_learner is not None:
+        method.note_other_scores(run.scores(method, index + 1, key=method.other_learner)[0])
     state.task_index, state.epoch, state.position, state.order, state.task_step = index + 1, 0, 0, None, 0
     if main:
         folder.save_task(run.model, method, task)

@@ -53,7 +53,11 @@ def test_compare_reads_every_method(runs, tmp_path):
     folders = [str(folder) for folder, _ in runs.values()]
     assert main(["compare", *folders, "--baseline", "er", "--out", str(tmp_path / "cmp"), "--json"]) == 0
     result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
-    assert set(result["groups"]) == set(METHODS) and set(result["paired"]) >= set(METHODS) - {"er"}
+    # the dual learners' second learner is a group of its own, scored on the same runs
+    assert set(result["groups"]) == set(METHODS) | {"ilora:fast", "sure:fast"}
+    assert set(result["paired"]) >= set(METHODS) - {"er"}
+    fast = json.loads((runs["sure"][0] / "metrics.json").read_text())["method_record"]["other_learner"]
+    assert result["summary"]["sure:fast"]["AP"]["mean"] == pytest.approx(fast["AP"])
 
 
 @pytest.mark.slow
@@ -81,6 +85,20 @@ def test_olora_checkpoints_stack_the_task_loras(runs):
     assert a1.shape[0] == 2 * 4 and first.scaling[module] == pytest.approx(8 / 4)  # rank r·T, the scale α/r kept
     assert torch.equal(a2[:4], a1[:4]) and torch.equal(b2[:, :4], b1[:, :4])  # task 1's block frozen
     assert not a1[4:].any() and a2[4:].any()  # block 2 empty after task 1, filled after task 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,flag", [("sure", "sure_eval"), ("ilora", "eval_adapter")])
+def test_dual_learners_score_the_other_learner_as_a_run_evaluating_it_would(runs, name, flag, tmp_path):
+    """The learner not evaluated is scored on the same training run: its recorded matrix is the main matrix of the
+    same run evaluating that learner instead (evaluation changes nothing of the training)."""
+    folder, _ = runs[name]
+    other = json.loads((folder / "metrics.json").read_text())["method_record"]["other_learner"]
+    method = get_method(name, seed=5, **OPTIONS[name], **{flag: "fast"})
+    train_sequence("tiny-llama", TASKS, method, TrainConfig(**SHORT), tmp_path / "fast", eval_limit=6, progress=False)
+    fast = json.loads((tmp_path / "fast" / "metrics.json").read_text())
+    assert other["learner"] == "fast" and other["accuracy"] == fast["accuracy"] and other["AP"] == fast["AP"]
+    assert fast["method_record"]["other_learner"]["learner"] == "slow"
 
 
 @pytest.mark.slow
