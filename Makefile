@@ -24,6 +24,7 @@ venv: $(VENV)/.installed
 # and write demo_out/report.html (about 10 minutes on 2 CPU cores)
 demo: venv
 	$(VENV)/bin/modeconn demo --out demo_out
+	$(VENV)/bin/modeconn report demo_out/runs/seq demo_out/runs/er demo_out/runs/ilora --out demo_out/report --no-curves
 
 test: venv
 	$(PY) -m pytest -q -ra

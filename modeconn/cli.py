@@ -399,6 +399,41 @@ def compare(runs, baseline, out, as_json):
 
 
 @cli.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--out", default="report", show_default=True, help="folder for report.html, report.json and the results")
+@click.option("--points", type=click.IntRange(min=2), default=11, show_default=True, help="points per path")
+@click.option("--limit", type=POSITIVE, default=32, show_default=True,
+              help="examples per task for the paths, the curves and the plane")
+@click.option("--curves/--no-curves", default=True, show_default=True,
+              help="fit a Bézier curve for every consecutive pair")
+@click.option("--curve-steps", type=POSITIVE, default=100, show_default=True, help="optimizer steps per fitted curve")
+@click.option("--grid", type=click.IntRange(min=2), default=9, show_default=True, help="plane points per axis")
+@click.option("--baseline", default="er", show_default=True, help="comparison baseline (when among the runs)")
+@click.option("--seed", type=int, default=0, show_default=True)
+def report(runs, out, points, limit, curves, curve_steps, grid, baseline, seed):
+    """The report page for any runs or task sequences: accuracy matrices, consecutive barriers (line and fitted
+    curve), the plane through the largest barrier, the method comparison, and every result's settings. Results
+    already in OUT with the same settings are read back, not recomputed."""
+    from pathlib import Path
+
+    from . import checks
+    from .report.gather import ReportConfig, gather, labels_of
+    from .files import write_json
+    from .outdir import claim
+    from .report.page import write_run_report
+
+    checks.seed("seed", seed)
+    folders = [Path(r) for r in runs]
+    labels = labels_of(folders)
+    config = ReportConfig(points, limit, curves, curve_steps, grid, seed, baseline)
+    with claim(out, owned=[*labels, "plane", "comparison", "report.html", "report.json"]) as claimed:
+        results = gather([str(f) for f in folders], claimed.root, config)
+        write_json(claimed.root / "report.json", results.to_json())
+        page = write_run_report(results)
+    click.echo(f"report: {page}")
+
+
+@cli.command()
 @click.option("--out", default="demo_out", show_default=True, help="report folder: report.html, PNGs, JSON, the runs")
 @click.option("--methods", default="seq,er,ilora", show_default=True, help="comma-separated methods to train and compare")
 @click.option("--max-train", type=int, default=160, show_default=True, help="training examples per task")

@@ -18,8 +18,9 @@ ALLOWED = {
     "analysis": {"core", "lora", "evaluator"},
     "continual": {"core", "lora", "evaluator", "analysis.bezier"},  # seq-path fits a curve between two minima
     "plots": {"core", "lora", "evaluator", "analysis", "continual.metrics", "continual.train_log", "continual.compare"},
-    "demo": {"core", "lora", "evaluator", "analysis", "continual", "plots"},
-    "cli": {"core", "lora", "evaluator", "analysis", "continual", "plots", "demo"},
+    "report": {"core", "lora", "evaluator", "analysis", "continual", "plots"},  # any runs' results → one page
+    "demo": {"core", "lora", "evaluator", "analysis", "continual", "plots", "report"},
+    "cli": {"core", "lora", "evaluator", "analysis", "continual", "plots", "report", "demo"},
 }
 
 

@@ -70,16 +70,28 @@ def sweep_png(result: SweepResult, out: str | Path, measure: str = "barrier") ->
     save_png(fig, out, result.made_by, dpi=120)
 
 
-def sweep_figure(result: SweepResult, measure: str = "barrier"):
-    """The plotly figure of a sweep: joint-gap heatmaps per path, then each task's barrier per path."""
+def flat_paths(result: SweepResult, measure: str = "barrier") -> list[str]:
+    """The paths on which every task's ``measure`` is zero on every measured pair: a row of heatmaps saying nothing."""
+    flat = []
+    for path in result.paths():
+        values = [v for matrix in result.matrix(measure, path).values() for row in matrix for v in row if v is not None]
+        if values and all(v == 0 for v in values):
+            flat.append(path)
+    return flat
+
+
+def sweep_figure(result: SweepResult, measure: str = "barrier", hide_flat: bool = False):
+    """The plotly figure of a sweep: joint-gap heatmaps per path, then each task's barrier per path (``hide_flat``:
+    without the rows of the ``flat_paths``, which a caption then names in a sentence)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     paths = result.paths()
+    shown = [p for p in paths if not (hide_flat and p in flat_paths(result, measure))]
     evaluated = list(result.matrix(measure, "linear"))
-    cols, rows = max(len(paths), len(evaluated)), 1 + len(paths)
+    cols, rows = max(len(paths), len(evaluated) if shown else 1), 1 + len(shown)
     grid: dict[tuple[int, int], tuple] = {(1, k + 1): (f"{path}: joint gap", path, None) for k, path in enumerate(paths)}
-    for r, path in enumerate(paths, start=2):
+    for r, path in enumerate(shown, start=2):
         for k, name in enumerate(evaluated):
             grid[(r, k + 1)] = (f"{path}: loss of {name}", path, name)
     titles = [grid[(r, c)][0] if (r, c) in grid else "" for r in range(1, rows + 1) for c in range(1, cols + 1)]
@@ -104,4 +116,4 @@ def sweep_html(result: SweepResult, out: str | Path, measure: str = "barrier") -
     write_html(sweep_figure(result, measure), out)
 
 
-__all__ = ["sweep_png", "sweep_html", "sweep_figure", "MEASURES"]
+__all__ = ["sweep_png", "sweep_html", "sweep_figure", "flat_paths", "MEASURES"]

@@ -1,0 +1,165 @@
+"""The results behind `modeconn report`: for any runs or task sequences, their accuracy matrices, the consecutive
+barriers of each (straight line, and fitted Bézier curves unless ``curves=False``), the plane through the pair with the
+largest straight-line joint gap, and the method comparison when several runs are given.
+
+A result already in the report folder, made with the same settings, is read back instead of recomputed (its settings
+are kept beside it in ``request.json``), so a report can be redrawn or extended with one more run cheaply.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import DataError
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    points: int = 11  # points per path
+    limit: int | None = 32  # examples per task for paths, curves and the plane
+    curves: bool = True  # fit a Bézier curve per consecutive pair
+    curve_steps: int = 100
+    grid: int = 9  # plane points per axis
+    seed: int = 0
+    baseline: str = "er"  # the comparison's baseline, when several runs are given and it is among them
+
+
+@dataclass
+class RunEntry:
+    label: str  # the run's folder name, made unique
+    folder: Path
+    metrics: object | None  # ContinualMetrics of a training run; None for a bare task sequence
+    sweep: object | None = None  # SweepResult of the consecutive pairs; None for a run without LoRA adapters
+    reason: str = ""  # why there is no sweep (prompt checkpoints, a single task)
+
+
+@dataclass
+class ReportResults:
+    out: Path
+    config: ReportConfig
+    runs: list[RunEntry]
+    pair: tuple[str, str, str] | None = None  # (run label, task a, task b) of the largest straight-line joint gap
+    plane: object | None = None
+    plane_note: str = ""
+    comparison: object | None = None
+    reused: list[str] = field(default_factory=list)  # the results read back instead of recomputed
+
+    def to_json(self) -> dict:
+        """``report.json``: what the page shows in numbers (the full results are in their own folders)."""
+        runs = [{"label": e.label, "folder": str(e.folder), "AP": e.metrics.ap if e.metrics else None,
+                 "BWT": e.metrics.bwt if e.metrics else None, "FWT": e.metrics.fwt if e.metrics else None,
+                 "consecutive": {path: e.sweep.consecutive(path) for path in e.sweep.paths()} if e.sweep else None,
+                 "no_sweep_because": e.reason or None} for e in self.runs]
+        return {"kind": "report", "config": asdict(self.config), "runs": runs,
+                "largest_joint_gap_pair": list(self.pair) if self.pair else None, "plane": self.plane_note or None,
+                "comparison": self.comparison is not None, "reused": self.reused}
+
+
+def labels_of(folders: list[Path]) -> list[str]:
+    """Each run's name in the report (and its results' folder): its folder's name, numbered when two share one."""
+    labels, seen = [], {}
+    for folder in folders:
+        name = folder.resolve().name or "run"
+        seen[name] = seen.get(name, 0) + 1
+        labels.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return labels
+
+
+def _cached(out: Path, request: dict, load, compute, reused: list[str]):
+    """The result in ``out`` if it was made by ``request``; else ``compute()`` written there with its request."""
+    from ..files import write_json
+    from ..plots.kinds import save_result
+
+    recorded = out / "request.json"
+    if recorded.is_file():
+        try:
+            if json.loads(recorded.read_text()) == request:
+                result = load(out)
+                reused.append(str(out))
+                return result
+        except (ValueError, OSError, DataError):
+            pass  # unreadable or stale: computed again
+    result = compute()
+    save_result(result, out)
+    write_json(recorded, request)
+    return result
+
+
+def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfig(), progress: bool = True) -> ReportResults:
+    """Every result the report page shows, computed or read back; ``out`` must already be claimed by the caller."""
+    from ..analysis.bezier import CurveConfig
+    from ..analysis.measure import measure_plane, sweep_sequence
+    from ..continual.metrics import ContinualMetrics
+    from ..evaluator.evaluate import EvalConfig
+    from ..lora.adapters import PROMPT_FILE
+    from ..lora.sequence import MANIFEST, load_sequence
+    from ..plots.kinds import load_result, save_result
+
+    out = Path(out)
+    folders = [Path(p) for p in paths]
+    for folder in folders:
+        if not (folder / MANIFEST).is_file():
+            raise DataError(f"{folder}: not a run or task sequence (no {MANIFEST})")
+    results = ReportResults(out, config, [])
+    losses = EvalConfig(accuracy=False, progress=False)
+    for label, folder in zip(labels_of(folders), folders):
+        metrics_file = folder / "metrics.json"
+        metrics = ContinualMetrics.from_json(json.loads(metrics_file.read_text())) if metrics_file.is_file() else None
+        entry = RunEntry(label, folder, metrics)
+        results.runs.append(entry)
+        seq = load_sequence(folder)
+        if len(seq.tasks) < 2:
+            entry.reason = "one task only: no pair to measure"
+            continue
+        if any((seq.adapter_dir(t) / PROMPT_FILE).is_file() for t in seq.tasks):
+            entry.reason = "its checkpoints are soft prompts, not LoRA adapters: no path in LoRA space"
+            continue
+        request = {"kind": "sweep", "run": str(folder.resolve()), "points": config.points, "limit": config.limit,
+                   "curves": config.curves, "curve_steps": config.curve_steps, "seed": config.seed}
+        target = out / label / "sweep"
+        entry.sweep = _cached(target, request, lambda o: load_result(o / "sweep.json"), lambda: sweep_sequence(
+            str(folder), points=config.points, pairs="consecutive", bezier=config.curves,
+            curve_config=CurveConfig(steps=config.curve_steps, seed=config.seed), limit=config.limit, seed=config.seed,
+            eval_config=losses, progress=progress, curves_out=str(out / label / "curves") if config.curves else None),
+            results.reused)
+    measured = [(e, r) for e in results.runs if e.sweep is not None for r in e.sweep.consecutive("linear")
+                if r["joint_gap"] is not None]
+    if measured:
+        entry, row = max(measured, key=lambda er: er[1]["joint_gap"])
+        results.pair = (entry.label, row["from"], row["to"])
+        results.plane = _plane(entry, row, out, config, losses, results, measure_plane, load_result)
+    if sum(e.metrics is not None for e in results.runs) >= 2:
+        from ..continual.compare import compare, read_runs
+
+        runs = read_runs([str(e.folder) for e in results.runs if e.metrics is not None])
+        labels = {r.label for r in runs}
+        results.comparison = compare(runs, config.baseline if config.baseline in labels else runs[0].label)
+        save_result(results.comparison, out / "comparison")
+    return results
+
+
+def _plane(entry: RunEntry, row: dict, out: Path, config: ReportConfig, losses, results: ReportResults, measure_plane,
+           load_result):
+    """The plane through the pair's two minima and its fitted control point, or without curves the next (else the
+    previous) minimum of the sequence; None when there is no third point."""
+    from ..lora.sequence import load_sequence
+
+    seq = load_sequence(entry.folder)
+    names = [t.name for t in seq.tasks]
+    a, b = (str(seq.adapter_dir(seq.tasks[names.index(n)])) for n in (row["from"], row["to"]))
+    if config.curves:
+        third, what = str(out / entry.label / "curves" / f"{row['from']}-{row['to']}"), "the fitted control point"
+    else:
+        j = names.index(row["to"])
+        k = j + 1 if j + 1 < len(names) else names.index(row["from"]) - 1
+        if k < 0:
+            results.plane_note = "no plane: the sequence has only these two minima and no curve was fitted (--no-curves)"
+            return None
+        third, what = str(seq.adapter_dir(seq.tasks[k])), f"the {names[k]} minimum"
+    results.plane_note = f"through the {row['from']} and {row['to']} minima of {entry.label} and {what}"
+    request = {"kind": "plane", "points": [a, b, third], "grid": config.grid, "limit": config.limit, "seed": config.seed}
+    return _cached(out / "plane", request, lambda o: load_result(o / "plane.json"),
+                   lambda: measure_plane(a, b, third, grid=config.grid, limit=config.limit, seed=config.seed,
+                                         eval_config=losses), results.reused)
+
