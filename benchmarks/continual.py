@@ -77,6 +77,7 @@ VARIANTS = {
     "sure": ("sure", {}),
     "seq-path": ("seq-path", {}),
 }
+SELECTED_AS = {"mtl-cumulative": "mtl"}  # variants without a grid of their own take these methods' choice
 REPLAY = {"er", "ilora", "sure"}
 MEMORY = {"agem", "gem"}
 FLAGS = {"ewc_lambda": "--ewc-lambda", "ema": "--ema", "gamma": "--gamma", "eval_adapter": "--ilora-eval",
@@ -190,7 +191,7 @@ def report(args) -> None:
     jobs = []
     for label in args.variants:
         method, fixed = VARIANTS[label]
-        picked = dict(selection[method])
+        picked = dict(selection[SELECTED_AS.get(method, method)])
         lr = picked.pop("lr")
         options = {k: v for k, v in picked.items() if k not in ("method", "eval_AP")}
         options.update(fixed)

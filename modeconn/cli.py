@@ -148,16 +148,19 @@ def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, o
 @click.option("--surface", is_flag=True, help="HTML as 3D surfaces instead of contour maps")
 @click.option("--out", default="results", show_default=True, help="folder for plane.json, plane.png, plane.html")
 @click.option("--accuracy", is_flag=True, help=ACCURACY_HELP)
+@click.option("--mark", multiple=True, help="an adapter to place on the plane at its projection (its own loss scored, "
+                                            "its distance from the plane recorded); repeatable")
 @_data_options
-def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, out, accuracy, data, no_manifest_data, split,
-          limit, base, seed, device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
+def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, out, accuracy, mark, data, no_manifest_data,
+          split, limit, base, seed, device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
     """Loss of each task on a grid over the plane through three adapters (e.g. two minima and a Bézier control point)."""
     from .analysis.measure import measure_plane
 
     _analysis(out, as_json, lambda: measure_plane(
         adapter_a, adapter_b, adapter_c, list(data), space, grid, margin, curve, base=base, split=split, limit=limit,
         manifest=not no_manifest_data, seed=seed, device=device, allow_pickle=allow_pickle,
-        eval_config=_eval_config(max_batch_tokens, accuracy, dtype, max_length), device_map=device_map), surface3d=surface)
+        eval_config=_eval_config(max_batch_tokens, accuracy, dtype, max_length), device_map=device_map, marks=mark),
+        surface3d=surface)
 
 
 @cli.command()
@@ -194,9 +197,11 @@ def landscape(adapter, dimensions, grid, span, surface, out, accuracy, data, no_
 @click.option("--base", default=None, help="base model (default: the manifest's)")
 @click.option("--out", default="results", show_default=True, help="folder for sweep.json, sweep.png, sweep.html")
 @click.option("--accuracy", is_flag=True, help="also decode greedily at every point (slow)")
+@click.option("--curves-out", default=None,
+              help="with --bezier: also save each fitted control point as CURVES_OUT/A-B/ (for modeconn plane)")
 @_evaluation_options
-def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, base, out, accuracy, limit, seed, device,
-          device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
+def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, base, out, accuracy, curves_out, limit, seed,
+          device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
     """Barriers between every pair of task adapters in SEQUENCE (a sequence.json or its folder), as matrices and heatmaps."""
     from .analysis.bezier import CurveConfig
     from .analysis.measure import sweep_sequence
@@ -204,7 +209,7 @@ def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, b
     _analysis(out, as_json, lambda: sweep_sequence(
         sequence, space, points, pairs, bezier, CurveConfig(steps=curve_steps, seed=seed, max_length=max_length), base, split,
         limit, seed, device, allow_pickle, _eval_config(max_batch_tokens, accuracy, dtype, max_length),
-        device_map=device_map), measure=measure)
+        curves_out=curves_out if bezier else None, device_map=device_map), measure=measure)
 
 
 @cli.command()

@@ -137,29 +137,40 @@ def measure_plane(
     allow_pickle: bool = False,
     eval_config: EvalConfig = EvalConfig(accuracy=False),
     device_map: str | None = None,
+    marks: tuple[str, ...] | list[str] = (),
 ) -> SurfaceResult:
     """Loss of each task on a grid over the plane through adapters ``a``, ``b``, ``c`` (Garipov et al.'s figure).
 
     ``curve`` draws the quadratic Bézier a → b with control point ``c`` on the plane (default: when ``c`` holds a
-    curve.json fitted between ``a`` and ``b``)."""
-    from ..lora.plane import gram, grid_axes, plane_basis
+    curve.json fitted between ``a`` and ``b``). ``marks``: further adapters placed on the plane at their orthogonal
+    projection (I-LoRA's slow learner among the fast minima, say); each one's own loss is scored, and its distance
+    from the plane is recorded in ``extra["marks"]``."""
+    from ..lora.plane import gram, grid_axes, place, plane_basis
 
     grid_axes(torch.zeros(1, 2), grid, margin)  # checks grid and margin before any loading
-    names = [str(a), str(b), str(c)]
+    names = [str(a), str(b), str(c), *map(str, marks)]
+    n = len(names)
     study = Study.open(names, data or [], space=space, split=split, limit=limit, manifest=manifest, base=base, seed=seed,
                        device=device, allow_pickle=allow_pickle, eval_config=eval_config, device_map=device_map)
-    basis = plane_basis(gram(study.adapters, space), tuple(names))
-    xs, ys = grid_axes(basis.coords, grid, margin)
+    g = gram(study.adapters, space)
+    basis = plane_basis(g[:3, :3], tuple(names[:3]))
+    placed = [place(g, basis, k) for k in range(3, n)]  # (x, y, distance from the plane) of each mark
+    coords = torch.cat([basis.coords, torch.tensor([[x, y] for x, y, _ in placed], dtype=torch.float64).reshape(-1, 2)])
+    xs, ys = grid_axes(coords, grid, margin)
     xy = torch.tensor([[x, y] for y in ys for x in xs], dtype=torch.float64)
     curve = fitted_between(read_curve(c), a, b, space) if curve is None else curve
     ts = uniform_ts(curve_points) if curve else []
     on_curve = bernstein(torch.tensor(ts), 2)[:, [0, 2, 1]]  # Bernstein weights (a, c, b) reordered to anchors (a, b, c)
-    coeffs = torch.cat([basis.coefficients(xy), torch.eye(3, dtype=torch.float64), on_curve])
+    pad = lambda w: torch.nn.functional.pad(w, (0, n - 3))  # noqa: E731  (the marks take no part in the plane's points)
+    coeffs = torch.cat([pad(basis.coefficients(xy)), torch.eye(n, dtype=torch.float64), pad(on_curve)])
     curves = study.evaluate(Span(tuple(study.adapters), space), coeffs)
-    return SurfaceResult("plane", space, xs, ys, basis.coords.tolist(), names,
-                         _split_surface(curves, (len(ys), len(xs)), 3, len(ts)), names, study.base_name, split, seed,
-                         {"t": ts, "xy": (on_curve @ basis.coords).tolist()} if curve else None,
-                         made_by=study.made_by(grid=grid, margin=margin, curve_points=len(ts)))
+    size = float(basis.coords[1, 0])
+    extra = {"marks": {name: {"x": x, "y": y, "off_plane": off, "off_plane_relative": off / size}
+                       for name, (x, y, off) in zip(names[3:], placed)}} if marks else {}
+    return SurfaceResult("plane", space, xs, ys, coords.tolist(), names,
+                         _split_surface(curves, (len(ys), len(xs)), n, len(ts)), names, study.base_name, split, seed,
+                         {"t": ts, "xy": (on_curve @ basis.coords).tolist()} if curve else None, extra=extra,
+                         made_by=study.made_by(grid=grid, margin=margin, curve_points=len(ts), marks=len(placed)))
 
 
 def measure_landscape(

@@ -73,6 +73,17 @@ def plane_basis(g: torch.Tensor, names: tuple[str, str, str] = ("first", "second
     return PlaneBasis(u, v, coords)
 
 
+def place(g: torch.Tensor, basis: PlaneBasis, k: int) -> tuple[float, float, float]:
+    """Point ``k``'s orthogonal projection onto the plane of points 0–2, as plane coordinates (x, y), and its distance
+    from the plane; ``g`` is the Gram matrix of all the points (the plane's three first)."""
+    n = g.shape[0]
+    d = torch.zeros(n, dtype=torch.float64)
+    d[k], d[0] = 1.0, d[0] - 1.0
+    u, v = (torch.nn.functional.pad(w, (0, n - 3)) for w in (basis.u, basis.v))
+    x, y = float(d @ g @ u), float(d @ g @ v)
+    return x, y, max(float(d @ g @ d) - x * x - y * y, 0.0) ** 0.5
+
+
 def check_grid(grid: int, dimensions: int = 2) -> None:
     checks.count("grid", grid, 2)
     checks.points_fit("grid", grid**dimensions)

@@ -13,14 +13,16 @@ from .style import COLORS, caption_html, new_figure, save_png, write_html
 
 def _axis_names(result: SurfaceResult) -> tuple[str, str]:
     if result.kind == "plane":
-        a, b, c = result.short_labels()
+        a, b, c = result.short_labels()[:3]  # further labelled points are marks placed on the plane
         return f"u: along {a} → {b} (distance in {result.space} space)", f"v: towards {c}, orthogonal to u"
     return "α (filter-normalised direction 1)", "β (filter-normalised direction 2)"
 
 
 def _title(result: SurfaceResult) -> str:
     if result.kind == "plane":
-        return f"plane through {', '.join(result.short_labels())} ({result.space} space)"
+        labels = result.short_labels()
+        marks = f"; {', '.join(labels[3:])} placed on it" if len(labels) > 3 else ""
+        return f"plane through {', '.join(labels[:3])}{marks} ({result.space} space)"
     return f"random-direction landscape around {result.short_labels()[0]}"
 
 
@@ -73,7 +75,7 @@ def _draw_points(ax, result: SurfaceResult) -> None:
     if result.curve:
         xy = np.asarray(result.curve["xy"])
         ax.plot(xy[:, 0], xy[:, 1], "-", color="#ff7f0e", lw=2, label="Bézier curve")
-    for (px, py), label, marker in zip(pts, result.short_labels(), "o^s"):
+    for (px, py), label, marker in zip(pts, result.short_labels(), "o^sD*Pvh"):
         ax.plot(px, py, marker, color="white", mec="black", ms=8)
         ax.annotate(label, (px, py), textcoords="offset points", xytext=(6, 6), color="white", fontsize=8,
                     bbox=dict(boxstyle="round,pad=0.2", fc="black", alpha=0.5, lw=0))

@@ -43,6 +43,37 @@ def test_plane_basis_is_orthonormal_and_the_points_land_on_their_coordinates(spa
         assert torch.allclose(basis.coefficients(basis.coords[k : k + 1])[0], torch.eye(3, dtype=torch.float64)[k], atol=1e-9)
 
 
+@pytest.mark.parametrize("space", ["factor", "delta"])
+def test_a_marked_point_lands_at_its_orthogonal_projection(space):
+    """Against a float64 least-squares projection of the flattened points onto the plane's span."""
+    from modeconn.lora.plane import place
+
+    points = [load_adapter(p) for p in (NEWS, GLOSS, FORTUNE, str(SEQ / "stdlib"))]
+    g = gram(points, space)
+    basis = plane_basis(g[:3, :3])
+    x, y, off = place(g, basis, 3)
+    vectors = torch.stack([flat(w, space) for w in points])
+    u, v = basis.u @ vectors[:3], basis.v @ vectors[:3]
+    d = vectors[3] - vectors[0]
+    coef = torch.linalg.lstsq(torch.stack([u, v], 1), d[:, None]).solution[:, 0]
+    residual = d - coef[0] * u - coef[1] * v
+    assert (x, y) == pytest.approx(coef.tolist(), rel=1e-6) and off == pytest.approx(float(residual.norm()), rel=1e-6)
+    inside = place(gram(points[:3] + [linear_path(points[0], points[1], space).at(0.25)], space), basis, 3)
+    if space == "factor":  # a point of the straight line lies on the plane, a quarter of the way along u
+        assert inside[0] == pytest.approx(0.25 * float(basis.coords[1, 0]), rel=1e-6) and inside[2] < 1e-6 * inside[0]
+
+
+@pytest.mark.slow
+def test_plane_marks_score_the_marked_adapter_itself():
+    plane = measure_plane(NEWS, GLOSS, FORTUNE, grid=3, limit=6, eval_config=QUIET, marks=[str(SEQ / "stdlib")])
+    alone = measure_barrier(str(SEQ / "stdlib"), NEWS, points=2, limit=6, eval_config=QUIET)
+    assert len(plane.points) == len(plane.labels) == 4
+    mark = plane.extra["marks"][str(SEQ / "stdlib")]
+    assert mark["off_plane"] > 0 and [mark["x"], mark["y"]] == plane.points[3]
+    for name in alone.tasks:  # its own loss, not the loss of its projection
+        assert plane.tasks[name].at_points[3] == pytest.approx(alone.tasks[name].loss[0], abs=1e-5)
+
+
 def test_identical_and_collinear_points_are_refused(tmp_path):
     news, gloss = load_adapter(NEWS), load_adapter(GLOSS)
     with pytest.raises(ConfigError, match="identical"):
@@ -144,6 +175,18 @@ def test_plane_cli_then_plot_redraws_the_same_png(tmp_path, capsys):
     assert code == 0, err
     assert (again / "plane.png").read_bytes() == (out / "plane.png").read_bytes()
     assert not (again / "plane.json").exists()
+
+
+@pytest.mark.slow
+def test_sweep_cli_saves_the_control_points_a_plane_then_draws(tmp_path, capsys):
+    code, _, err = _cli(["sweep", str(SEQ), "--pairs", "consecutive", "--bezier", "--curve-steps", "2", "--points", "3",
+                         "--limit", "4", "--out", str(tmp_path / "sweep"), "--curves-out", str(tmp_path / "curves")], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "curves").iterdir()) == ["fortune-stdlib", "gloss-fortune", "news-gloss"]
+    code, _, err = _cli(["plane", NEWS, GLOSS, str(tmp_path / "curves" / "news-gloss"), "--grid", "3", "--limit", "4",
+                         "--out", str(tmp_path / "plane")], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "plane" / "plane.json").read_text())["curve"] is not None  # the fitted curve, drawn
 
 
 @pytest.mark.slow
