@@ -42,25 +42,39 @@ def best_joint(result, a: str, b: str) -> dict:
 
 
 def main() -> None:
-    from modeconn.analysis.bezier import CurveConfig
-    from modeconn.analysis.measure import measure_plane, sweep_sequence
-    from modeconn.continual import TrainConfig, get_method, train_sequence
-    from modeconn.evaluator.evaluate import EvalConfig
-    from modeconn.files import write_json
-    from modeconn.lora.sequence import load_sequence
-    from modeconn.plots.kinds import save_result
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sequence", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--ilora-run", type=Path, required=True, help="I-LoRA run folder (trained here if unfinished)")
+    parser.add_argument("--phases", default="sequence,ilora", help="sequence (1–3), ilora (4; needs the first's results)")
     parser.add_argument("--points", type=int, default=11)
     parser.add_argument("--limit", type=int, default=32, help="eval-split examples per task for paths and plane")
     parser.add_argument("--curve-steps", type=int, default=60)
     parser.add_argument("--grid", type=int, default=11)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    from modeconn.files import write_json
+    from modeconn.lora.sequence import load_sequence
+
     seq = load_sequence(args.sequence)
+    record = args.out / "findings.json"
+    phases = args.phases.split(",")
+    findings = json.loads(record.read_text()) if record.is_file() and "sequence" not in phases else {}
+    if "sequence" in phases:
+        findings = sequence_phase(args, seq)
+    if "ilora" in phases:
+        findings["ilora"] = ilora_phase(args, seq, *findings["largest_line_gap_pair"])
+    write_json(record, findings)
+    print(json.dumps(findings, indent=2))
+
+
+def sequence_phase(args, seq) -> dict:
+    """Steps 1–3: the consecutive pairs along lines and fitted curves, and the plane of the largest gap."""
+    from modeconn.analysis.bezier import CurveConfig
+    from modeconn.analysis.measure import measure_plane, sweep_sequence
+    from modeconn.evaluator.evaluate import EvalConfig
+    from modeconn.plots.kinds import save_result
+
     names = [t.name for t in seq.tasks]
     sweep = sweep_sequence(str(args.sequence), points=args.points, pairs="consecutive", bezier=True,
                            curve_config=CurveConfig(steps=args.curve_steps, seed=args.seed), limit=args.limit,
@@ -81,16 +95,26 @@ def main() -> None:
     ends = [str(seq.adapter_dir(seq.task(n))) for n in (a, b)]
     plane = measure_plane(*ends, str(args.out / "curves" / f"{a}-{b}"), grid=args.grid, limit=args.limit, seed=args.seed)
     save_result(plane, args.out / "plane")
+    return {"sequence": str(args.sequence), "base": seq.base_model, "tasks": names,
+            "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "keep": KEEP, "pairs": pairs, "largest_line_gap_pair": [a, b],
+            "plane_mean_loss_min": min(min(r) for r in plane.mean_loss())}
 
-    if not (args.ilora_run / "metrics.json").is_file():  # the same tasks and settings as the sequence, I-LoRA's options
+
+def ilora_phase(args, seq, a: str, b: str) -> dict:
+    """Step 4: I-LoRA on the same tasks and settings; its slow adapters on the plane of three of its fast minima (the
+    pair's two and the one before, else after, them), at their projections."""
+    from modeconn.analysis.measure import measure_plane
+    from modeconn.continual import TrainConfig, get_method, train_sequence
+    from modeconn.plots.kinds import save_result
+
+    names = [t.name for t in seq.tasks]
+    options = {"ema": 0.9, "gamma": 1.0, "buffer_fraction": 0.025}  # selected on the embedded stream's eval split
+    if not (args.ilora_run / "metrics.json").is_file():
         settings = json.loads((args.sequence / "train_config.json").read_text())
         config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
-        method = get_method("ilora", seed=args.seed, ema=0.9, gamma=1.0, buffer_fraction=0.025)
-        train_sequence(seq.base_model, [(t.name, seq.data_dir(t)) for t in seq.tasks], method, config, args.ilora_run,
-                       name="ilora", eval_limit=json.loads((args.sequence / "metrics.json").read_text())
-                       .get("made_by", {}).get("settings", {}).get("eval_limit"))
-    # the plane of three fast minima: the pair's two and the one before (else after) them; the slow adapters after the
-    # pair's two tasks placed on it at their projections
+        train_sequence(seq.base_model, [(t.name, seq.data_dir(t)) for t in seq.tasks],
+                       get_method("ilora", seed=args.seed, **options), config, args.ilora_run, name="ilora")
     k = names.index(a)
     third = names[k - 1] if k > 0 else names[k + 2]
     fast = [str(args.ilora_run / "fast" / n) for n in (a, b, third)]
@@ -100,24 +124,16 @@ def main() -> None:
     save_result(placed, args.out / "ilora-plane")
     size = placed.points[1][0]  # the distance between the pair's fast minima
     ilora = json.loads((args.ilora_run / "metrics.json").read_text())
-    findings = {
-        "sequence": str(args.sequence), "base": seq.base_model, "tasks": names,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("sequence", "out", "ilora_run")},
-        "keep": KEEP, "pairs": pairs, "largest_line_gap_pair": [a, b],
-        "plane_mean_loss_min": min(min(r) for r in plane.mean_loss()),
-        "ilora": {"AP": ilora["AP"], "BWT": ilora["BWT"], "options": {"ema": 0.9, "gamma": 1.0, "buffer_fraction": 0.025},
-                  "other_learner": ilora.get("method_record", {}).get("other_learner"),
-                  "plane": [f"fast/{n}" for n in (a, b, third)],
-                  # each slow adapter on the plane: x along fast_a → fast_b (0 at fast_a, 1 at fast_b), y towards the
-                  # third fast minimum, and its distance from the plane, all in units of |fast_b − fast_a|
-                  "slow": {f"slow/{n}": {"along": placed.points[3 + i][0] / size, "across": placed.points[3 + i][1] / size,
-                                         "off_plane": placed.extra["marks"][slows[i]]["off_plane_relative"]}
-                           for i, n in enumerate((a, b))},
-                  "loss_at": {label: {t: task.at_points[i] for t, task in placed.tasks.items()} for i, label in
-                              enumerate([f"fast/{n}" for n in (a, b, third)] + [f"slow/{n}" for n in (a, b)])}},
-    }
-    write_json(args.out / "findings.json", findings)
-    print(json.dumps(findings, indent=2))
+    labels = [f"fast/{n}" for n in (a, b, third)] + [f"slow/{n}" for n in (a, b)]
+    return {"run": str(args.ilora_run), "AP": ilora["AP"], "BWT": ilora["BWT"], "accuracy": ilora["accuracy"],
+            "options": options, "other_learner": ilora.get("method_record", {}).get("other_learner"),
+            "plane": labels[:3],
+            # each slow adapter on the plane: x along fast_a → fast_b (0 at fast_a, 1 at fast_b), y towards the third
+            # fast minimum, and its distance from the plane, all in units of |fast_b − fast_a|
+            "slow": {f"slow/{n}": {"along": placed.points[3 + i][0] / size, "across": placed.points[3 + i][1] / size,
+                                   "off_plane": placed.extra["marks"][slows[i]]["off_plane_relative"]}
+                     for i, n in enumerate((a, b))},
+            "loss_at": {label: {t: task.at_points[i] for t, task in placed.tasks.items()} for i, label in enumerate(labels)}}
 
 
 if __name__ == "__main__":

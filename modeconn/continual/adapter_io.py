@@ -3,6 +3,7 @@ copy one, and write one as a plain peft adapter folder (what the analysis side l
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,3 +70,4 @@ def save_peft_adapter(model, adapter: str, folder: Path) -> None:
         for item in saved.iterdir():
             if item.is_file():
                 item.rename(tmp / item.name)
+        shutil.rmtree(tmp / "saved")  # peft's own folder (and its per-adapter subfolder), now empty

@@ -41,7 +41,9 @@ def test_every_method_writes_a_complete_run(runs, name):
     assert 0.0 <= metrics["AP"] <= 1.0
     kind = METHODS[name].checkpoint_kind
     for task in ("news", "gloss"):
-        if kind == "lora":
+        if kind == "lora":  # a plain peft adapter folder, nothing else in it
+            assert {p.name for p in (folder / task).iterdir()} <= {"README.md", "adapter_config.json",
+                                                                   "adapter_model.safetensors"}
             weights = load_adapter(folder / task)
             assert weights.modules and all(torch.isfinite(a).all() for a, _ in weights.factors.values())
         else:
