@@ -3,14 +3,14 @@
     python scripts/real_llm_study.py --sequence checkpoints/smollm2 --out docs/smollm2 --ilora-run /tmp/smollm2-ilora
     python scripts/real_llm_study.py --sequence checkpoints/seq --out docs/tiny --ilora-run /tmp/tiny-ilora
 
-1. the consecutive pairs along straight lines and fitted Bézier curves, loss and accuracy (`sweep_sequence`);
+1. each consecutive pair along its straight line (loss and accuracy on its two tasks) and a fitted Bézier curve;
 2. on each straight line, the points where both tasks keep ≥ 95% of their endpoint accuracy (the paper's claim);
 3. the plane through the pair with the largest straight-line joint gap and its fitted control point;
 4. an I-LoRA run on the same tasks and settings (trained unless ``--ilora-run`` holds a finished one), and the plane
    through three of its fast minima (the pair's two and the one before) with its slow adapters placed on it at their
    projections: where the slow learner sits.
 
-Writes sweep/, plane/, ilora-plane/ (JSON + PNG) and findings.json under --out.
+Writes pairs/, plane/, ilora-plane/ (JSON + PNG) and findings.json under --out.
 """
 from __future__ import annotations
 
@@ -25,9 +25,8 @@ sys.path.insert(0, str(ROOT))
 KEEP = 0.95  # a point "keeps" a task when its accuracy is at least 95% of the task's endpoint accuracy
 
 
-def kept_points(pair, a: str, b: str) -> list[dict]:
+def kept_points(line, a: str, b: str) -> list[dict]:
     """The t of the straight line where both tasks keep ≥ 95% of their own endpoint's accuracy (a at t=0, b at t=1)."""
-    line = pair.linear
     acc_a, acc_b = line.tasks[a].accuracy, line.tasks[b].accuracy
     return [{"t": t, a: acc_a[i], b: acc_b[i]} for i, t in enumerate(line.t)
             if acc_a[i] >= KEEP * acc_a[0] and acc_b[i] >= KEEP * acc_b[-1]]
@@ -49,7 +48,13 @@ def main() -> None:
     parser.add_argument("--phases", default="sequence,ilora", help="sequence (1–3), ilora (4; needs the first's results)")
     parser.add_argument("--points", type=int, default=11)
     parser.add_argument("--limit", type=int, default=32, help="eval-split examples per task for paths and plane")
+    parser.add_argument("--train-limit", type=int, default=64, help="training examples per task for the curve fits")
     parser.add_argument("--curve-steps", type=int, default=60)
+    parser.add_argument("--curve-batch", type=int, default=8, help="examples per curve-fitting step")
+    parser.add_argument("--curve-t", type=int, default=4, help="t values per curve-fitting step")
+    parser.add_argument("--curve-accuracy", action="store_true", help="also decode along the fitted curves")
+    parser.add_argument("--curves", choices=["all", "largest"], default="all",
+                        help="fit a curve for every consecutive pair, or only for the largest straight-line joint gap")
     parser.add_argument("--grid", type=int, default=11)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -69,36 +74,66 @@ def main() -> None:
 
 
 def sequence_phase(args, seq) -> dict:
-    """Steps 1–3: the consecutive pairs along lines and fitted curves, and the plane of the largest gap."""
+    """Steps 1–3: each consecutive pair along its straight line (loss and accuracy on the pair's two tasks) and along a
+    Bézier curve fitted on their training data (loss; accuracy with --curve-accuracy), then the plane of the largest
+    straight-line joint gap through its control point."""
     from modeconn.analysis.bezier import CurveConfig
-    from modeconn.analysis.measure import measure_plane, sweep_sequence
+    from modeconn.analysis.measure import fit_curve, measure_barrier, measure_plane
     from modeconn.evaluator.evaluate import EvalConfig
     from modeconn.plots.kinds import save_result
 
     names = [t.name for t in seq.tasks]
-    sweep = sweep_sequence(str(args.sequence), points=args.points, pairs="consecutive", bezier=True,
-                           curve_config=CurveConfig(steps=args.curve_steps, seed=args.seed), limit=args.limit,
-                           seed=args.seed, eval_config=EvalConfig(accuracy=True, progress=False),
-                           curves_out=str(args.out / "curves"))
-    save_result(sweep, args.out / "sweep")
-    pairs = []
-    for pair in sweep.pairs:
-        a, b = names[pair.a], names[pair.b]
-        pairs.append({"from": a, "to": b, "joint_gap_line": pair.linear.joint_gap, "joint_gap_curve": pair.bezier.joint_gap,
-                      "barrier_line": {t: pair.linear.tasks[t].barrier for t in (a, b)},
-                      "barrier_curve": {t: pair.bezier.tasks[t].barrier for t in (a, b)},
-                      "endpoint_accuracy": {a: pair.linear.tasks[a].accuracy[0], b: pair.linear.tasks[b].accuracy[-1]},
-                      "line_points_keeping_both": kept_points(pair, a, b),
-                      "best_on_line": best_joint(pair.linear, a, b), "best_on_curve": best_joint(pair.bezier, a, b)})
-    top = max(pairs, key=lambda p: p["joint_gap_line"])
-    a, b = top["from"], top["to"]
-    ends = [str(seq.adapter_dir(seq.task(n))) for n in (a, b)]
-    plane = measure_plane(*ends, str(args.out / "curves" / f"{a}-{b}"), grid=args.grid, limit=args.limit, seed=args.seed)
+    curve_config = CurveConfig(steps=args.curve_steps, batch_size=args.curve_batch, points_per_step=args.curve_t,
+                               seed=args.seed)
+    pairs, common = [], dict(points=args.points, limit=args.limit, manifest=False, seed=args.seed)
+    for a, b in zip(names, names[1:]):  # every straight line first (a result already in --out is read back)
+        line = _cached(args.out / "pairs" / f"{a}-{b}-line", lambda: measure_barrier(
+            *_ends(seq, a, b), _data(seq, a, b), eval_config=EvalConfig(progress=False), **common))
+        pairs.append({"from": a, "to": b, "joint_gap_line": line.joint_gap,
+                      "barrier_line": {t: line.tasks[t].barrier for t in (a, b)},
+                      "endpoint_accuracy": {a: line.tasks[a].accuracy[0], b: line.tasks[b].accuracy[-1]},
+                      "line_points_keeping_both": kept_points(line, a, b), "best_on_line": best_joint(line, a, b)})
+        print(json.dumps(pairs[-1]), flush=True)
+    largest = max(pairs, key=lambda p: p["joint_gap_line"])
+    for pair in pairs if args.curves == "all" else [largest]:  # then the fitted curves
+        a, b = pair["from"], pair["to"]
+        control = args.out / "curves" / f"{a}-{b}"
+        if not (control / "curve.json").is_file():
+            fit_curve(*_ends(seq, a, b), _data(seq, a, b), limit=args.train_limit, manifest=False, config=curve_config,
+                      progress=False).save(control)
+        curve = _cached(args.out / "pairs" / f"{a}-{b}-curve", lambda: measure_barrier(
+            *_ends(seq, a, b), _data(seq, a, b), path="bezier", control=str(control),
+            eval_config=EvalConfig(accuracy=args.curve_accuracy, progress=False), **common))
+        pair.update({"joint_gap_curve": curve.joint_gap, "barrier_curve": {t: curve.tasks[t].barrier for t in (a, b)},
+                     "best_on_curve": best_joint(curve, a, b) if args.curve_accuracy else None})
+        print(json.dumps(pair), flush=True)
+    a, b = largest["from"], largest["to"]
+    plane = measure_plane(*_ends(seq, a, b), str(args.out / "curves" / f"{a}-{b}"), _data(seq, a, b), grid=args.grid,
+                          limit=args.limit, manifest=False, seed=args.seed)
     save_result(plane, args.out / "plane")
     return {"sequence": str(args.sequence), "base": seq.base_model, "tasks": names,
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "keep": KEEP, "pairs": pairs, "largest_line_gap_pair": [a, b],
             "plane_mean_loss_min": min(min(r) for r in plane.mean_loss())}
+
+
+def _ends(seq, a: str, b: str) -> list[str]:
+    return [str(seq.adapter_dir(seq.task(n))) for n in (a, b)]
+
+
+def _data(seq, a: str, b: str) -> list[str]:
+    return [str(seq.data_dir(seq.task(n))) for n in (a, b)]
+
+
+def _cached(folder: Path, compute):
+    """The barrier result saved in ``folder`` by an earlier call, else computed and saved there."""
+    from modeconn.plots.kinds import load_result, save_result
+
+    if (folder / "barrier.json").is_file():
+        return load_result(folder / "barrier.json")
+    result = compute()
+    save_result(result, folder)
+    return result
 
 
 def ilora_phase(args, seq, a: str, b: str) -> dict:
@@ -120,7 +155,8 @@ def ilora_phase(args, seq, a: str, b: str) -> dict:
     fast = [str(args.ilora_run / "fast" / n) for n in (a, b, third)]
     slows = [str(args.ilora_run / "slow" / n) for n in (a, b)]
     data = [str(seq.data_dir(seq.task(n))) for n in (a, b)]
-    placed = measure_plane(*fast, data, grid=args.grid, limit=args.limit, seed=args.seed, curve=False, marks=slows)
+    placed = measure_plane(*fast, data, grid=args.grid, limit=args.limit, manifest=False, seed=args.seed, curve=False,
+                           marks=slows)
     save_result(placed, args.out / "ilora-plane")
     size = placed.points[1][0]  # the distance between the pair's fast minima
     ilora = json.loads((args.ilora_run / "metrics.json").read_text())
