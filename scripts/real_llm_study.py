@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--curves", choices=["all", "largest"], default="all",
                         help="fit a curve for every consecutive pair, or only for the largest straight-line joint gap")
     parser.add_argument("--grid", type=int, default=11)
+    parser.add_argument("--plane-curve-points", type=int, default=41, help="points of the curve drawn on the plane")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     from modeconn.files import write_json
@@ -109,7 +110,7 @@ def sequence_phase(args, seq) -> dict:
         print(json.dumps(pair), flush=True)
     a, b = largest["from"], largest["to"]
     plane = measure_plane(*_ends(seq, a, b), str(args.out / "curves" / f"{a}-{b}"), _data(seq, a, b), grid=args.grid,
-                          limit=args.limit, manifest=False, seed=args.seed)
+                          limit=args.limit, manifest=False, seed=args.seed, curve_points=args.plane_curve_points)
     save_result(plane, args.out / "plane")
     return {"sequence": str(args.sequence), "base": seq.base_model, "tasks": names,
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -155,9 +156,15 @@ def ilora_phase(args, seq, a: str, b: str) -> dict:
     fast = [str(args.ilora_run / "fast" / n) for n in (a, b, third)]
     slows = [str(args.ilora_run / "slow" / n) for n in (a, b)]
     data = [str(seq.data_dir(seq.task(n))) for n in (a, b)]
-    placed = measure_plane(*fast, data, grid=args.grid, limit=args.limit, manifest=False, seed=args.seed, curve=False,
-                           marks=slows)
-    save_result(placed, args.out / "ilora-plane")
+    saved = args.out / "ilora-plane" / "plane.json"  # the same plane made earlier (or by `modeconn plane --mark`)
+    if saved.is_file():
+        from modeconn.plots.kinds import load_result
+
+        placed = load_result(saved)
+    else:
+        placed = measure_plane(*fast, data, grid=args.grid, limit=args.limit, manifest=False, seed=args.seed,
+                               curve=False, marks=slows)
+        save_result(placed, args.out / "ilora-plane")
     size = placed.points[1][0]  # the distance between the pair's fast minima
     ilora = json.loads((args.ilora_run / "metrics.json").read_text())
     labels = [f"fast/{n}" for n in (a, b, third)] + [f"slow/{n}" for n in (a, b)]
