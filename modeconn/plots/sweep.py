@@ -87,7 +87,8 @@ def sweep_figure(result: SweepResult, measure: str = "barrier", hide_flat: bool 
     from plotly.subplots import make_subplots
 
     paths = result.paths()
-    shown = [p for p in paths if not (hide_flat and p in flat_paths(result, measure))]
+    flat = flat_paths(result, measure) if hide_flat else []
+    shown = [p for p in paths if p not in flat]
     evaluated = list(result.matrix(measure, "linear"))
     cols, rows = max(len(paths), len(evaluated) if shown else 1), 1 + len(shown)
     grid: dict[tuple[int, int], tuple] = {(1, k + 1): (f"{path}: joint gap", path, None) for k, path in enumerate(paths)}
