@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -203,11 +204,17 @@ def report(args) -> None:
     finished = sorted(p.parent for p in (args.runs / f"report-{args.base}").glob("*/metrics.json")
                       if p.parent.name.rsplit("-seed", 1)[0] in VARIANTS)
     folder = RESULTS / f"continual_{args.base}"
+    folder.mkdir(parents=True, exist_ok=True)
     from modeconn.cli import main
 
-    code = main(["compare", *map(str, finished), "--baseline", "er", "--out", str(folder)])
-    if code:
-        sys.exit(code)
+    # `modeconn compare` refuses an --out holding files it did not write (commands.txt, seconds.json): compare into a
+    # fresh folder beside it, then move its outputs in
+    with tempfile.TemporaryDirectory(dir=RESULTS) as scratch:
+        code = main(["compare", *map(str, finished), "--baseline", "er", "--out", str(Path(scratch) / "compare")])
+        if code:
+            sys.exit(code)
+        for made in (Path(scratch) / "compare").iterdir():
+            os.replace(made, folder / made.name)
     seconds: dict[str, float] = {}
     for out in finished:
         label = out.name.rsplit("-seed", 1)[0]
