@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .methods import Batch, Method, TaskContext, option, run_seed
-from .replay import ReplayState, ReservoirBuffer, resolved_size
+from .methods import Batch, Method, TaskContext, run_seed
+from .replay import ReplayState, ReservoirBuffer
 
 
 @dataclass
@@ -14,10 +14,6 @@ class ExperienceReplay(ReplayState, Method):
     each training example is offered to the buffer once, in its task's first epoch."""
 
     name: ClassVar[str] = "er"
-    buffer_size: int = option(500, "replay buffer size (examples kept from the stream)", low=1)
-    buffer_fraction: float | None = option(None, "buffer size as a fraction of the stream's training examples "
-                                                 "(the I-LoRA paper: 500 of 20,000 = 0.025); overrides buffer_size",
-                                           low=0, high=1)
     seed: int = run_seed()
     buffer: ReservoirBuffer = field(init=False, repr=False)
 
@@ -28,8 +24,7 @@ class ExperienceReplay(ReplayState, Method):
 
     def begin_task(self, ctx: TaskContext) -> None:
         self.collate = ctx.collate
-        if self.buffer.seen == 0:
-            self.buffer.size = resolved_size(self.buffer_size, self.buffer_fraction, ctx.stream_examples)
+        self.size_buffer(ctx.stream_examples)
 
     def training_step(self, model, batch: Batch):
         # as many replayed examples as current ones: under DDP a process's slice of the batch, not the whole batch

@@ -27,7 +27,7 @@ from typing import ClassVar
 import torch
 
 from .methods import FAST, Batch, Method, TaskContext, mean_token_nll, option, run_seed, unwrap
-from .replay import ReplayState, ReservoirBuffer, resolved_size
+from .replay import ReplayState, ReservoirBuffer
 from .slow_learner import SLOW, DualLearners, SlowLearner
 
 
@@ -49,10 +49,6 @@ def consistency_loss(fast: list[torch.Tensor], slow: list[torch.Tensor], mask: t
 class ILoRA(DualLearners, ReplayState, Method):
     name: ClassVar[str] = "ilora"
     saved_adapters: ClassVar = MappingProxyType({"fast": FAST, "slow": SLOW})
-    buffer_size: int = option(500, "replay buffer size (examples kept from the stream)", low=1)
-    buffer_fraction: float | None = option(None, "buffer size as a fraction of the stream's training examples "
-                                                 "(the I-LoRA paper: 500 of 20,000 = 0.025); overrides buffer_size",
-                                           low=0, high=1)
     gamma: float = option(1.0, "weight γ of the consistency loss (0: no consistency loss, the ablation)", low=0)
     ema: float = option(0.25, "λ_max of slow ← λ·slow + (1−λ)·fast (0.25: the reference code's; the paper describes a "
                               "slowly moving average, e.g. 0.99)", low=0, high=1, high_open=True)
@@ -87,8 +83,7 @@ class ILoRA(DualLearners, ReplayState, Method):
 
     def begin_task(self, ctx: TaskContext) -> None:
         self.collate = ctx.collate
-        if self.buffer.seen == 0:
-            self.buffer.size = resolved_size(self.buffer_size, self.buffer_fraction, ctx.stream_examples)
+        self.size_buffer(ctx.stream_examples)
         self.slow.attach(ctx.model)  # B = 0: the slow learner starts at the base model, as in the reference code
 
     def lam(self) -> float:

@@ -5,6 +5,9 @@ checks the uniformity with a chi-square test)."""
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+
+from .methods import option
 
 
 class ReservoirBuffer:
@@ -50,8 +53,20 @@ def resolved_size(size: int, fraction: float | None, stream_examples: int) -> in
     return max(1, round(fraction * stream_examples)) if fraction is not None else size
 
 
+@dataclass
 class ReplayState:
-    """The resumable state of a method with a replay ``buffer`` (and a ``slow`` learner, if it has one)."""
+    """The replay methods' shared part: the buffer's options (declared once, first among the method's options), its
+    sizing at the first task, and the resumable state of the ``buffer`` (and of a ``slow`` learner, if there is one)."""
+
+    buffer_size: int = option(500, "replay buffer size (examples kept from the stream)", low=1)
+    buffer_fraction: float | None = option(None, "buffer size as a fraction of the stream's training examples "
+                                                 "(the I-LoRA paper: 500 of 20,000 = 0.025); overrides buffer_size",
+                                           low=0, high=1)
+
+    def size_buffer(self, stream_examples: int) -> None:
+        """Fix the buffer's size before the stream's first example reaches it (a resumed buffer keeps its own)."""
+        if self.buffer.seen == 0:
+            self.buffer.size = resolved_size(self.buffer_size, self.buffer_fraction, stream_examples)
 
     def state(self) -> tuple[dict, dict]:
         slow = getattr(self, "slow", None)

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import ClassVar
 
 from .methods import FAST, Batch, Method, TaskContext, mean_token_nll, option, run_seed
-from .replay import ReplayState, resolved_size
+from .replay import ReplayState
 from .slow_learner import SLOW, DualLearners, SlowLearner
 
 
@@ -76,10 +76,6 @@ class SurpriseBuffer:
 class SuRe(DualLearners, ReplayState, Method):
     name: ClassVar[str] = "sure"
     saved_adapters: ClassVar = MappingProxyType({"fast": FAST, "slow": SLOW})
-    buffer_size: int = option(500, "replay buffer size (examples kept from the stream)", low=1)
-    buffer_fraction: float | None = option(None, "buffer size as a fraction of the stream's training examples "
-                                                 "(the I-LoRA paper: 500 of 20,000 = 0.025); overrides buffer_size",
-                                           low=0, high=1)
     sure_ema: float = option(0.99, "λ_max of the slow learner's EMA, slow ← λ·slow + (1−λ)·fast (the authors' code: 0.99)",
                              low=0, high=1, high_open=True)
     sure_eval: str = option("slow", "learner scored and saved as each task's checkpoint", choices=("fast", "slow"))
@@ -99,8 +95,7 @@ class SuRe(DualLearners, ReplayState, Method):
 
     def begin_task(self, ctx: TaskContext) -> None:
         self.collate = ctx.collate
-        if self.buffer.seen == 0:
-            self.buffer.size = resolved_size(self.buffer_size, self.buffer_fraction, ctx.stream_examples)
+        self.size_buffer(ctx.stream_examples)
         self.index = ctx.index
         self.slow.attach(ctx.model)
 
