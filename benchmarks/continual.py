@@ -2,7 +2,8 @@
 the test split with other seeds, compared by `modeconn compare` (paired by seed with er, 95% t-intervals).
 
     python benchmarks/continual.py select [--methods …] [--jobs 2]  # results/selection_tiny-llama.json
-    python benchmarks/continual.py report [--variants …] [--seeds …]  # results/continual_tiny-llama/compare.*
+    python benchmarks/continual.py report [--variants …] [--seeds …]  # results/continual_tiny-llama/compare.*,
+                                                  # results/ablations_tiny-llama/ (I-LoRA's variants paired with ilora)
     python benchmarks/continual.py report --base smollm2-135m --tasks news gloss fortune --max-train 100 \\
         --epochs 2 --batch-size 8 --eval-limit 50 --seeds 0 1 2 --variants seq er ilora
     python benchmarks/continual.py summary                            # results/continual.{json,md}
@@ -78,6 +79,7 @@ VARIANTS = {
     "sure": ("sure", {}),
     "seq-path": ("seq-path", {}),
 }
+ABLATION = {"er", "ilora", "ilora-gamma0", "ilora-reference", "ilora-reference-intended"}  # paired with ilora
 SELECTED_AS = {"mtl-cumulative": "mtl"}  # variants without a grid of their own take these methods' choice
 REPLAY = {"er", "ilora", "sure"}
 MEMORY = {"agem", "gem"}
@@ -126,6 +128,21 @@ def run_all(jobs: list[tuple[list[str], Path]], parallel: int) -> None:
                 if proc.returncode == 0:
                     (out.parent / f"{out.name}.seconds").write_text(f"{seconds}\n")
                 print(json.dumps({"run": out.name, "status": status, "seconds": seconds}), flush=True)
+
+
+def compare_into(runs: list[Path], baseline: str, folder: Path) -> None:
+    """`modeconn compare RUNS --baseline BASELINE` with its outputs in ``folder``. compare refuses an --out holding
+    files it did not write (commands.txt, seconds.json): it writes into a fresh folder beside it, then its outputs move
+    in."""
+    from modeconn.cli import main
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=RESULTS) as scratch:
+        code = main(["compare", *map(str, runs), "--baseline", baseline, "--out", str(Path(scratch) / "compare")])
+        if code:
+            sys.exit(code)
+        for made in (Path(scratch) / "compare").iterdir():
+            os.replace(made, folder / made.name)
 
 
 def run_seconds(outs: list[Path]) -> float:
@@ -204,17 +221,11 @@ def report(args) -> None:
     finished = sorted(p.parent for p in (args.runs / f"report-{args.base}").glob("*/metrics.json")
                       if p.parent.name.rsplit("-seed", 1)[0] in VARIANTS)
     folder = RESULTS / f"continual_{args.base}"
-    folder.mkdir(parents=True, exist_ok=True)
-    from modeconn.cli import main
-
-    # `modeconn compare` refuses an --out holding files it did not write (commands.txt, seconds.json): compare into a
-    # fresh folder beside it, then move its outputs in
-    with tempfile.TemporaryDirectory(dir=RESULTS) as scratch:
-        code = main(["compare", *map(str, finished), "--baseline", "er", "--out", str(Path(scratch) / "compare")])
-        if code:
-            sys.exit(code)
-        for made in (Path(scratch) / "compare").iterdir():
-            os.replace(made, folder / made.name)
+    compare_into(finished, "er", folder)
+    # the I-LoRA ablations paired with ilora itself (ilora − variant, same seeds), and er for reference
+    family = [out for out in finished if out.name.rsplit("-seed", 1)[0] in ABLATION]
+    if any(out.name.startswith("ilora-") for out in family):
+        compare_into(family, "ilora", RESULTS / f"ablations_{args.base}")
     seconds: dict[str, float] = {}
     for out in finished:
         label = out.name.rsplit("-seed", 1)[0]
@@ -265,6 +276,18 @@ def summary(args) -> None:
                          f"{_cell(paired.get('BWT'), True) if paired else '—'} | "
                          f"{f'{gain:+.1%}' if gain is not None else '—'} | {seconds_cell(seconds, label)} |")
         lines += ["", "Commands: " + "; ".join(f"`{c}`" for c in commands), ""]
+    for compare_json in sorted(RESULTS.glob("ablations_*/compare.json")):
+        base = compare_json.parent.name.removeprefix("ablations_")
+        result = json.loads(compare_json.read_text())
+        record["bases"].setdefault(base, {})["ablations"] = result
+        lines += [f"## {base}: I-LoRA's ablations, paired with ilora", "",
+                  "| variant | seeds | AP | BWT | AP − ilora (paired) | BWT − ilora |", "|---|---|---|---|---|---|"]
+        for label, group in result["groups"].items():
+            summ, paired = result["summary"][label], result["paired"].get(label, {})
+            lines.append(f"| {label} | {len(group['seeds'])} | {_cell(summ.get('AP'))} | {_cell(summ.get('BWT'), True)} | "
+                         f"{_cell(paired.get('AP'), True) if paired else '—'} | "
+                         f"{_cell(paired.get('BWT'), True) if paired else '—'} |")
+        lines.append("")
     for selection_json in sorted(RESULTS.glob("selection_*.json")):
         selection = json.loads(selection_json.read_text())
         record.setdefault("selection", {})[selection_json.stem.removeprefix("selection_")] = selection["chosen"]
