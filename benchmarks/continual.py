@@ -233,9 +233,12 @@ def report(args) -> None:
     calls = folder / "commands.txt"
     previous = calls.read_text().splitlines() if calls.is_file() else []
     calls.write_text("\n".join(previous + ["python benchmarks/continual.py " + " ".join(sys.argv[1:])]) + "\n")
-    (folder / "seconds.json").write_text(json.dumps({"run_seconds_by_variant": seconds, "jobs": args.jobs,
-                                                      "note": "summed wall time of single-thread runs; --jobs ran "
-                                                              "side by side on 2 cores"}, indent=2) + "\n")
+    runs = {label: sum(out.name.rsplit("-seed", 1)[0] == label for out in finished) for label in seconds}
+    note = ("wall time summed over each variant's runs (all seeds); every run a single-thread process, with up to two "
+            "others (this script's --jobs, or other calls of it) beside it on the 2-core CPU, so a run's time depends "
+            "on what ran beside it")
+    (folder / "seconds.json").write_text(json.dumps({"run_seconds_by_variant": seconds, "runs_by_variant": runs,
+                                                      "note": note}, indent=2) + "\n")
 
 
 def _cell(entry: dict | None, signed: bool = False) -> str:
