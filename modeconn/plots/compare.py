@@ -10,16 +10,28 @@ from .style import COLORS, new_figure, save_png, write_html
 SHOWN = ("AP", "BWT")
 
 
-def _rows(result: Comparison, measure: str) -> list[tuple[str, dict]]:
-    return [(label, m[measure]) for label, m in result.paired.items() if m.get(measure)]
+def row_order(result: Comparison) -> list[str]:
+    """The compared methods top to bottom, largest AP difference first; one order for every panel."""
+    def key(label: str) -> float:
+        entry = result.paired[label].get("AP")
+        return -entry["mean"] if entry else float("inf")
+
+    return sorted(result.paired, key=key)
+
+
+def forest_rows(result: Comparison, measure: str) -> list[tuple[int, str, dict]]:
+    """(row, label, paired entry) of the methods with a ``measure`` difference: each keeps its row in
+    ``row_order`` (mtl has no BWT; its row stays empty in that panel instead of shifting the ones below)."""
+    return [(y, label, result.paired[label][measure]) for y, label in enumerate(row_order(result))
+            if result.paired[label].get(measure)]
 
 
 def compare_png(result: Comparison, out: str | Path) -> None:
-    labels = list(result.paired)
+    labels = row_order(result)
     fig = new_figure(figsize=(11, 1.2 + 0.45 * max(1, len(labels))))
     axes = fig.subplots(1, len(SHOWN), sharey=True, squeeze=False)[0]
     for ax, measure in zip(axes, SHOWN):
-        for y, (label, entry) in enumerate(_rows(result, measure)):
+        for y, label, entry in forest_rows(result, measure):
             low = entry["low"] if entry["low"] is not None else entry["mean"]
             high = entry["high"] if entry["high"] is not None else entry["mean"]
             color = COLORS[0] if low > 0 else COLORS[1] if high < 0 else "#777777"
@@ -27,9 +39,9 @@ def compare_png(result: Comparison, out: str | Path) -> None:
             ax.plot(entry["mean"], y, "o", color=color)
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(range(len(labels)), labels)
-        ax.invert_yaxis()
         ax.set(title=f"{measure}: difference from {result.baseline} (paired by seed, 95% CI)", xlabel=measure)
         ax.grid(alpha=0.3, axis="x")
+    axes[0].invert_yaxis()  # once: the panels share the y axis, a second call would flip it back
     save_png(fig, out)
 
 
@@ -40,15 +52,16 @@ def compare_figure(result: Comparison):
     fig = make_subplots(rows=1, cols=len(SHOWN), shared_yaxes=True,
                         subplot_titles=[f"{m}: difference from {result.baseline}" for m in SHOWN])
     for col, measure in enumerate(SHOWN, start=1):
-        rows = _rows(result, measure)
-        means = [e["mean"] for _, e in rows]
-        plus = [(e["high"] - e["mean"]) if e["high"] is not None else 0 for _, e in rows]
-        minus = [(e["mean"] - e["low"]) if e["low"] is not None else 0 for _, e in rows]
-        fig.add_trace(go.Scatter(x=means, y=[label for label, _ in rows], mode="markers", marker=dict(size=9, color=COLORS[0]),
+        rows = forest_rows(result, measure)
+        means = [e["mean"] for _, _, e in rows]
+        plus = [(e["high"] - e["mean"]) if e["high"] is not None else 0 for _, _, e in rows]
+        minus = [(e["mean"] - e["low"]) if e["low"] is not None else 0 for _, _, e in rows]
+        fig.add_trace(go.Scatter(x=means, y=[label for _, label, _ in rows], mode="markers", marker=dict(size=9, color=COLORS[0]),
                                  error_x=dict(type="data", array=plus, arrayminus=minus), name=measure,
                                  hovertemplate="%{y}: %{x:+.4f}<extra></extra>", showlegend=False), 1, col)
         fig.add_vline(x=0, line=dict(color="black", width=1), row=1, col=col)
-    fig.update_yaxes(autorange="reversed")
+    # categories in row_order on every panel (a panel's own trace may lack some of them)
+    fig.update_yaxes(categoryorder="array", categoryarray=row_order(result), autorange="reversed")
     fig.update_layout(title=f"paired differences from {result.baseline} over seeds ({result.interval})", template="plotly_white",
                       height=200 + 40 * max(1, len(result.paired)))
     return fig

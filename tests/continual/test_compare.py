@@ -58,3 +58,29 @@ def test_mtl_is_one_joint_run_over_every_task(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "mtl" / "train_log.jsonl").read_text().splitlines()]
     assert [r["task"] for r in log] == ["gloss"] * 4  # nothing before the last task; then 16 examples × 2 epochs / 8
     assert run.metrics.bwt is None and run.metrics.fwt is None and run.metrics.joint
+
+
+def test_forest_plot_rows_stay_with_their_method_when_one_lacks_a_measure(runs, tmp_path, monkeypatch):
+    """mtl has no BWT: its BWT row stays empty and every other method's BWT is drawn on that method's own row (an
+    earlier version drew them from a list without mtl, shifting each one onto the row of the method above it)."""
+    import modeconn.plots.compare as plot
+
+    for seed in (0, 1):
+        fake_run(runs / f"mtl-seed{seed}", f"mtl-seed{seed}", 0.8, None, seed, "mtl")
+        fake_run(runs / f"seq-seed{seed}", f"seq-seed{seed}", 0.1, -0.6, seed, "seq")
+    result = compare(read_runs([str(runs)]), baseline="er")
+    assert plot.row_order(result) == ["mtl", "ilora", "seq"]  # largest AP difference first
+    drawn = {}
+    monkeypatch.setattr(plot, "save_png", lambda fig, out: drawn.setdefault("fig", fig))
+    plot.compare_png(result, tmp_path / "c.png")
+    assert all(ax.yaxis_inverted() for ax in drawn["fig"].axes)  # row 0, the largest difference, on top
+    for ax, measure in zip(drawn["fig"].axes, plot.SHOWN):
+        ticks = {t.get_text(): y for t, y in zip(drawn["fig"].axes[0].get_yticklabels(), ax.get_yticks())}
+        markers = {line.get_ydata()[0]: line.get_xdata()[0] for line in ax.lines if line.get_marker() == "o"}
+        expected = {label: m[measure]["mean"] for label, m in result.paired.items() if m.get(measure)}
+        assert {label: markers[ticks[label]] for label in expected} == pytest.approx(expected)
+        assert ("mtl" in expected) == (measure == "AP") and len(markers) == len(expected)
+    figure = plot.compare_figure(result)
+    bwt = figure.data[1]
+    assert dict(zip(bwt.y, bwt.x)) == pytest.approx({"ilora": 0.15, "seq": -0.6 - (-0.25)})
+    assert list(figure.layout.yaxis.categoryarray) == ["mtl", "ilora", "seq"]
