@@ -79,7 +79,7 @@ VARIANTS = {
     "sure": ("sure", {}),
     "seq-path": ("seq-path", {}),
 }
-ABLATION = {"er", "ilora", "ilora-gamma0", "ilora-reference", "ilora-reference-intended"}  # paired with ilora
+ILORA_ABLATIONS = {"ilora-gamma0", "ilora-reference", "ilora-reference-intended"}  # compared with ilora, not er
 SELECTED_AS = {"mtl-cumulative": "mtl"}  # variants without a grid of their own take these methods' choice
 REPLAY = {"er", "ilora", "sure"}
 MEMORY = {"agem", "gem"}
@@ -221,10 +221,11 @@ def report(args) -> None:
     finished = sorted(p.parent for p in (args.runs / f"report-{args.base}").glob("*/metrics.json")
                       if p.parent.name.rsplit("-seed", 1)[0] in VARIANTS)
     folder = RESULTS / f"continual_{args.base}"
-    compare_into(finished, "er", folder)
-    # the I-LoRA ablations paired with ilora itself (ilora − variant, same seeds), and er for reference
-    family = [out for out in finished if out.name.rsplit("-seed", 1)[0] in ABLATION]
-    if any(out.name.startswith("ilora-") for out in family):
+    label_of = {out: out.name.rsplit("-seed", 1)[0] for out in finished}
+    compare_into([out for out in finished if label_of[out] not in ILORA_ABLATIONS], "er", folder)
+    # I-LoRA's ablations on a page of their own, paired with ilora itself (same seeds), er beside them
+    family = [out for out in finished if label_of[out] in ILORA_ABLATIONS | {"ilora", "er"}]
+    if any(label_of[out] in ILORA_ABLATIONS for out in family):
         compare_into(family, "ilora", RESULTS / f"ablations_{args.base}")
     seconds: dict[str, float] = {}
     for out in finished:
