@@ -262,8 +262,8 @@ def summary(args) -> None:
     record, lines = {"bases": {}}, ["# Continual benchmark", "",
                                     "Made by `benchmarks/continual.py` (select on the eval split with seeds 100–101 or 100, "
                                     "report on the test split) and `modeconn compare` (paired by seed with er, 95% "
-                                    "t-intervals over seeds). Each run is a single-thread process; two ran side by side "
-                                    "on the 2-core CPU.", ""]
+                                    "t-intervals over seeds). Each run is a single-thread process, with up to two others "
+                                    "beside it on the 2-core CPU.", ""]
     for compare_json in sorted(RESULTS.glob("continual_*/compare.json")):
         base = compare_json.parent.name.removeprefix("continual_")
         result = json.loads(compare_json.read_text())
