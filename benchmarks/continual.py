@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,13 +229,12 @@ def report(args) -> None:
     if any(label_of[out] in ILORA_ABLATIONS for out in family):
         compare_into(family, "ilora", RESULTS / f"ablations_{args.base}")
     seconds: dict[str, float] = {}
-    for out in finished:
-        label = out.name.rsplit("-seed", 1)[0]
+    for out, label in label_of.items():
         seconds[label] = seconds.get(label, 0.0) + run_seconds([out])
     calls = folder / "commands.txt"
     previous = calls.read_text().splitlines() if calls.is_file() else []
     calls.write_text("\n".join(previous + ["python benchmarks/continual.py " + " ".join(sys.argv[1:])]) + "\n")
-    runs = {label: sum(out.name.rsplit("-seed", 1)[0] == label for out in finished) for label in seconds}
+    runs = dict(Counter(label_of.values()))
     note = ("wall time summed over each variant's runs (all seeds); every run a single-thread process, with up to two "
             "others (this script's --jobs, or other calls of it) beside it on the 2-core CPU, so a run's time depends "
             "on what ran beside it")

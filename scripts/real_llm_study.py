@@ -126,12 +126,12 @@ def _data(seq, a: str, b: str) -> list[str]:
     return [str(seq.data_dir(seq.task(n))) for n in (a, b)]
 
 
-def _cached(folder: Path, compute):
-    """The barrier result saved in ``folder`` by an earlier call, else computed and saved there."""
+def _cached(folder: Path, compute, kind: str = "barrier"):
+    """The ``kind`` result (barrier, plane) saved in ``folder`` by an earlier call, else computed and saved there."""
     from modeconn.plots.kinds import load_result, save_result
 
-    if (folder / "barrier.json").is_file():
-        return load_result(folder / "barrier.json")
+    if (folder / f"{kind}.json").is_file():
+        return load_result(folder / f"{kind}.json")
     result = compute()
     save_result(result, folder)
     return result
@@ -142,7 +142,6 @@ def ilora_phase(args, seq, a: str, b: str) -> dict:
     pair's two and the one before, else after, them), at their projections."""
     from modeconn.analysis.measure import measure_plane
     from modeconn.continual import TrainConfig, get_method, train_sequence
-    from modeconn.plots.kinds import save_result
 
     names = [t.name for t in seq.tasks]
     options = {"ema": 0.9, "gamma": 1.0, "buffer_fraction": 0.025}  # selected on the embedded stream's eval split
@@ -155,16 +154,10 @@ def ilora_phase(args, seq, a: str, b: str) -> dict:
     third = names[k - 1] if k > 0 else names[k + 2]
     fast = [str(args.ilora_run / "fast" / n) for n in (a, b, third)]
     slows = [str(args.ilora_run / "slow" / n) for n in (a, b)]
-    data = [str(seq.data_dir(seq.task(n))) for n in (a, b)]
-    saved = args.out / "ilora-plane" / "plane.json"  # the same plane made earlier (or by `modeconn plane --mark`)
-    if saved.is_file():
-        from modeconn.plots.kinds import load_result
-
-        placed = load_result(saved)
-    else:
-        placed = measure_plane(*fast, data, grid=args.grid, limit=args.limit, manifest=False, seed=args.seed,
-                               curve=False, marks=slows)
-        save_result(placed, args.out / "ilora-plane")
+    # the same plane made earlier (or by `modeconn plane --mark`) is read back
+    placed = _cached(args.out / "ilora-plane", lambda: measure_plane(
+        *fast, _data(seq, a, b), grid=args.grid, limit=args.limit, manifest=False, seed=args.seed, curve=False,
+        marks=slows), kind="plane")
     size = placed.points[1][0]  # the distance between the pair's fast minima
     ilora = json.loads((args.ilora_run / "metrics.json").read_text())
     labels = [f"fast/{n}" for n in (a, b, third)] + [f"slow/{n}" for n in (a, b)]
