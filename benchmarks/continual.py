@@ -2,8 +2,8 @@
 the test split with other seeds, compared by `modeconn compare` (paired by seed with er, 95% t-intervals).
 
     python benchmarks/continual.py select [--methods …] [--jobs 2]  # results/selection_tiny-llama.json
-    python benchmarks/continual.py report [--variants …] [--seeds …]  # results/continual_tiny-llama/compare.*,
-                                                  # results/ablations_tiny-llama/ (I-LoRA's variants paired with ilora)
+    python benchmarks/continual.py report [--variants …] [--seeds …]  # results/continual_tiny-llama/: compare.*,
+                                      # seconds.json, matrices.json; results/ablations_tiny-llama/ (paired with ilora)
     python benchmarks/continual.py report --base smollm2-135m --tasks news gloss fortune --max-train 100 \\
         --epochs 2 --batch-size 8 --eval-limit 50 --seeds 0 1 2 --variants seq er ilora
     python benchmarks/continual.py summary                            # results/continual.{json,md}
@@ -240,6 +240,20 @@ def report(args) -> None:
             "on what ran beside it")
     (folder / "seconds.json").write_text(json.dumps({"run_seconds_by_variant": seconds, "runs_by_variant": runs,
                                                       "note": note}, indent=2) + "\n")
+    (folder / "matrices.json").write_text(json.dumps(mean_matrices(label_of), indent=2) + "\n")
+
+
+def mean_matrices(label_of: dict[Path, str]) -> dict:
+    """Each variant's accuracy matrix R[i][j] (test split, after task i, on task j) averaged over its seeds: how well
+    it learned each task (the diagonal) beside what it kept (the last row)."""
+    rows: dict[str, list] = {}
+    for out, label in label_of.items():
+        rows.setdefault(label, []).append(json.loads((out / "metrics.json").read_text())["accuracy"])
+    return {"note": "accuracy matrices averaged over each variant's seeds (R[i][j]: after task i, on task j)",
+            "variants": {label: {"seeds": len(ms), "mean_accuracy": [[round(sum(m[i][j] for m in ms) / len(ms), 4)
+                                                                       for j in range(len(ms[0][i]))]
+                                                                      for i in range(len(ms[0]))]}
+                         for label, ms in rows.items()}}
 
 
 def _cell(entry: dict | None, signed: bool = False) -> str:
