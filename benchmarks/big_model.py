@@ -3,7 +3,7 @@
 memory per device, and the losses. Meant for the GPU machine (benchmarks/gpu_check.sh); on a CPU-only machine
 accelerate places everything on the CPU and the run is a smoke test.
 
-    python benchmarks/big_model.py [--device-map auto] [--points 21] [--out benchmarks/results/big_model.json]
+    python benchmarks/big_model.py [--device-map auto] [--points 21] [--size 1b|toy] [--out benchmarks/results/big_model.json]
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+SIZES = {"1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, num_attention_heads=16),
+         "toy": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)}  # the dry run
 
 
 def main() -> None:
@@ -25,6 +27,7 @@ def main() -> None:
     parser.add_argument("--device-map", default="auto")
     parser.add_argument("--points", type=int, default=21)
     parser.add_argument("--limit", type=int, default=32)
+    parser.add_argument("--size", default="1b", choices=list(SIZES))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "big_model.json")
     args = parser.parse_args()
     from peft import LoraConfig, get_peft_model
@@ -37,8 +40,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=4096, hidden_size=2048, intermediate_size=5632, num_hidden_layers=16,
-                             num_attention_heads=16, num_key_value_heads=16, bos_token_id=1, eos_token_id=2, pad_token_id=3)
+        size = SIZES[args.size]
+        config = LlamaConfig(vocab_size=4096, num_key_value_heads=size["num_attention_heads"], bos_token_id=1, eos_token_id=2,
+                             pad_token_id=3, **size)
         model = LlamaForCausalLM(config).to(torch.bfloat16)
         model.save_pretrained(tmp / "base")
         AutoTokenizer.from_pretrained(checkpoints_dir() / "base").save_pretrained(tmp / "base")
@@ -59,8 +63,8 @@ def main() -> None:
                                  device_map=args.device_map)
         seconds = time.perf_counter() - start
     peaks = {f"cuda:{i}": torch.cuda.max_memory_allocated(i) / 2**30 for i in range(torch.cuda.device_count())}
-    record = {"device_map": args.device_map, "points": args.points, "examples": args.limit, "seconds": round(seconds, 2),
-              "peak_gib_per_gpu": peaks, "gpus": torch.cuda.device_count(), "loss": result.tasks["news"].loss,
+    record = {"size": args.size, "device_map": args.device_map, "points": args.points, "examples": args.limit,
+              "seconds": round(seconds, 2), "peak_gib_per_gpu": peaks, "gpus": torch.cuda.device_count(), "loss": result.tasks["news"].loss,
               "settings": result.made_by["settings"]}
     print(json.dumps(record))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ memory plan for the same settings at 7B; writes --out (JSON) and its .md.
 
     python benchmarks/train_memory.py [--model smollm2-135m] [--max-length 512] [--device cpu]
     python benchmarks/train_memory.py --device cuda --model 1b --precision bf16 --gradient-checkpointing   (GPU check)
+    (--model toy: a 2-layer random LLaMA, the GPU check's dry run on a CPU)
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+RANDOM = {"1b": dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, num_attention_heads=16),
+          "toy": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)}
 
 
 def make_tasks(root: Path, examples: int) -> list[tuple[str, Path]]:
@@ -42,8 +45,8 @@ def make_tasks(root: Path, examples: int) -> list[tuple[str, Path]]:
 
 
 def base_for(model: str, root: Path) -> str:
-    """A named base, or a random 1B-class LLaMA (hidden 2048, 16 layers) saved as a folder."""
-    if model != "1b":
+    """A named base, or a random LLaMA (1b: hidden 2048, 16 layers; toy: hidden 64, 2 layers) saved as a folder."""
+    if model not in RANDOM:
         return model
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -51,11 +54,11 @@ def base_for(model: str, root: Path) -> str:
     from modeconn.evaluator.models import checkpoints_dir
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=4096, hidden_size=2048, intermediate_size=5632, num_hidden_layers=16, num_attention_heads=16,
-                         num_key_value_heads=16, bos_token_id=1, eos_token_id=2, pad_token_id=3, max_position_embeddings=2048)
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(root / "1b")
-    AutoTokenizer.from_pretrained(checkpoints_dir() / "base").save_pretrained(root / "1b")
-    return str(root / "1b")
+    config = LlamaConfig(vocab_size=4096, num_key_value_heads=RANDOM[model]["num_attention_heads"], bos_token_id=1, eos_token_id=2,
+                         pad_token_id=3, max_position_embeddings=2048, **RANDOM[model])
+    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(root / model)
+    AutoTokenizer.from_pretrained(checkpoints_dir() / "base").save_pretrained(root / model)
+    return str(root / model)
 
 
 def child(args) -> dict:

@@ -26,6 +26,7 @@ _EXPORTS = {
     "evaluate_points": "evaluator.evaluate", "evaluate_model": "evaluator.evaluate",
     "load_base": "evaluator.models", "checkpoints_dir": "evaluator.models",
     "Example": "evaluator.data", "load_examples": "evaluator.data", "load_split": "evaluator.data",
+    "Fields": "evaluator.data", "TaskSource": "analysis.study",
     "get_scorer": "evaluator.scoring",
     # analyses and their results
     "Study": "analysis.study", "load_task_data": "analysis.study",

@@ -3,6 +3,7 @@ value gets the same one-line message by either road. Each names the setting it c
 from __future__ import annotations
 
 import math
+import os
 import re
 
 from .errors import ConfigError
@@ -117,3 +118,104 @@ def points_fit(what: str, points: int, tasks: int = 1) -> None:
     if need > have:
         raise ConfigError(f"{what}: {points:,} points would need about {need / 2**30:,.1f} GiB before any model runs; "
                           f"this machine has {have / 2**30:,.1f} GiB available")
+
+
+def flag(name: str, value) -> bool:
+    """A true/false setting: a truthy string such as "no" is refused, not read as True."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def text(name: str, value, optional: bool = False):
+    """A non-empty string (a path, a hub id, a name); None too when ``optional``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a {'path or name' if optional else 'non-empty string'}"
+                          f"{' or None' if optional else ''}, got {value!r}")
+    return value
+
+
+def texts(name: str, value, low: int = 0) -> list[str]:
+    """A list of paths or names; one string alone is refused (iterating it would give its characters)."""
+    if isinstance(value, (str, bytes, os.PathLike)):
+        raise ConfigError(f"{name} must be a list of paths or names, got the single {type(value).__name__} {value!r}; "
+                          f"pass [{value!r}]")
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name} must be a list of paths or names, got {value!r}")
+    items = [text(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    if len(items) < low:
+        raise ConfigError(f"{name} must list at least {low} item{'s' if low > 1 else ''}, got {len(items)}")
+    return items
+
+
+def instance(name: str, value, kind, what: str):
+    """An object of ``kind`` (``what`` names it for the message): a wrong type fails here, not deep in torch."""
+    if not isinstance(value, kind):
+        raise ConfigError(f"{name} must be {what}, got {type(value).__name__} {short(value)}")
+    return value
+
+
+def short(value) -> str:
+    """A value's repr, cut to fit in a one-line message."""
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
+
+
+JSON_DEPTH = 100  # modeconn's own files nest at most ~10 levels; deeper is not a file of ours, and would exhaust the stack
+
+
+class JSONShapeError(ValueError):
+    """Valid JSON that modeconn will not read: nested too deeply, or a key given twice."""
+
+
+def _unique_keys(pairs):
+    seen = {}
+    for key, value in pairs:
+        if key in seen:
+            raise JSONShapeError(f"key {key!r} appears twice (one value would silently replace the other)")
+        seen[key] = value
+    return seen
+
+
+def load_json_text(text: str):
+    """``json.loads`` that never raises RecursionError and refuses duplicate keys: a ValueError for either, so every
+    reader's handler for bad JSON gives its one line."""
+    import json
+
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise JSONShapeError(f"nested more than {JSON_DEPTH} levels deep") from None
+    stack = [(data, 1)]
+    while stack:  # iterative: a depth check that recursed would fail on the very input it is for
+        value, depth = stack.pop()
+        if depth > JSON_DEPTH:
+            raise JSONShapeError(f"nested more than {JSON_DEPTH} levels deep")
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return data
+
+
+def free_space(folder, need: int, what: str) -> None:
+    """Refuse, before any work, a plan whose files would not fit on the disk that holds ``folder``."""
+    import shutil
+    from pathlib import Path
+
+    where = Path(folder).absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    try:
+        have = shutil.disk_usage(where).free
+    except OSError:
+        return
+    if need > have:
+        raise ConfigError(f"{what} needs about {_size(need)} on the disk of {folder}, which has {_size(have)} free; "
+                          "free some space or choose another folder")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"

@@ -18,7 +18,14 @@ DTYPE_HELP = ("the precision the base model is loaded in (bfloat16 / float16 hal
               "stay float32")
 LENGTH_HELP = "tokens per example, prompts cut from the left; one default everywhere [1024, or the base's positions if fewer]"
 ACCURACY_HELP = "also decode greedily at every point and score each task's metric (slow)"
+DATA_HELP = ("a data file (.json list of records or columns, .jsonl, .json.gz, .jsonl.gz, .parquet, .csv, .tsv, .arrow, a "
+             "save_to_disk Dataset) or a task folder (train/eval/test files, or a save_to_disk DatasetDict)")
+PROMPT_FIELD_HELP = ("the --data records' field holding the prompt [prompt; else input, instruction or question, "
+                     "with their answer field]")
+ANSWER_FIELD_HELP = ("the --data records' field holding the answer; numbers and booleans are read in JSON's spelling "
+                     "(3, 2.5, true) [answer; else output, response or answer]")
 POSITIVE = click.IntRange(min=1)
+RESULT_BYTES = 8 * 2**20  # about one result's files: its HTML embeds plotly.js (a barrier's JSON, PNG and HTML: 4.9 MB)
 
 
 def _eval_config(max_batch_tokens: int | None, accuracy: bool, dtype: str = "float32", max_length: int | None = None):
@@ -27,20 +34,61 @@ def _eval_config(max_batch_tokens: int | None, accuracy: bool, dtype: str = "flo
     return EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy, dtype=dtype, max_length=max_length)
 
 
+def _data(data: tuple, prompt_field: str | None, answer_field: str | None) -> list:
+    """The ``--data`` tasks, with the record fields the flags name (which apply to them only)."""
+    if prompt_field is None and answer_field is None:
+        return list(data)
+    from .analysis.study import data_sources
+    from .errors import ConfigError
+    from .evaluator.data import Fields
+
+    if not data:
+        raise ConfigError("--prompt-field/--answer-field name the fields of the --data tasks, and none was given; pass "
+                          "--data (a sequence.json names its tasks' fields as prompt_field/answer_field)")
+    return list(data_sources(data, Fields(prompt_field, answer_field)).values())
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="modeconn")
 def cli():
     """Mode connectivity and forgetting in continual LoRA fine-tuning."""
 
 
-def _analysis(out: str, as_json: bool, compute, **options) -> None:
-    """Claim ``out`` (checked and locked before any work), compute the result, write its JSON, PNG and HTML together,
-    then print its table (or the JSON); non-finite losses are written as null, with a warning line."""
+def _inputs(*values) -> list[str]:
+    """Every path a command reads (``NAME=PATH`` data too), and the adapters and data of a sequence given or beside an
+    adapter given: an output folder may not overlap any of them."""
+    from pathlib import Path
+
+    from .lora.sequence import MANIFEST, load_sequence
+
+    found = []
+    for value in values:
+        for given in ([value] if isinstance(value, str) else list(value or ())):
+            path = Path(given if Path(given).exists() or "=" not in given else given.split("=", 1)[1])
+            if not path.exists():
+                continue
+            found.append(str(path))
+            for manifest in (path / MANIFEST, path.parent / MANIFEST, path):
+                try:
+                    seq = load_sequence(manifest) if manifest.name == MANIFEST and manifest.is_file() else None
+                except ModeconnError:
+                    seq = None  # the command itself says what is wrong with it
+                if seq is not None:
+                    found += [str(p) for t in seq.tasks for p in (seq.adapter_dir(t), seq.data_dir(t))]
+                    break
+    return found
+
+
+def _analysis(out: str, as_json: bool, compute, inputs: list[str] = (), **options) -> None:
+    """Claim ``out`` (checked and locked before any work; apart from ``inputs``), compute the result, write its JSON,
+    PNG and HTML together, then print its table (or the JSON); non-finite losses are written as null, with a warning."""
     from .files import count_nonfinite, write_all
     from .outdir import claim, main_process
     from .plots.kinds import writers
+    from . import checks
 
-    with claim(out):
+    checks.free_space(out, RESULT_BYTES, "writing the result (JSON, PNG and self-contained HTML)")
+    with claim(out, inputs=inputs):
         result = compute()
         if not main_process():  # under accelerate launch: the main process writes and reports
             return
@@ -74,6 +122,22 @@ def _cut_prompts(data) -> dict[str, int]:
     return found
 
 
+def _given(name: str) -> bool:
+    """Whether the running command's option ``name`` was given (not left at its default)."""
+    from click.core import ParameterSource
+
+    return click.get_current_context().get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+
+
+def _refuse_idle(*cases) -> None:
+    """Refuse an option that has no effect in the combination given: ``(flag, idle, why)`` each."""
+    from .errors import ConfigError
+
+    for flag, idle, why in cases:
+        if idle:
+            raise ConfigError(f"{flag} has no effect {why}; leave it out")
+
+
 def _options(*options):
     """Apply click options in the order they are listed."""
     def decorate(f):
@@ -100,7 +164,9 @@ _evaluation_options = _options(
 
 _data_options = _options(  # the evaluation-data and base-model options of barrier, plane and landscape
     click.option("--data", multiple=True, metavar="[NAME=]PATH",
-                 help="a data file or task folder to score (repeatable); adds to the tasks named in sequence.json"),
+                 help=f"{DATA_HELP} to score (repeatable); adds to the tasks named in sequence.json"),
+    click.option("--prompt-field", default=None, help=PROMPT_FIELD_HELP),
+    click.option("--answer-field", default=None, help=ANSWER_FIELD_HELP),
     click.option("--no-manifest-data", is_flag=True, help="score only the --data tasks, not the adapters' own tasks"),
     click.option("--split", type=click.Choice(["train", "eval", "test"]), default="eval", show_default=True),
     click.option("--base", default=None,
@@ -123,16 +189,20 @@ _data_options = _options(  # the evaluation-data and base-model options of barri
 @click.option("--out", default="results", show_default=True, help="folder for barrier.json, barrier.png, barrier.html")
 @click.option("--no-accuracy", is_flag=True, help="skip greedy decoding; report loss only")
 @_data_options
-def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, out, no_accuracy, data, no_manifest_data, split,
-            limit, base, seed, device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
+def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, out, no_accuracy, data, prompt_field,
+            answer_field, no_manifest_data, split, limit, base, seed, device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
     """Loss and accuracy along the path from ADAPTER_A to ADAPTER_B, per task, and the loss barrier."""
     from .analysis.measure import measure_barrier
     from .analysis.search import SearchConfig
 
+    _refuse_idle(("--control", control is not None and path_kind != "bezier",
+                  "without --path bezier (add --path bezier to walk its curve)"),
+                 ("--points", _given("points") and adaptive, "with --adaptive (it chooses its own points)"))
+    tasks = _data(data, prompt_field, answer_field)
     _analysis(out, as_json, lambda: measure_barrier(
-        adapter_a, adapter_b, list(data), space, points, path_kind, control, base, split, limit, not no_manifest_data, seed,
+        adapter_a, adapter_b, tasks, space, points, path_kind, control, base, split, limit, not no_manifest_data, seed,
         device, allow_pickle, _eval_config(max_batch_tokens, not no_accuracy, dtype, max_length),
-        SearchConfig() if adaptive else None, device_map))
+        SearchConfig() if adaptive else None, device_map), inputs=_inputs(adapter_a, adapter_b, control, data, base))
 
 
 @cli.command()
@@ -151,16 +221,17 @@ def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, o
 @click.option("--mark", multiple=True, help="an adapter to place on the plane at its projection (its own loss scored, "
                                             "its distance from the plane recorded); repeatable")
 @_data_options
-def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, out, accuracy, mark, data, no_manifest_data,
-          split, limit, base, seed, device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
+def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, out, accuracy, mark, data, prompt_field,
+          answer_field, no_manifest_data, split, limit, base, seed, device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
     """Loss of each task on a grid over the plane through three adapters (e.g. two minima and a Bézier control point)."""
     from .analysis.measure import measure_plane
 
+    tasks = _data(data, prompt_field, answer_field)
     _analysis(out, as_json, lambda: measure_plane(
-        adapter_a, adapter_b, adapter_c, list(data), space, grid, margin, curve, base=base, split=split, limit=limit,
+        adapter_a, adapter_b, adapter_c, tasks, space, grid, margin, curve, base=base, split=split, limit=limit,
         manifest=not no_manifest_data, seed=seed, device=device, allow_pickle=allow_pickle,
         eval_config=_eval_config(max_batch_tokens, accuracy, dtype, max_length), device_map=device_map, marks=mark),
-        surface3d=surface)
+        surface3d=surface, inputs=_inputs(adapter_a, adapter_b, adapter_c, mark, data, base))
 
 
 @cli.command()
@@ -173,14 +244,16 @@ def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, 
 @click.option("--out", default="results", show_default=True, help="folder for landscape.json, landscape.png, landscape.html")
 @click.option("--accuracy", is_flag=True, help=ACCURACY_HELP)
 @_data_options
-def landscape(adapter, dimensions, grid, span, surface, out, accuracy, data, no_manifest_data, split, limit, base, seed, device,
-              device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
+def landscape(adapter, dimensions, grid, span, surface, out, accuracy, data, prompt_field, answer_field, no_manifest_data, split,
+              limit, base, seed, device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
     """Loss around ADAPTER along filter-normalised random directions (Li et al., 2018), per LoRA factor; --seed picks them."""
     from .analysis.measure import measure_landscape
 
+    tasks = _data(data, prompt_field, answer_field)
     _analysis(out, as_json, lambda: measure_landscape(
-        adapter, list(data), dimensions, grid, span, base, split, limit, not no_manifest_data, seed, device, allow_pickle,
-        _eval_config(max_batch_tokens, accuracy, dtype, max_length), device_map), surface3d=surface)
+        adapter, tasks, dimensions, grid, span, base, split, limit, not no_manifest_data, seed, device, allow_pickle,
+        _eval_config(max_batch_tokens, accuracy, dtype, max_length), device_map), surface3d=surface,
+        inputs=_inputs(adapter, data, base))
 
 
 @cli.command()
@@ -203,13 +276,27 @@ def landscape(adapter, dimensions, grid, span, surface, out, accuracy, data, no_
 def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, base, out, accuracy, curves_out, limit, seed,
           device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
     """Barriers between every pair of task adapters in SEQUENCE (a sequence.json or its folder), as matrices and heatmaps."""
+    from contextlib import nullcontext
+
     from .analysis.bezier import CurveConfig
     from .analysis.measure import sweep_sequence
+    from .errors import OutputError
+    from .outdir import check_apart, check_before_work, claim
 
-    _analysis(out, as_json, lambda: sweep_sequence(
-        sequence, space, points, pairs, bezier, CurveConfig(steps=curve_steps, seed=seed, max_length=max_length), base, split,
-        limit, seed, device, allow_pickle, _eval_config(max_batch_tokens, accuracy, dtype, max_length),
-        curves_out=curves_out if bezier else None, device_map=device_map), measure=measure)
+    _refuse_idle(("--curves-out", curves_out is not None and not bezier, "without --bezier (no curves are fitted)"),
+                 ("--curve-steps", _given("curve_steps") and not bezier, "without --bezier (no curves are fitted)"))
+    inputs = _inputs(sequence, base)
+    if curves_out:  # claimed like --out, both before any work; neither may hold the other
+        try:
+            check_apart(out, [curves_out])
+        except OutputError:
+            raise OutputError(f"--out {out} and --curves-out {curves_out} overlap; give each a folder of its own") from None
+        check_before_work(out, inputs=inputs)
+    with claim(curves_out, "curves", inputs=[*inputs, out]) if curves_out else nullcontext():
+        _analysis(out, as_json, lambda: sweep_sequence(
+            sequence, space, points, pairs, bezier, CurveConfig(steps=curve_steps, seed=seed, max_length=max_length), base,
+            split, limit, seed, device, allow_pickle, _eval_config(max_batch_tokens, accuracy, dtype, max_length),
+            curves_out=curves_out, device_map=device_map), measure=measure, inputs=[*inputs, *([curves_out] if curves_out else [])])
 
 
 @cli.command()
@@ -230,9 +317,19 @@ def plot(result_json, out, surface, measure):
 
     result = load_result(result_json)
     pictures = {k: v for k, v in writers(result, surface3d=surface, measure=measure).items() if not k.endswith(".json")}
-    # beside its JSON by default (a result or run folder: only the pictures' own names are written); else a result folder
-    with claim(out or Path(result_json).parent, kind="result" if out else None):
-        files = write_all(out or Path(result_json).parent, pictures)
+    # beside its JSON by default (a folder of the user's: only the pictures' own names must be modeconn's, and are
+    # written); else a result folder apart from the JSON
+    beside = out is None or Path(out).resolve() == Path(result_json).resolve().parent
+    dest = Path(result_json).parent if beside else Path(out)
+    if beside and Path(result_json).name in pictures:
+        from .errors import OutputError
+
+        raise OutputError(f"{result_json}: drawing it beside itself would replace it; give --out")
+    from . import checks
+
+    checks.free_space(dest, RESULT_BYTES, "drawing the result (PNG and self-contained HTML)")
+    with claim(dest, owned=list(pictures), shared=True) if beside else claim(dest, inputs=[result_json]):
+        files = write_all(dest, pictures)
     made_by = getattr(result, "made_by", None)
     if made_by:
         click.echo(f"made by: {made_by.get('command', '')}\nsettings: {settings_line(made_by)}")
@@ -244,7 +341,9 @@ def plot(result_json, out, surface, measure):
 @click.argument("adapter_b")
 @click.option("--out", required=True, help="folder for the control point: a peft adapter plus curve.json")
 @click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True)
-@click.option("--data", multiple=True, metavar="[NAME=]PATH", help="training data (file or task folder; repeatable); adds to the manifest's tasks")
+@click.option("--data", multiple=True, metavar="[NAME=]PATH", help=f"training data: {DATA_HELP} (repeatable); adds to the manifest's tasks")
+@click.option("--prompt-field", default=None, help=PROMPT_FIELD_HELP)
+@click.option("--answer-field", default=None, help=ANSWER_FIELD_HELP)
 @click.option("--no-manifest-data", is_flag=True, help="train only on the --data tasks")
 @click.option("--steps", type=POSITIVE, default=200, show_default=True)
 @click.option("--points-per-step", type=POSITIVE, default=4, show_default=True, help="t values per step, scored in one forward pass")
@@ -256,7 +355,7 @@ def plot(result_json, out, surface, measure):
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--max-length", type=click.IntRange(min=2), default=None, help=LENGTH_HELP)
 @click.option("--allow-pickle", is_flag=True)
-def curve(adapter_a, adapter_b, out, space, data, no_manifest_data, steps, points_per_step, batch_size, lr, limit, base, seed,
+def curve(adapter_a, adapter_b, out, space, data, prompt_field, answer_field, no_manifest_data, steps, points_per_step, batch_size, lr, limit, base, seed,
           device, max_length, allow_pickle):
     """Fit a quadratic Bézier curve between ADAPTER_A and ADAPTER_B (Garipov et al., 2018); save its control point.
 
@@ -268,8 +367,9 @@ def curve(adapter_a, adapter_b, out, space, data, no_manifest_data, steps, point
 
     config = CurveConfig(steps=steps, points_per_step=points_per_step, batch_size=batch_size, lr=lr, seed=seed,
                          max_length=max_length)
-    with claim(out, "curve") as claimed:
-        fit = fit_curve(adapter_a, adapter_b, list(data), space, base, limit, not no_manifest_data, device, allow_pickle, config)
+    tasks = _data(data, prompt_field, answer_field)
+    with claim(out, "curve", inputs=_inputs(adapter_a, adapter_b, data, base)) as claimed:
+        fit = fit_curve(adapter_a, adapter_b, tasks, space, base, limit, not no_manifest_data, device, allow_pickle, config)
         fit.save(claimed.root)
     out_dir = claimed.root
     click.echo(f"fitted in {space} space: training loss {fit.history[0]:.4f} → {sum(fit.history[-10:]) / len(fit.history[-10:]):.4f} "
@@ -282,9 +382,10 @@ def _train_config_options(f):
 
     from .continual.config import TrainConfig
 
-    from .continual.config import PRECISIONS, SCHEDULERS
+    from .continual.config import OPTIMIZERS, PRECISIONS, SCHEDULERS
 
-    choices = {"precision": PRECISIONS, "lr_scheduler": SCHEDULERS, "schedule_scope": ("task", "stream")}
+    choices = {"precision": PRECISIONS, "lr_scheduler": SCHEDULERS, "schedule_scope": ("task", "stream"),
+               "optimizer": OPTIMIZERS}
     for spec in reversed(fields(TrainConfig)):
         default = spec.default if spec.default is not MISSING else spec.default_factory()
         flag = f"--{spec.name.replace('_', '-')}"
@@ -308,6 +409,9 @@ def _method_options(f):
         shown = defaults[0] if len(defaults) == 1 else ", ".join(f"{m} {d}" for m, d in opt.defaults.items())
         kind = click.Choice(list(opt.choices)) if opt.choices else opt.type
         help_text = f"{' / '.join(opt.defaults)}: {opt.help} [{shown}]"
+        if opt.type is bool:
+            f = click.option(f"--{opt.flag}/--no-{opt.flag}", key, default=None, help=help_text)(f)
+            continue
         f = click.option(f"--{opt.flag}", key, type=kind, default=None, help=help_text)(f)
     return f
 
@@ -344,6 +448,10 @@ def _method_names() -> str:
 @click.option("--eval-limit", type=int, default=None, help="examples per task for the accuracy matrix [all]")
 @click.option("--eval-rows", type=click.Choice(["first", "last"]), default=None,
               help="with --eval-limit: score the first or the last rows of each split [first]")
+@click.option("--prompt-field", default=None, help="the records' field holding the prompt, for every task whose "
+                                                   "sequence.json entry names none [prompt; else input, instruction or question]")
+@click.option("--answer-field", default=None, help="the records' field holding the answer, likewise; numbers and booleans "
+                                                   "are read in JSON's spelling (3, 2.5, true) [answer; else output, response or answer]")
 @click.option("--device", default=None, help="cpu, cuda or cuda:N (several processes: launch with accelerate) [cpu]")
 @click.option("--report-to", type=click.Choice(["none", "tensorboard", "wandb"]), default=None,
               help="also log each step to TensorBoard (event files in OUT/logs) or Weights & Biases (offline unless "
@@ -361,9 +469,11 @@ def train(out, name, config_file, allow_pickle, resume, stop_after_steps, **flag
     from .continual.state import STATE_DIR
     from .errors import ConfigError
     from .evaluator.models import DEFAULT_BASE
+    from .outdir import check_apart
 
     out_dir = Path(out)
     request = resolve(flags, read_config_file(config_file), config_file)
+    check_apart(out_dir, _inputs(config_file, flags.get("tasks"), request.base))
     if (out_dir / "sequence.json").exists() or (out_dir / "metrics.json").exists():
         raise ConfigError(f"{out_dir} holds a finished run; choose another --out (nothing was overwritten)")
     if (out_dir / STATE_DIR).exists() and not resume:
@@ -374,7 +484,7 @@ def train(out, name, config_file, allow_pickle, resume, stop_after_steps, **flag
                              device=request.device, eval_split=request.eval_split, eval_limit=request.eval_limit,
                              resume=resume, stop_after=stop_after_steps, metrics_by_task=request.metrics,
                              allow_pickle=allow_pickle, report_to=request.report_to, eval_rows=request.eval_rows,
-                             protocol=request.protocol)
+                             protocol=request.protocol, data_fields=request.data_fields)
     except KeyboardInterrupt:
         from .errors import Interrupted
 
@@ -393,14 +503,20 @@ def train(out, name, config_file, allow_pickle, resume, stop_after_steps, **flag
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--baseline", default="er", show_default=True, help="the group every other is paired with, by seed")
 @click.option("--out", default="results", show_default=True, help="folder for compare.json, compare.png, compare.html")
+@click.option("--primary", default=None, help="the one group whose paired difference from the baseline is the study's "
+              "primary comparison; every other gets a Holm-adjusted p-value [default: none]")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="the paired bootstrap's resampling seed")
 @click.option("--json", "as_json", is_flag=True, help="print the JSON result to stdout instead of the table")
-def compare(runs, baseline, out, as_json):
-    """Compare continual runs over seeds: AP, BWT and FWT per method with 95% intervals, and each method's paired
-    difference from the baseline. RUNS are run folders, or folders holding them; a run named NAME-seedN is grouped
-    under NAME, any other by its method and options."""
-    from .continual.compare import compare as compare_runs, read_runs
+def compare(runs, baseline, out, primary, seed, as_json):
+    """Compare continual runs over seeds: AP, BWT and FWT per method with 95% intervals of the mean and prediction
+    intervals for one new seed, and each method's paired difference from the baseline with Holm-adjusted p-values.
+    RUNS are run folders, or folders holding them; a run named NAME-seedN is grouped under NAME, any other by its
+    method and options."""
+    from .continual.compare import check_labels, compare as compare_runs, read_runs
 
-    _analysis(out, as_json, lambda: compare_runs(read_runs(list(runs)), baseline))
+    found = read_runs(list(runs))  # every record checked before the output folder is claimed
+    check_labels(found, baseline, primary)
+    _analysis(out, as_json, lambda: compare_runs(found, baseline, primary, seed), inputs=_inputs(runs))
 
 
 @cli.command()
@@ -422,7 +538,7 @@ def report(runs, out, points, limit, curves, curve_steps, grid, baseline, seed):
     from pathlib import Path
 
     from . import checks
-    from .report.gather import ReportConfig, gather, labels_of
+    from .report.gather import REPORT_FILES, ReportConfig, gather, labels_of
     from .files import write_json
     from .outdir import claim
     from .report.page import write_run_report
@@ -431,7 +547,7 @@ def report(runs, out, points, limit, curves, curve_steps, grid, baseline, seed):
     folders = [Path(r) for r in runs]
     labels = labels_of(folders)
     config = ReportConfig(points, limit, curves, curve_steps, grid, seed, baseline)
-    with claim(out, owned=[*labels, "plane", "comparison", "report.html", "report.json"]) as claimed:
+    with claim(out, owned=[*labels, *REPORT_FILES], inputs=_inputs(runs)) as claimed:
         results = gather([str(f) for f in folders], claimed.root, config)
         write_json(claimed.root / "report.json", results.to_json())
         page = write_run_report(results)
@@ -503,7 +619,32 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("modeconn: interrupted; nothing was written", err=True)
         return 130
+    except Exception as exc:
+        if not _disk_full(exc):
+            raise
+        where = next((e.filename for e in _chain(exc) if getattr(e, "filename", None)), None)
+        click.echo(f"modeconn: error: the disk is full{f' (writing {where})' if where else ''}; nothing half-written was "
+                   "kept; free some space, or choose another --out, and run the command again", err=True)
+        return 2
     return 0
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether the error (or one it came from) is a full disk or quota: OSError ENOSPC/EDQUOT, or the same error as
+    safetensors' and torch's writers word it."""
+    import errno
+
+    return any((isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+               or any(m in str(e) for m in ("No space left on device", "StorageFull", "Disk quota exceeded"))
+               for e in _chain(exc))
 
 
 if __name__ == "__main__":

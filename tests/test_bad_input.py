@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from modeconn.cli import main
 from modeconn.evaluator.models import checkpoints_dir
+from modeconn.outdir import record_owned
 
 EMBEDDED = checkpoints_dir()
 SEQ, DATA = EMBEDDED / "seq", EMBEDDED / "data"
@@ -73,7 +75,7 @@ def bad(tmp_path_factory):
     b["evil"] = str(evil)
     # data
     for name, content in {"empty.json": "", "broken.json": "{not json", "fields.json": '[{"question": "x"}]',
-                          "nolist.json": "[]", "numbers.json": '[{"prompt": "a", "answer": 3}]'}.items():
+                          "nolist.json": "[]", "numbers.json": '[{"prompt": "a", "answer": [3]}]'}.items():
         (root / name).write_text(content)
         b[name] = str(root / name)
     (root / "task_no_eval").mkdir()
@@ -120,6 +122,7 @@ def bad(tmp_path_factory):
         (root / name / ".state" / "state.json").write_text(state_json or json.dumps(
             {"fingerprint": {}, "optimizer": {"param_groups": [], "state": {}}}))
         (root / name / ".state" / "state.safetensors").write_bytes(tensors)
+        record_owned(root / name)  # as a run leaves it: modeconn's own state, damaged since
         b[name] = str(root / name)
     # result files for plot
     for name, text in {"notjson.json": "nope", "notresult.json": '{"a": 1}', "kind.json": '{"kind": "banana"}',
@@ -127,6 +130,7 @@ def bad(tmp_path_factory):
                                              '"tasks": [], "adapters": [], "base_model": "x"}'}.items():
         (root / name).write_text(text)
         b[name] = str(root / name)
+    b.update(_more_bad(root))
     return b
 
 
@@ -290,6 +294,101 @@ CASES += [("plot", "out", ["plot", str(SEQ / "metrics.json"), "--out", "{a_file}
           ("plot", "out", ["plot", str(SEQ / "metrics.json"), "--out", "{foreign}"], "modeconn did not write"),
           ("plot", "busy", ["plot", str(SEQ / "metrics.json"), "--out", "{busy}"], "in use")]
 
+DEEP = "[" * 100_000 + "]" * 100_000  # json.loads raises RecursionError on it
+NESTED = "[" * 500 + "]" * 500  # parses, but nests deeper than any file modeconn writes
+_BARRIER = {"kind": "barrier", "path": "linear", "space": "factor", "t": [0.0, 1.0], "adapters": ["a", "b"], "base_model": "x",
+            "tasks": {"news": {"loss": [1.0, 2.0], "accuracy": None, "examples": 2, "barrier": 0.0, "barrier_t": 0.0,
+                               "barrier_mean_endpoint": 0.0, "barrier_max_endpoint": 0.0, "barrier_max_endpoint_t": 0.0}}}
+
+
+def _edited(record: dict, *path_and_value) -> str:
+    """``record`` as JSON with the value at ``path`` (keys and indices) replaced."""
+    import copy
+
+    data = copy.deepcopy(record)
+    *path, last, value = path_and_value
+    target = data
+    for key in path:
+        target = target[key]
+    target[last] = value
+    return json.dumps(data)
+
+
+def _more_bad(root) -> dict:
+    """The inputs of issue 23's silent values and tracebacks: duplicate keys, deep nesting, results of wrong types."""
+    b = {}
+    metrics = json.loads((SEQ / "metrics.json").read_text())
+    files = {"dup.yaml": "rank: 4\nrank: 8\n", "dup.json": '{"rank": 4, "rank": 8}', "dash.yaml": "batch-size: 4\nbatch_size: 8\n",
+             "deep.json": DEEP, "deep.yaml": DEEP, "nested.json": NESTED,
+             "res_deep.json": DEEP, "res_nested.json": '{"kind": "barrier", "t": ' + NESTED + "}",
+             "res_dupkey.json": '{"kind": "plane", "kind": "barrier"}',
+             "bar_strloss.json": _edited(_BARRIER, "tasks", "news", "loss", 1, "high"),
+             "bar_t.json": _edited(_BARRIER, "t", 1, 2.0), "bar_acc.json": _edited(_BARRIER, "tasks", "news", "accuracy", [0.5, 1.5]),
+             "bar_down.json": _edited(_BARRIER, "t", [1.0, 0.0]),
+             "met_strloss.json": _edited(metrics, "loss", 0, 0, "high"), "met_acc.json": _edited(metrics, "accuracy", 0, 0, 7),
+             "met_init.json": _edited(metrics, "initial_accuracy", ["x"] * 4),
+             "plane_str.json": json.dumps({"kind": "plane", "space": "factor", "x": [0, 1], "y": [0, 1], "points": [[0, 0]],
+                                           "labels": ["a"], "adapters": ["a"], "base_model": "x", "tasks": {"news": {
+                                               "loss": [[1, 2], [3, "x"]], "accuracy": None, "at_points": [1], "examples": 2}}}),
+             "sweep_bool.json": json.dumps({"kind": "sweep", "sequence": "s", "tasks": ["news", "gloss"], "adapters": ["a", "b"],
+                                            "space": "factor", "base_model": "x", "pairs": [{"a": 0, "b": True,
+                                                                                            "linear": _BARRIER}]}),
+             "log.jsonl": '{"step": 1, "task": "news", "loss": "high"}\n'}
+    for name, text in files.items():
+        (root / name).write_text(text)
+        b[name] = str(root / name)
+    b["seq_deep"] = _manifest(root, "seq_deep", {})
+    (root / "seq_deep" / "sequence.json").write_text(DEEP)
+    b["seq_dupkey"] = _manifest(root, "seq_dupkey", ["news", "gloss"])
+    text = (root / "seq_dupkey" / "sequence.json").read_text()
+    (root / "seq_dupkey" / "sequence.json").write_text(text[:-1] + ', "tasks": []}')
+    for name, file in {"deep_config": "adapter_config.json", "deep_curve": "curve.json"}.items():
+        b[name] = _adapter(root, name)
+        (root / name / file).write_text(DEEP)
+    for name, broken in {"run_broken": '{"kind": "continual_metrics", "tasks": [', "run_deep": DEEP,
+                         "run_strloss": _edited(metrics, "loss", 1, 1, "high")}.items():
+        b[name] = _manifest(root, name, ["news", "gloss"])
+        (root / name / "metrics.json").write_text(broken)
+    return b
+
+
+# issue 23: every silent value refused, every traceback one line (a deep JSON, a wrong type in a result file)
+TRAIN = ["train", "--tasks", str(SEQ)]
+CASES += [
+    ("train", "config", [*TRAIN, "--config", "{dup.yaml}"], "key 'rank' appears twice"),
+    ("train", "config", [*TRAIN, "--config", "{dup.json}"], "key 'rank' appears twice"),
+    ("train", "config", [*TRAIN, "--config", "{dash.yaml}"], "'batch_size' is given twice"),
+    ("train", "config", [*TRAIN, "--config", "{deep.json}"], "nested more than 100 levels"),
+    ("train", "config", [*TRAIN, "--config", "{nested.json}"], "nested more than 100 levels"),
+    ("train", "config", [*TRAIN, "--config", "{deep.yaml}"], "not valid YAML"),
+    ("train", "manifest", ["train", "--tasks", "{seq_deep}"], "nested more than 100 levels"),
+    ("train", "manifest", ["train", "--tasks", "{seq_dupkey}"], "key 'tasks' appears twice"),
+    ("sweep", "manifest", ["sweep", "{seq_deep}"], "nested more than 100 levels"),
+    ("sweep", "manifest", ["sweep", "{seq_dupkey}"], "key 'tasks' appears twice"),
+    ("barrier", "option", ["barrier", *A2, "--control", FORTUNE], "--control has no effect without --path bezier"),
+    ("barrier", "option", ["barrier", *A2, "--adaptive", "--points", "5"], "--points has no effect with --adaptive"),
+    ("sweep", "option", ["sweep", str(SEQ), "--curves-out", "{a_file}"], "--curves-out has no effect without --bezier"),
+    ("sweep", "option", ["sweep", str(SEQ), "--curve-steps", "5"], "--curve-steps has no effect without --bezier"),
+    ("plot", "result", ["plot", "{res_deep.json}"], "nested more than 100 levels"),
+    ("plot", "result", ["plot", "{res_nested.json}"], "nested more than 100 levels"),
+    ("plot", "result", ["plot", "{res_dupkey.json}"], "key 'kind' appears twice"),
+    ("plot", "result", ["plot", "{bar_strloss.json}"], "news.loss holds 'high', not a number"),
+    ("plot", "result", ["plot", "{bar_t.json}"], "t holds 2.0, outside [0, 1]"),
+    ("plot", "result", ["plot", "{bar_acc.json}"], "news.accuracy holds 1.5"),
+    ("plot", "result", ["plot", "{bar_down.json}"], "t should rise"),
+    ("plot", "result", ["plot", "{met_strloss.json}"], "loss row holds 'high'"),
+    ("plot", "result", ["plot", "{met_acc.json}"], "accuracy row holds 7"),
+    ("plot", "result", ["plot", "{met_init.json}"], "initial_accuracy holds 'x'"),
+    ("plot", "result", ["plot", "{plane_str.json}"], "news.loss row holds 'x'"),
+    ("plot", "result", ["plot", "{sweep_bool.json}"], "names no task"),
+    ("plot", "result", ["plot", "{log.jsonl}"], "step 1: loss holds 'high'"),
+    ("report", "result", ["report", "{run_broken}"], "not a JSON file"),
+    ("report", "result", ["report", "{run_deep}"], "nested more than 100 levels"),
+    ("report", "result", ["report", "{run_strloss}"], "loss row holds 'high'"),
+    ("barrier", "adapter", ["barrier", "{deep_config}", GLOSS], "nested more than 100 levels"),
+    ("barrier", "adapter", ["barrier", *A2, "--path", "bezier", "--control", "{deep_curve}"], "nested more than 100 levels"),
+]
+
 
 def messages(capsys) -> list[str]:
     """modeconn's own lines on stderr (progress bars, which also go there, left out)."""
@@ -297,7 +396,10 @@ def messages(capsys) -> list[str]:
 
 
 def _tree(root):
-    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else None)
+    """Every file under ``root`` by its content's hash (folders as None): a byte changed anywhere shows."""
+    import hashlib
+
+    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None)
             for p in root.rglob("*") if not p.is_symlink()}
 
 
@@ -313,7 +415,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(command, kind, template
     argv = [re.sub(r"\{([\w.]+)\}", lambda m: inputs[m.group(1)], part) for part in template]
     if "--out" not in argv and command != "plot":
         argv += ["--out", str(tmp_path / "out")]
-    before = _tree(tmp_path)
+    before, theirs = _tree(tmp_path), _tree(Path(bad["missing"]).parent)  # the user's folder, and the inputs' folder
     capsys.readouterr()
     code = main(argv)
     err = capsys.readouterr().err
@@ -322,6 +424,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(command, kind, template
     assert len(lines) == 1 and lines[0].startswith("modeconn: error:") and "Traceback" not in err, err
     assert match in lines[0], lines[0]
     assert _tree(tmp_path) == before, "files were written or removed"
+    assert _tree(Path(bad["missing"]).parent) == theirs, "an input was changed"
 
 
 @pytest.mark.parametrize("space", ["factor"])
@@ -334,7 +437,7 @@ def test_a_killed_run_leaves_nothing_the_next_run_does_not_clean(tmp_path, capsy
     (out / ".modeconn.lock").write_text("999999999\n")  # no such process
     assert main(["barrier", NEWS, GLOSS, "--points", "2", "--limit", "2", "--no-accuracy", "--space", space,
                  "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["barrier.html", "barrier.json", "barrier.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".modeconn.owned.json", "barrier.html", "barrier.json", "barrier.png"]
 
     from modeconn.outdir import claim
 
@@ -344,7 +447,8 @@ def test_a_killed_run_leaves_nothing_the_next_run_does_not_clean(tmp_path, capsy
     (run / ".modeconn-news.cd").mkdir()  # its replacement, never moved in
     with claim(run, kind=None):
         pass
-    assert sorted(p.name for p in run.iterdir()) == ["news"] and (run / "news" / "adapter_config.json").is_file()
+    assert sorted(p.name for p in run.iterdir()) == [".modeconn.owned.json", "news"]
+    assert (run / "news" / "adapter_config.json").is_file()
 
 
 def test_an_exception_during_the_final_rename_leaves_the_old_result(tmp_path, monkeypatch):
@@ -365,16 +469,21 @@ def test_an_exception_during_the_final_rename_leaves_the_old_result(tmp_path, mo
     monkeypatch.setattr(files.os, "replace", dies_on_the_second_file)
     assert main(args + ["--points", "3"]) == 130
     monkeypatch.setattr(files.os, "replace", real)
-    assert not [p for p in out.iterdir() if p.name.startswith(".modeconn")]  # no temporary files, no lock
+    assert [p.name for p in out.iterdir() if p.name.startswith(".modeconn")] == [".modeconn.owned.json"]  # no temp, no lock
     assert main(args) == 0 and {p.name: p.read_bytes() for p in out.iterdir()}.keys() == before.keys()
 
 
 def test_a_diverging_run_stops_at_once_and_saves_nothing_non_finite(tmp_path, capsys):
+    import warnings
+
     out = tmp_path / "run"
-    code = main(["train", "--tasks", str(SEQ), "--order", "news,gloss", "--max-train", "16", "--batch-size", "8",
-                 "--epochs", "1", "--lr", "1e30", "--eval-limit", "2", "--out", str(out)])
+    with warnings.catch_warnings(record=True) as caught:  # what would print above the error line
+        warnings.simplefilter("always")
+        code = main(["train", "--tasks", str(SEQ), "--order", "news,gloss", "--max-train", "16", "--batch-size", "8",
+                     "--epochs", "1", "--lr", "1e30", "--eval-limit", "2", "--out", str(out)])
     err = messages(capsys)
     assert code == 2 and len(err) == 1 and "diverged" in err[0] and "task 'news', step" in err[0], err
+    assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]  # peft's read of it, silenced
     assert not out.exists() or not [p for p in out.rglob("*.safetensors")]
 
 
@@ -412,3 +521,122 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path, capsys, monkeypatch
     code = main(["train", "--tasks", str(SEQ), "--out", str(tmp_path / "run")])
     err = messages(capsys)
     assert code == 130 and len(err) == 1 and "--resume" in err[0], err
+
+
+def _api_cases():
+    """Python calls with a wrong type (issue 23): each is one ModeconnError at the door, before any model loads."""
+    import modeconn
+    from modeconn.analysis.study import Study
+
+    seq, config, news = modeconn.get_method("seq"), modeconn.TrainConfig(), [("news", DATA / "news")]
+    return {
+        "load_adapter allow_pickle='no'": (lambda o: modeconn.load_adapter(NEWS, allow_pickle="no"), "allow_pickle must be True or False"),
+        "load_adapter(5)": (lambda o: modeconn.load_adapter(5), "location must be"),
+        "measure_barrier data=str": (lambda o: modeconn.measure_barrier(NEWS, GLOSS, data=str(DATA / "news")), "single str"),
+        "measure_barrier data=[5]": (lambda o: modeconn.measure_barrier(NEWS, GLOSS, data=[5]), "5"),
+        "measure_barrier eval_config='fast'": (lambda o: modeconn.measure_barrier(NEWS, GLOSS, eval_config="fast"),
+                                               "eval_config must be an EvalConfig"),
+        "measure_barrier base=5": (lambda o: modeconn.measure_barrier(NEWS, GLOSS, base=5), "base must be"),
+        "measure_barrier allow_pickle='no'": (lambda o: modeconn.measure_barrier(NEWS, GLOSS, allow_pickle="no"), "allow_pickle"),
+        "measure_barrier control on a line": (lambda o: modeconn.measure_barrier(NEWS, GLOSS, control=FORTUNE),
+                                              "control has no effect"),
+        "measure_barrier b=5": (lambda o: modeconn.measure_barrier(NEWS, 5), "b must be"),
+        "Study.open([])": (lambda o: Study.open([]), "locations must list at least 1"),
+        "Study.open(str)": (lambda o: Study.open(NEWS), "single str"),
+        "sweep curves_out without bezier": (lambda o: modeconn.sweep_sequence(str(SEQ), curves_out=str(o)), "curves_out has no effect"),
+        "sweep bezier='yes'": (lambda o: modeconn.sweep_sequence(str(SEQ), bezier="yes"), "bezier must be True or False"),
+        "measure_plane marks=str": (lambda o: modeconn.measure_plane(NEWS, GLOSS, FORTUNE, marks=NEWS), "single str"),
+        "fit_curve config={}": (lambda o: modeconn.fit_curve(NEWS, GLOSS, config={}), "config must be a CurveConfig"),
+        "evaluate_path(None, ...)": (lambda o: modeconn.evaluate_path(None, None, None, [0.0], {}), "model must be a model"),
+        "evaluate_path tokenizer None": (lambda o: modeconn.evaluate_path(torch.nn.Linear(1, 1), None, None, [0.0], {}),
+                                         "tokenizer must be"),
+        "load_task_data(str)": (lambda o: modeconn.load_task_data(str(DATA / "news")), "single str"),
+        "train_sequence tasks=str": (lambda o: modeconn.train_sequence("tiny-llama", str(SEQ), seq, config, o),
+                                     "tasks must be a non-empty list of (task name, task folder) pairs"),
+        "train_sequence config={}": (lambda o: modeconn.train_sequence("tiny-llama", news, seq, {}, o), "config must be a TrainConfig"),
+        "train_sequence base=5": (lambda o: modeconn.train_sequence(5, news, seq, config, o), "base must be"),
+        "train_sequence resume='no'": (lambda o: modeconn.train_sequence("tiny-llama", news, seq, config, o, resume="no"),
+                                       "resume must be True or False"),
+        "train_sequence method='seq'": (lambda o: modeconn.train_sequence("tiny-llama", news, "seq", config, o),
+                                        "method must be a continual method"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_api_cases()))
+def test_the_python_api_refuses_a_wrong_type_at_the_door(case, tmp_path, monkeypatch):
+    from modeconn.errors import ModeconnError
+
+    monkeypatch.chdir(tmp_path)
+    call, match = _api_cases()[case]
+    out = tmp_path / "out"
+    with pytest.raises(ModeconnError) as raised:
+        call(out)
+    message = str(raised.value)
+    assert match in message and "\n" not in message, message
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_disk_too_small_for_the_plan_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """Free space is checked against what the command will write: a result's files, or a run's adapters, state and log
+    (after the base is set up, before the first step), so a full disk is not met half-way."""
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(2**30, 2**30 - 2**20, 2**20))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.txt").write_text("mine\n")
+    before = _tree(tmp_path)
+    for argv, need in ((["barrier", NEWS, GLOSS, "--points", "2", "--limit", "2", "--out", "r"], "writing the result"),
+                       (["plot", str(SEQ / "metrics.json"), "--out", "p"], "drawing the result"),
+                       (["train", "--tasks", str(SEQ), "--order", "news", "--max-train", "8", "--batch-size", "8", "--epochs",
+                         "1", "--eval-limit", "2", "--out", "t"], "training 1 task ")):
+        code = main(argv)
+        err = capsys.readouterr().err
+        lines = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("modeconn")]
+        assert code == 2 and len(lines) == 1 and need in lines[0] and "1.0 MiB free" in lines[0], err
+        assert "Traceback" not in err
+    assert _tree(tmp_path) == before, "files were written or removed"
+
+
+def test_a_full_disk_while_writing_is_one_line_and_leaves_no_part_file(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import modeconn.files as files
+
+    def full(path, content):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(files, "_fill", full)
+    out = tmp_path / "out"
+    code = main(["barrier", NEWS, GLOSS, "--points", "2", "--limit", "2", "--no-accuracy", "--out", str(out)])
+    err = capsys.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("modeconn")]
+    assert code == 2 and len(lines) == 1 and "the disk is full" in lines[0] and "Traceback" not in err, err
+    assert not out.exists() or not [p for p in out.rglob("*") if p.name.startswith(".modeconn-") or p.suffix in (".json", ".png", ".html")
+                                    and p.name != ".modeconn.owned.json"]
+
+
+def test_a_skipped_fp16_step_logs_null_not_nan(tmp_path):
+    """An fp16 step the loss scaler skipped has an infinite gradient norm: train_log.jsonl stays JSON (null, named in
+    not_finite), and the log reads back and plots."""
+    from types import SimpleNamespace
+
+    from modeconn.continual.run_folder import LOG
+    from modeconn.continual.step import StepResult
+    from modeconn.continual.train_log import TrainLog
+    from modeconn.continual.trainer import _log
+    from modeconn.plots.kinds import load_result
+
+    lines = []
+    run = SimpleNamespace(accelerator=SimpleNamespace(is_main_process=True, log_with=None), world=1)
+    folder = SimpleNamespace(log_step=lambda record: lines.append(json.dumps(record, allow_nan=False)))
+    for step, norm in ((1, float("inf")), (2, 0.5)):
+        _log(run, folder, SimpleNamespace(global_step=step, epoch=0), "news",
+             StepResult(1.0, norm, 8, {}, skipped=norm != 0.5, loss_scale=65536.0), 1e-3, 0.1)
+    first = json.loads(lines[0])
+    assert first["grad_norm"] is None and first["not_finite"] == ["grad_norm"] and first["skipped"] is True
+    assert "not_finite" not in json.loads(lines[1])
+    (tmp_path / LOG).write_text("".join(f"{line}\n" for line in lines))
+    assert TrainLog.read(tmp_path / LOG).series("grad_norm") == ([2], [0.5])
+    assert isinstance(load_result(tmp_path / LOG), TrainLog)

@@ -37,7 +37,7 @@ def assert_refused(args, capsys, out_dir, match):
 def test_barrier_on_the_first_two_embedded_tasks(tmp_path, capsys):
     code, out, err = run(["barrier", A, B, *FAST, "--out", str(tmp_path)], capsys)
     assert code == 0, err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["barrier.html", "barrier.json", "barrier.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".modeconn.owned.json", "barrier.html", "barrier.json", "barrier.png"]
     result = json.loads((tmp_path / "barrier.json").read_text())
     assert result["path"] == "linear" and result["space"] == "factor" and result["t"] == [0.0, 0.5, 1.0]
     assert set(result["tasks"]) == {"news", "gloss"}

@@ -71,7 +71,7 @@ def read_curve(control: str | Path) -> dict | None:
     if not record.is_file():
         return None
     try:
-        return json.loads(record.read_text())
+        return checks.load_json_text(record.read_text())  # no RecursionError on a deeply nested file
     except ValueError as exc:
         raise ConfigError(f"{record}: not valid JSON ({exc})") from None
 

@@ -47,6 +47,13 @@ def measure_barrier(
     """Loss and accuracy of each task along the path from adapter ``a`` to ``b``, with its barriers.
 
     ``adaptive`` (a ``SearchConfig``) replaces the uniform grid of ``points`` by the adaptive search of search.py."""
+    from .search import SearchConfig
+
+    checks.text("a", a), checks.text("b", b), checks.text("control", control, optional=True)
+    if adaptive is not None:
+        checks.instance("adaptive", adaptive, SearchConfig, "a SearchConfig or None")
+    if control is not None and path != "bezier":
+        raise ConfigError(f"control has no effect on a {path!r} path: pass path='bezier' with it, or leave control out")
     ts = uniform_ts(points)
     extra = {}
     if path == "bezier":
@@ -94,7 +101,8 @@ def fit_curve(
     """Fit a quadratic Bézier control point between adapters ``a`` and ``b`` on both tasks' training data."""
     from .bezier import CurveConfig, fit_bezier
 
-    config = config or CurveConfig()
+    checks.text("a", a), checks.text("b", b), checks.flag("progress", progress)
+    config = CurveConfig() if config is None else checks.instance("config", config, CurveConfig, "a CurveConfig or None")
     study = Study.open([a, b], data or [], space=space, split="train", limit=limit, manifest=manifest, base=base,
                        seed=config.seed, device=device, allow_pickle=allow_pickle, device_map=device_map,
                        eval_config=EvalConfig(max_length=config.max_length))
@@ -147,6 +155,9 @@ def measure_plane(
     from the plane is recorded in ``extra["marks"]``."""
     from ..lora.plane import gram, grid_axes, place, plane_basis
 
+    checks.text("a", a), checks.text("b", b), checks.text("c", c), checks.texts("marks", marks)
+    if curve is not None:
+        checks.flag("curve", curve)
     grid_axes(torch.zeros(1, 2), grid, margin)  # checks grid and margin before any loading
     names = [str(a), str(b), str(c), *map(str, marks)]
     n = len(names)
@@ -193,6 +204,7 @@ def measure_landscape(
     from ..lora.directions import landscape_coefficients, random_span
     from ..lora.plane import check_grid
 
+    checks.text("adapter", adapter)
     checks.choice("dimensions", dimensions, (1, 2))
     check_grid(grid, dimensions)
     checks.finite("span", span, 0, low_open=True)
@@ -242,11 +254,20 @@ def sweep_sequence(
 
     if pairs not in ("all", "consecutive"):
         raise ConfigError(f"pairs must be 'all' or 'consecutive', got {pairs!r}")
+    checks.text("sequence", sequence), checks.flag("bezier", bezier), checks.flag("progress", progress)
+    checks.text("curves_out", curves_out, optional=True)
+    if curves_out is not None and not bezier:
+        raise ConfigError("curves_out has no effect without bezier=True (there are no fitted curves to save): pass both, "
+                          "or leave curves_out out")
+    if curve_config is not None:
+        checks.instance("curve_config", curve_config, CurveConfig, "a CurveConfig or None")
     ts = uniform_ts(points)
     seq = load_sequence(sequence)
     if len(seq.tasks) < 2:
         raise ConfigError(f"{sequence}: a sweep needs at least two tasks, the manifest lists {len(seq.tasks)}")
     names = [t.name for t in seq.tasks]
+    if curves_out is not None:
+        _check_pair_names(names, pairs, curves_out)
     ends_of = [str(seq.adapter_dir(t)) for t in seq.tasks]
     study = Study.open(ends_of, space=space, split=split, limit=limit, base=base, seed=seed, device=device,
                        allow_pickle=allow_pickle, eval_config=eval_config, sequence=seq, device_map=device_map)
@@ -282,6 +303,19 @@ def sweep_sequence(
                 **({f"curve_{k}": v for k, v in asdict(config).items()} if bezier else {})}
     return SweepResult(str(sequence), names, ends_of, space, study.base_name, results, split, seed,
                        {"points": points, "pairs": pairs}, made_by=study.made_by(**settings))
+
+
+def _check_pair_names(names: list[str], pairs: str, curves_out: str) -> None:
+    """Before any work: every control point's folder name ``A-B`` fits the file system of ``curves_out``."""
+    from ..outdir import name_max
+
+    longest = name_max(curves_out)
+    for i in range(len(names)):
+        for j in range(i + 1, len(names) if pairs == "all" else min(i + 2, len(names))):
+            if len(f"{names[i]}-{names[j]}".encode()) > longest:
+                raise ConfigError(f"the control point of {names[i][:30]!r}… and {names[j][:30]!r}… would be saved as a "
+                                  f"folder name longer than the {longest} bytes this file system allows; shorten the task "
+                                  "names")
 
 
 __all__ = ["measure_barrier", "fit_curve", "measure_plane", "measure_landscape", "sweep_sequence"]

@@ -14,7 +14,7 @@ import torch
 from .. import checks
 from ..errors import CheckpointError, DataError
 from ..evaluator.budget import auto_budget
-from ..evaluator.data import Example, load_examples, load_split
+from ..evaluator.data import Example, Fields, read_data
 from ..evaluator.data import encode_counted, resolve_max_length
 from ..evaluator.evaluate import DTYPES, EvalConfig, TaskCurve, evaluate_points
 from ..evaluator.processes import Processes, processes
@@ -32,32 +32,64 @@ class TaskSource:
     name: str
     path: Path
     metric: str = "exact_match"
+    fields: Fields = Fields()  # the record fields of its prompt and answer (None: recognised)
 
     def load(self, split: str, limit: int | None) -> list[Example]:
-        return load_split(self.path, split, limit) if self.path.is_dir() else load_examples(self.path, limit)
+        return self.read(split, limit)[0]
+
+    def read(self, split: str, limit: int | None) -> tuple[list[Example], Fields]:
+        """The examples and the fields they were read from."""
+        return read_data(self.path, split, limit, self.fields)
 
 
-def parse_data_spec(spec: str) -> TaskSource:
+def parse_data_spec(spec: str, fields: Fields = Fields()) -> TaskSource:
     """``NAME=PATH`` or ``PATH``; the name defaults to the task folder's name (or the file's, or its folder's)."""
+    from ..evaluator.formats import data_stem
+
     name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: data file or task folder not found")
     if not name:
-        name = p.name if p.is_dir() else (p.parent.name if p.stem in ("train", "eval", "test") else p.stem)
-    return TaskSource(name, p)
+        stem = data_stem(p)
+        name = p.name if p.is_dir() else (p.parent.name if stem in ("train", "eval", "test") else stem)
+    return TaskSource(name, p, fields=fields)
+
+
+def data_sources(specs, fields: Fields = Fields()) -> dict[str, TaskSource]:
+    """The ``--data`` tasks (``[NAME=]PATH`` strings, or TaskSources) by name; two of one name are refused (one would
+    silently replace the other)."""
+    if isinstance(specs, (str, Path)):
+        raise DataError(f"data must be a list of [NAME=]PATH, got the single {type(specs).__name__} {str(specs)!r}; "
+                        "wrap it in a list")
+    sources = {}
+    for spec in specs:
+        if not isinstance(spec, (str, Path, TaskSource)):
+            raise DataError(f"data must be [NAME=]PATH strings, got {spec!r}")
+        source = spec if isinstance(spec, TaskSource) else parse_data_spec(str(spec), fields)
+        if source.name in sources:
+            raise DataError(f"two --data tasks are named {source.name!r} ({sources[source.name].path} and "
+                            f"{source.path}); give each its own name: --data NAME=PATH")
+        sources[source.name] = source
+    return sources
 
 
 def sequence_sources(seq: Sequence) -> list[TaskSource]:
     """Every task of a manifest, its metric checked."""
     for entry in seq.tasks:
         get_scorer(entry.metric)
-    return [TaskSource(entry.name, seq.data_dir(entry), entry.metric) for entry in seq.tasks]
+    return [entry_source(seq, entry) for entry in seq.tasks]
 
 
-def load_task_data(specs: list[str], split: str = "eval", limit: int | None = None) -> dict[str, list[Example]]:
+def entry_source(seq: Sequence, entry) -> TaskSource:
+    """A manifest task's data, with the record fields its entry names."""
+    return TaskSource(entry.name, seq.data_dir(entry), entry.metric, Fields(entry.prompt_field, entry.answer_field))
+
+
+def load_task_data(specs: list[str], split: str = "eval", limit: int | None = None,
+                   fields: Fields = Fields()) -> dict[str, list[Example]]:
     """Examples of ``split`` for each ``[NAME=]PATH`` (a task folder or a data file)."""
-    return {source.name: source.load(split, limit) for source in map(parse_data_spec, specs)}
+    return {name: source.load(split, limit) for name, source in data_sources(specs, fields).items()}
 
 
 @dataclass
@@ -79,6 +111,7 @@ class Study:
     processes: Processes = Processes()
     device_map: str | None = None
     _loaded: dict = field(default_factory=dict, repr=False)
+    _fields: dict = field(default_factory=dict, repr=False)  # task → the record fields its prompt and answer came from
 
     @classmethod
     def open(cls, locations: list[str], data: list[str] | tuple = (), *, space: str = "factor", split: str = "eval",
@@ -90,7 +123,14 @@ class Study:
         manifest beside the adapters in ``manifest_from`` (default: all; or of ``sequence``), plus ``data`` — load
         ``split`` of each, then load the base model (``base``, else the manifest's, else the adapters') in the
         config's dtype, on ``device`` (or spread by ``device_map="auto"``). Under ``accelerate launch`` the points of
-        each evaluation are shared among the processes."""
+        each evaluation are shared among the processes. ``data``: ``[NAME=]PATH`` strings, or ``TaskSource``s that
+        name their records' fields (``TaskSource("x", Path("x.csv"), fields=Fields("text", "label"))``)."""
+        locations = checks.texts("locations", locations, low=1)  # Study.open([]) or one string: refused here
+        checks.text("base", base, optional=True), checks.flag("allow_pickle", allow_pickle)
+        checks.flag("manifest", manifest)
+        checks.instance("eval_config", eval_config, EvalConfig, "an EvalConfig (e.g. EvalConfig(accuracy=False))")
+        if sequence is not None:
+            checks.instance("sequence", sequence, Sequence, "a Sequence (modeconn.load_sequence(path))")
         checks.choice("space", space, ("factor", "delta"))
         checks.choice("split", split, ("train", "eval", "test"))
         limit, seed = checks.optional_count("limit", limit), checks.seed("seed", seed)
@@ -107,7 +147,7 @@ class Study:
             manifests, sources = _manifest_sources(manifest_from or locations)
         if not manifest:
             sources = {}
-        sources.update({s.name: s for s in map(parse_data_spec, data or [])})
+        sources.update(data_sources(data or []))
         if not sources:
             what, hint = ("training", "TASK_FOLDER") if split == "train" else ("evaluation", "FILE_OR_TASK_FOLDER")
             raise DataError(f"no {what} data: the adapters have no sequence.json beside them; pass data={hint}")
@@ -134,7 +174,9 @@ class Study:
         """Every task's examples of ``split`` (default: the study's), read once."""
         split = split or self.split
         if split not in self._loaded:
-            self._loaded[split] = {name: source.load(split, self.limit) for name, source in self.sources.items()}
+            read = {name: source.read(split, self.limit) for name, source in self.sources.items()}
+            self._fields.update({name: used for name, (_, used) in read.items()})
+            self._loaded[split] = {name: examples for name, (examples, _) in read.items()}
         return self._loaded[split]
 
     def evaluate(self, span, coefficients, config: EvalConfig | None = None, split: str | None = None,
@@ -159,7 +201,13 @@ class Study:
         return {"space": self.space, "split": self.split, "limit": self.limit, "max_length": config.max_length,
                 "dtype": config.dtype, "max_batch_tokens": config.max_batch_tokens, "accuracy": config.accuracy,
                 "seed": self.seed, "device": self.device, **({"device_map": self.device_map} if self.device_map else {}),
-                "processes": self.processes.world, "base": self.base_name, **extra}
+                "processes": self.processes.world, "base": self.base_name, **self.data_fields(), **extra}
+
+    def data_fields(self) -> dict:
+        """``{"data_fields": {task: {"prompt": ..., "answer": ...}}}`` where a task's data used other names than
+        prompt/answer (recognised or named); else nothing, so results on modeconn's own format read as before."""
+        other = {name: used.to_json() for name, used in self._fields.items() if not used.default}
+        return {"data_fields": other} if other else {}
 
     def made_by(self, **extra) -> dict:
         return made_by(self.settings(**extra))
@@ -191,6 +239,6 @@ def _manifest_sources(adapter_dirs: list[str]) -> tuple[list[Sequence], dict[str
         entry = seq.task_for_adapter(adapter) if seq is not None else None
         if entry is not None:
             get_scorer(entry.metric)
-            sources[entry.name] = TaskSource(entry.name, seq.data_dir(entry), entry.metric)
+            sources[entry.name] = entry_source(seq, entry)
             used += [seq] if seq not in used else []
     return used, sources

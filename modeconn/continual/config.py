@@ -9,6 +9,7 @@ from ..errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULERS = ("constant", "linear", "cosine")
+OPTIMIZERS = ("adamw", "sgd")
 
 
 def _f(default, help: str):
@@ -24,7 +25,9 @@ class TrainConfig:
     dropout: float = _f(0.1, "dropout on the LoRA input during training (0.1: the I-LoRA reference code)")
     target_modules: tuple[str, ...] | None = _f(None, "module names that get LoRA, or all-linear (None: peft's default "
                                                       "for the architecture, e.g. q_proj,v_proj for LLaMA)")
-    lr: float = _f(2e-3, "AdamW learning rate")
+    lr: float = _f(2e-3, "learning rate of the optimizer")
+    optimizer: str = _f("adamw", "adamw (no weight decay), or sgd: plain SGD, no momentum, no weight decay, as the A-GEM "
+                                 "and GEM reference code trains (their projection bounds the memory loss only under it)")
     epochs: int = _f(3, "passes over each task's training split")
     batch_size: int = _f(16, "examples per optimizer step")
     max_length: int | None = _f(None, "tokens per example, prompts cut from the left (None: 1024, or the base's "
@@ -56,6 +59,7 @@ class TrainConfig:
         set_("dropout", checks.finite("dropout", self.dropout, 0, 1, high_open=True))
         set_("lr", checks.finite("lr", self.lr, 0, low_open=True))
         checks.choice("precision", self.precision, PRECISIONS)
+        checks.choice("optimizer", self.optimizer, OPTIMIZERS)
         if not isinstance(self.gradient_checkpointing, bool):
             raise ConfigError(f"gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}")
         set_("grad_accum", checks.count("grad_accum", self.grad_accum, 1, 1 << 16))

@@ -11,7 +11,8 @@ from .replay import ReplayState, ReservoirBuffer
 @dataclass
 class ExperienceReplay(ReplayState, Method):
     """Each step trains on the current batch plus as many examples drawn from the buffer (LLMCL's ER, method/ER.py);
-    each training example is offered to the buffer once, in its task's first epoch."""
+    each training example is offered to the buffer once, in its task's first epoch. The first task fills the buffer
+    without replaying from it, as LLMCL (method/ER.py:121-123), unless ``replay_first_task``."""
 
     name: ClassVar[str] = "er"
     seed: int = run_seed()
@@ -20,15 +21,15 @@ class ExperienceReplay(ReplayState, Method):
     def __post_init__(self):
         super().__post_init__()
         self.buffer = ReservoirBuffer(self.buffer_size, self.seed)
-        self.collate = None
+        self.collate, self.index = None, 0
 
     def begin_task(self, ctx: TaskContext) -> None:
-        self.collate = ctx.collate
+        self.collate, self.index = ctx.collate, ctx.index
         self.size_buffer(ctx.stream_examples)
 
     def training_step(self, model, batch: Batch):
         # as many replayed examples as current ones: under DDP a process's slice of the batch, not the whole batch
-        replay = self.buffer.sample(len(batch.examples))
+        replay = self.buffer.sample(len(batch.examples)) if self.replays(self.index) else []
         inputs = self.collate(batch.examples + replay) if replay else batch.inputs
         if batch.epoch == 0:
             self.buffer.add(batch.examples)

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .methods import Method, TaskContext, option, run_seed, unwrap
+from .methods import Method, TaskContext, run_seed, unwrap
+from .replay import MemoryBudget
 
 
 def trainable(model) -> list[torch.nn.Parameter]:
@@ -42,14 +43,22 @@ def memory_gradient(model, params: list[torch.nn.Parameter], examples: list, col
 
 
 class EpisodicMemory:
-    """Up to ``per_task`` examples of each finished task, drawn at random (seeded) when the task ends."""
+    """At most ``size`` examples of the finished tasks, split equally among them (GEM needs each task's own): a task
+    that ends draws its share at random (seeded), and the earlier tasks keep the first ones of theirs (a prefix of a
+    random sample is a random sample), as GEM's and A-GEM's per-task memories but within one total."""
 
-    def __init__(self, per_task: int, seed: int):
-        self.per_task, self.tasks = per_task, []
+    def __init__(self, size: int, seed: int):
+        self.size, self.tasks = size, []
         self._rng = random.Random(seed)
 
+    def __len__(self) -> int:
+        return sum(len(task) for task in self.tasks)
+
     def add_task(self, examples: list) -> None:
-        self.tasks.append(self._rng.sample(list(examples), min(self.per_task, len(examples))))
+        self.tasks.append(self._rng.sample(list(examples), min(self.size, len(examples))))
+        share, extra = divmod(self.size, len(self.tasks))
+        for i, task in enumerate(self.tasks):
+            del task[share + (i < extra):]
 
     def all(self) -> list:
         return [e for task in self.tasks for e in task]
@@ -60,35 +69,44 @@ class EpisodicMemory:
 
     def state_dict(self) -> dict:
         version, internal, gauss = self._rng.getstate()
-        return {"tasks": [[[list(e.ids), e.n_prompt] for e in task] for task in self.tasks], "rng": [version, list(internal), gauss]}
+        return {"size": self.size, "tasks": [[[list(e.ids), e.n_prompt] for e in task] for task in self.tasks],
+                "rng": [version, list(internal), gauss]}
 
     def load_state_dict(self, state: dict) -> None:
         from ..evaluator.data import Encoded
 
+        self.size = state["size"]
         self.tasks = [[Encoded(tuple(ids), n) for ids, n in task] for task in state["tasks"]]
         version, internal, gauss = state["rng"]
         self._rng.setstate((version, tuple(internal), gauss))
 
 
 @dataclass
-class ProjectingMethod(Method):
-    """Keeps an episodic memory of each finished task; before each update replaces the current gradient by
-    ``project(g, memory)`` (subclasses say how)."""
+class ProjectingMethod(MemoryBudget, Method):
+    """Keeps an episodic memory of the finished tasks (the shared memory budget M, split equally among them); before
+    each update replaces the current gradient by ``project(g, memory)`` (subclasses say how). Their references train
+    with plain SGD (``--optimizer sgd``), under which the projection is what bounds the memory loss's first-order
+    change; AdamW rescales the projected gradient per coordinate afterwards."""
 
-    memory_per_task: int = option(64, "examples of each finished task kept in the episodic memory", low=1)
     seed: int = run_seed()
     memory: EpisodicMemory = field(init=False, repr=False)
 
     def __post_init__(self):
         super().__post_init__()
-        self.memory = EpisodicMemory(self.memory_per_task, self.seed)
+        self.memory = EpisodicMemory(self.buffer_size, self.seed)
         self.collate, self.batch_size = None, 1
+
+    @property
+    def memory_examples(self) -> int:
+        return len(self.memory)
 
     def project(self, model, params: list[torch.nn.Parameter], g: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def begin_task(self, ctx: TaskContext) -> None:
         self.collate, self.batch_size = ctx.collate, ctx.batch_size
+        if not self.memory.tasks:  # sized before the first task ends (a resumed memory keeps its own)
+            self.memory.size = self.memory_size(ctx.stream_examples)
 
     def before_update(self, model) -> None:
         if not self.memory.tasks:

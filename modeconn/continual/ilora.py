@@ -4,7 +4,8 @@ adapter that follows it by interpolation, with experience replay and a hidden-st
 Each step, with a replay batch R from a reservoir buffer (the current batch B is added to the buffer afterwards):
   loss = ½(CE_fast(B) + CE_fast(R)) + γ · mean_layers MSE(h_fast(R), target)      (plain CE while the buffer is empty)
   target = max(h_fast, h_slow) element-wise (the reference code's one-sided target; ``consistency="mse"``: h_slow)
-After the optimizer step: slow ← λ·slow + (1−λ)·fast with λ = min(1 − 1/(step+1), λ_max).
+After the optimizer step: slow ← λ·slow + (1−λ)·fast with λ = min(1 − 1/(step+1), λ_max). The first task draws no
+replay batch and so has no consistency loss, as LLMCL (method/ILORA.py:224-225), unless ``replay_first_task``.
 
 Variants, each what it says (LLMCL = github.com/which47/LLMCL at a9dae12, method/ILORA.py):
   paper               as above; the slow learner is evaluated (``eval_adapter="fast"`` evaluates the fast one).
@@ -67,7 +68,7 @@ class ILoRA(DualLearners, ReplayState, Method):
         self.buffer = ReservoirBuffer(self.buffer_size, self.seed)
         self.slow = SlowLearner(self.ema)
         self.other_rows: list[list[float]] = []
-        self.collate = None
+        self.collate, self.index = None, 0
         self.parts: dict[str, float] = {}
 
     @property
@@ -83,7 +84,7 @@ class ILoRA(DualLearners, ReplayState, Method):
         return FAST if self.variant != "paper" or self.eval_adapter == "fast" else SLOW
 
     def begin_task(self, ctx: TaskContext) -> None:
-        self.collate = ctx.collate
+        self.collate, self.index = ctx.collate, ctx.index
         self.size_buffer(ctx.stream_examples)
         self.slow.attach(ctx.model)  # B = 0: the slow learner starts at the base model, as in the reference code
 
@@ -104,7 +105,8 @@ class ILoRA(DualLearners, ReplayState, Method):
         return hidden
 
     def training_step(self, model, batch: Batch):
-        replay = self.buffer.sample(len(batch.examples))  # as many as current examples (a process's slice under DDP)
+        # as many as current examples (a process's slice under DDP)
+        replay = self.buffer.sample(len(batch.examples)) if self.replays(self.index) else []
         if batch.epoch == 0:  # each example is offered once per task
             self.buffer.add(batch.examples)
         if not replay:

@@ -38,9 +38,10 @@ class TaskContext:
     stream_examples: int = 0  # training examples of the whole task stream this process sees (a buffer fraction's base)
     tasks: int = 1  # the stream's number of tasks
     tokenizer: Any = None
-    task_dirs: tuple = ()  # (name, folder) of every task of the stream, in order (seq-path reads the eval splits)
+    task_dirs: tuple = ()  # (name, folder) of every task of the stream, in order (seq-path reads the training splits)
     max_length: int = 0  # the run's input length
     metrics: Mapping[str, str] = field(default_factory=dict)  # each task's answer metric
+    data_fields: Mapping = field(default_factory=dict)  # each task's record fields of prompt and answer (data.Fields)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,11 @@ class Method(Protocol):
                 continue
             if meta["choices"] is not None:
                 value = checks.choice(label, value, meta["choices"])
+            elif kind is bool:
+                if not isinstance(value, bool):
+                    from ..errors import ConfigError
+
+                    raise ConfigError(f"{label} must be true or false, got {value!r}")
             elif kind is int:
                 value = checks.count(label, value, int(meta["low"] if meta["low"] is not None else 0),
                                      None if meta["high"] is None else int(meta["high"]))
@@ -179,6 +185,13 @@ class Method(Protocol):
     def record(self) -> dict:
         """What the method wants in ``metrics.json`` beside the scores (seq-path: the t it chose per task)."""
         return {}
+
+    @property
+    def memory_examples(self) -> int | None:
+        """Labelled training examples the method keeps in its memory at the end (``metrics.json``'s
+        ``memory_examples``; per process under DDP): 0 for a method that keeps none, None for one that trains on all
+        of them (the multi-task references)."""
+        return 0
 
     def state(self) -> tuple[dict, dict]:
         """``(tensors, JSON-ready values)`` needed to resume mid-run."""

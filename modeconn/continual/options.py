@@ -4,20 +4,20 @@ The method options are not listed here: they come from the methods' own declarat
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from .. import checks
 from ..errors import ConfigError, DataError
-from ..evaluator.data import split_file
+from ..evaluator.data import Fields, split_file
 from ..lora.sequence import MANIFEST, load_sequence
 from .config import TrainConfig
 from .registry import declared_options
 
 RUN_DEFAULTS = {"method": "seq", "tasks": None, "order": None, "base": None, "eval_split": "test", "eval_limit": None,
                 "eval_rows": "first", "device": "cpu", "report_to": "none",
-                "protocol": None}  # the settings of a run that are not TrainConfig's or a method's
+                "protocol": None, "prompt_field": None,
+                "answer_field": None}  # the settings of a run that are not TrainConfig's or a method's
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class TrainRequest:
     report_to: str = "none"
     eval_rows: str = "first"  # with eval_limit: the first or the last rows of the split (TRACE: the last 500)
     protocol: dict | None = None  # the named protocol, its preset and what the user overrode
+    data_fields: dict | None = None  # task → the data.Fields named for it (its manifest entry's, else the flags')
 
 
 def read_config_file(path: str | None) -> dict:
@@ -48,14 +49,40 @@ def read_config_file(path: str | None) -> dict:
         if p.suffix in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(p.read_text())
+            data = yaml.load(p.read_text(), Loader=_unique_keys_loader())  # a SafeLoader that refuses repeated keys
         else:
-            data = json.loads(p.read_text())
+            data = checks.load_json_text(p.read_text())
+    except (checks.JSONShapeError, ConfigError) as exc:
+        raise ConfigError(f"{p}: {exc}") from None
     except Exception as exc:
         raise ConfigError(f"{p}: not valid {'YAML' if p.suffix in ('.yaml', '.yml') else 'JSON'} ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of option names to values")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    values = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name in values:
+            raise ConfigError(f"{p}: option {name!r} is given twice (one value would silently replace the other)")
+        values[name] = value
+    return values
+
+
+def _unique_keys_loader():
+    """PyYAML's SafeLoader, refusing a key repeated in one mapping (plain YAML keeps the last one silently)."""
+    import yaml
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    if (key.tag, key.value) in seen:
+                        raise ConfigError(f"key {key.value!r} appears twice (line {key.start_mark.line + 1}; one value "
+                                          "would silently replace the other)")
+                    seen.add((key.tag, key.value))
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeys
 
 
 def _run_settings(values: dict) -> dict:
@@ -82,6 +109,7 @@ def _run_settings(values: dict) -> dict:
     out["eval_limit"] = checks.optional_count("eval_limit", out["eval_limit"])
     out["device"] = checks.device("device", out["device"])
     checks.choice("report_to", out["report_to"], ("none", "tensorboard", "wandb"))
+    Fields(out["prompt_field"], out["answer_field"])
     return out
 
 
@@ -139,7 +167,22 @@ def resolve(flag_values: dict, file_values: dict | None = None, config_file: str
             metrics = {**metrics, **{t: m for t, m in chosen.metrics.items() if t in dict(tasks)}}
     record = None if protocol is None else chosen.record(given, tasks, metrics)
     return TrainRequest(run["method"], config, options, tasks, run["base"] or manifest_base, metrics, run["eval_split"],
-                        run["eval_limit"], run["device"], run["report_to"], run["eval_rows"], record)
+                        run["eval_limit"], run["device"], run["report_to"], run["eval_rows"], record,
+                        named_fields(run["tasks"], tasks, Fields(run["prompt_field"], run["answer_field"])))
+
+
+def named_fields(root: str, tasks: list[tuple[str, Path]], given: Fields) -> dict:
+    """Per task, the record fields named for its data: a manifest entry's ``prompt_field``/``answer_field``, else the
+    flags' (``given``); tasks with none named are left out (their fields are recognised)."""
+    path = Path(root)
+    entries = {t.name: t for t in load_sequence(path).tasks} if path.is_file() or (path / MANIFEST).is_file() else {}
+    named = {}
+    for task, _ in tasks:
+        entry = entries.get(task)
+        fields = Fields(getattr(entry, "prompt_field", None) or given.prompt, getattr(entry, "answer_field", None) or given.answer)
+        if fields.prompt or fields.answer:
+            named[task] = fields
+    return named
 
 
 def resolve_tasks(tasks: str, order: list[str] | None) -> tuple[list[tuple[str, Path]], str | None, dict[str, str]]:

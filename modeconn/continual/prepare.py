@@ -2,13 +2,15 @@
 the tokenised tasks, the evaluation settings, and the state to continue from (torchtune's recipe ``setup``)."""
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import ConfigError
-from ..evaluator.data import Encoded, Example, collate, encode, load_split, resolve_max_length
+from ..evaluator.data import Encoded, Example, Fields, collate, encode, read_split, resolve_max_length
 from ..evaluator.evaluate import EvalConfig, evaluate_model
 from ..evaluator.models import load_base
 from ..evaluator.scoring import get_scorer
@@ -38,6 +40,7 @@ class Prepared:
     resume_from: tuple | None  # (optimizer meta, tensors) of a saved state, until the loop restores it
     max_length: int = 0  # the input length used (the config's, or the shared default capped by the base's positions)
     device: torch.device = torch.device("cpu")  # where the model and its batches live
+    data_fields: dict | None = None  # task → the record fields its prompt and answer were read from
 
     @property
     def rank(self) -> int:
@@ -84,20 +87,85 @@ def linear_modules(model) -> list[str]:
     return sorted(names - {head_name})
 
 
-def check_model_fits(model, config: TrainConfig) -> None:
-    """The target modules exist in this base (and peft knows defaults for it when none are given)."""
-    if config.target_modules is None:
-        from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+# peft refuses LoRA on these in Mamba-style blocks (peft/tuners/tuners_utils.py, _check_lora_target_modules_mamba)
+MAMBA_TYPES = {"falcon_h1", "mamba", "mamba2", "falcon_mamba", "nemotron_h"}
+MAMBA_INCOMPATIBLE = {"out_proj", "conv1d"}
+_EXPERTS = re.compile(r"(^|\.)(experts|block_sparse_moe)(\.|$)")
 
-        if model.config.model_type not in DEFAULTS:
-            raise ConfigError(f"peft has no default LoRA targets for {model.config.model_type}; pass target_modules "
-                              f"(its linear modules are {', '.join(linear_modules(model))}, or all-linear)")
-    elif config.target_modules != ("all-linear",):
-        names = [name for name, _ in model.named_modules()]
-        missing = [t for t in config.target_modules if not any(n == t or n.endswith("." + t) for n in names)]  # peft's rule
-        if missing:
-            raise ConfigError(f"target_modules {missing} are not modules of this base model; its linear modules are "
-                              f"{', '.join(linear_modules(model))} (or use all-linear)")
+
+def _unusable(model) -> dict[str, str]:
+    """Short names of linear layers a LoRA run cannot use on this base, each with the reason."""
+    out = {}
+    for name, module in model.named_modules():
+        short = name.rsplit(".", 1)[-1]
+        if "Router" in type(module).__name__:
+            out[short] = "a mixture-of-experts router, returning a tuple peft cannot add to"
+        elif _EXPERTS.search(name) and (isinstance(module, torch.nn.Linear) or type(module).__name__ == "Conv1D"):
+            out[short] = "inside mixture-of-experts experts, whose routed tokens cannot carry path points"
+        elif isinstance(module, torch.nn.Linear) and any("router" in part for part in name.split(".")[:-1]):
+            out[short] = "the gate of a mixture-of-experts router, which peft adapts as a bare parameter"
+        if short == "dt_proj":
+            out[short] = "read directly by the Mamba mixer (dt_proj.weight @ x), so a LoRA term there is never applied"
+    if model.config.model_type in MAMBA_TYPES:
+        out.update(dict.fromkeys(MAMBA_INCOMPATIBLE, "refused by peft in Mamba-style blocks"))
+    return out
+
+
+def usable_modules(model) -> list[str]:
+    """The short names of the linear layers a LoRA run can train and the evaluator can analyse on this base: not a
+    name peft would also match elsewhere (matching is by suffix: CTRL's ``0`` names whole layers too; fused expert
+    weights share ``down_proj``), nor one of ``_unusable``."""
+    unusable = _unusable(model)
+    linear = lambda m: isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"  # noqa: E731
+    elsewhere = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if n and not linear(m)}
+    fused = set()  # expert weights stored fused as 3-D parameters: peft maps gate_proj and up_proj to gate_up_proj
+    for name, param in model.named_parameters():
+        if param.dim() == 3:
+            short = name.rsplit(".", 1)[-1]
+            fused |= {short, *(f"{part}_proj" for part in short.removesuffix("_proj").split("_"))}
+    return [n for n in linear_modules(model) if n not in unusable and n not in elsewhere and n not in fused]
+
+
+def _has_fused_experts(model) -> bool:
+    """Experts stored as 3-D parameters (transformers ≥ 5): peft's all-linear wraps them in ParamWrapper."""
+    return any(p.dim() == 3 for p in model.parameters())
+
+
+def lora_targets(model, config: TrainConfig) -> str | list[str]:
+    """The ``target_modules`` handed to peft: the user's, or peft's default for this architecture; refused in one
+    line, with a list that works, where peft would fail or the trained adapter could not be analysed."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+    linear, unusable, usable = linear_modules(model), _unusable(model), usable_modules(model)
+    if not usable:
+        raise ConfigError(f"this base ({model.config.model_type}) has no linear layer a LoRA run can adapt")
+    instead = f"pass target_modules (--target-modules) from: {','.join(usable)}"
+    names = [name for name, _ in model.named_modules()]
+    if config.target_modules is None:
+        defaults = [t for t in DEFAULTS.get(model.config.model_type, ()) if t in usable]
+        if not defaults:
+            safe = not any(n in linear for n in unusable) and not _has_fused_experts(model)
+            raise ConfigError(f"peft has no default LoRA targets for {model.config.model_type} that fit this base; "
+                              f"{instead}{' (or all-linear)' if safe else ''}")
+        return defaults  # named, not left to peft's own look-up, which misses some (Mixtral's)
+    if config.target_modules == ("all-linear",):
+        skipped = [n for n in sorted(unusable) if n in linear] + (["experts"] if _has_fused_experts(model) else [])
+        if skipped:
+            why = unusable.get(skipped[0], "mixture-of-experts experts, whose routed tokens cannot carry path points")
+            raise ConfigError(f"all-linear on this base ({model.config.model_type}) would adapt {skipped[0]} ({why}); "
+                              f"{instead}")
+        return "all-linear"
+    missing = [t for t in config.target_modules if not any(n == t or n.endswith("." + t) for n in names)]  # peft's rule
+    if missing:
+        raise ConfigError(f"target_modules {missing} are not modules of this base model; {instead}")
+    refused = [t for t in config.target_modules if t in unusable]
+    if refused:
+        raise ConfigError(f"target_modules: {refused[0]} is {unusable[refused[0]]}; {instead}")
+    not_linear = [t for t in config.target_modules if t not in linear]
+    if not_linear:
+        raise ConfigError(f"target_modules {not_linear} are not linear layers (LoRA here trains linear layers only); "
+                          f"{instead}")
+    return list(config.target_modules)
 
 
 def run_device(accelerator, requested: str) -> torch.device:
@@ -107,14 +175,17 @@ def run_device(accelerator, requested: str) -> torch.device:
 
 def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Method, config: TrainConfig, folder: RunFolder,
             eval_split: str, eval_limit: int | None, resume: bool, metrics_by_task: dict[str, str],
-            allow_pickle: bool = False, device: str = "cpu", eval_rows: str = "first", protocol: dict | None = None) -> Prepared:
-    """Set the run up; draws from the global RNG in a fixed order (the base, then the LoRA initialisation)."""
+            allow_pickle: bool = False, device: str = "cpu", eval_rows: str = "first", protocol: dict | None = None,
+            data_fields: dict | None = None) -> Prepared:
+    """Set the run up; draws from the global RNG in a fixed order (the base, then the LoRA initialisation).
+    ``data_fields``: task → the ``Fields`` named for its data (others are recognised)."""
     from peft import LoraConfig, get_peft_model
 
     for metric in metrics_by_task.values():
         get_scorer(metric)
     prints = fingerprint(base, tasks, method, config, eval_split, eval_limit, accelerator.num_processes, eval_rows,
                          protocol)
+    prints["data_fields"] = {task: fields.to_json() for task, fields in data_fields.items()} if data_fields else None
     previous = read_state(folder.out) if resume else None
     if previous is not None and previous[0].fingerprint != prints:
         changed = sorted(k for k in prints if previous[0].fingerprint.get(k) != prints[k])
@@ -130,14 +201,17 @@ def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Metho
         raise ConfigError(f"method {method.name} trains in one process: what it trains changes from task to task, which "
                           "DDP cannot follow; launch it without accelerate")
     model, tokenizer = load_base(base, device=where, dtype=dtypes[config.precision], allow_pickle=allow_pickle)
-    check_model_fits(model, config)
+    targets = lora_targets(model, config)
     max_length = resolve_max_length(model, config.max_length)
-    train_sets = [encode(tokenizer, load_split(path, "train", config.max_train), max_length) for _, path in tasks]
-    tests = {task: load_split(path, eval_split, eval_limit, eval_rows) for task, path in tasks}
-    targets = {None: None, ("all-linear",): "all-linear"}.get(config.target_modules, list(config.target_modules or ()))
+    named = data_fields or {}
+    read = {task: read_split(path, "train", config.max_train, fields=named.get(task, Fields())) for task, path in tasks}
+    train_sets = [encode(tokenizer, read[task][0], max_length) for task, _ in tasks]
+    tests = {task: read_split(path, eval_split, eval_limit, eval_rows, named.get(task, Fields()))[0] for task, path in tasks}
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
                       task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)  # LoRA weights in float32 whatever the base's dtype (peft's adapter autocast)
+    with warnings.catch_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing (a FutureWarning)
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing", category=FutureWarning)
+        model = get_peft_model(model, lora)  # LoRA weights in float32 whatever the base's dtype (peft's adapter autocast)
     model.peft_config[FAST].base_model_name_or_path = base  # the name the run was given ('tiny-llama'), not its folder
     if config.gradient_checkpointing:
         lm = model.get_base_model()
@@ -150,8 +224,9 @@ def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Metho
     trained = accelerator.prepare_model(model) if accelerator.num_processes > 1 else model  # DDP: forwards sync gradients
     prepared = Prepared(accelerator, model, trained, tokenizer, tasks, train_sets, tests, metrics_by_task,
                         EvalConfig(max_length=max_length, progress=False), torch.Generator().manual_seed(config.seed),
-                        RunState(prints), ContinualMetrics([t for t, _ in tasks], split=eval_split, joint=method.joint), None,
-                        max_length, where)
+                        RunState(prints), ContinualMetrics([t for t, _ in tasks], split=eval_split, joint=method.joint,
+                                                           eval_examples=[len(tests[t]) for t, _ in tasks]), None,
+                        max_length, where, {task: read[task][1] for task, _ in tasks})
     if previous is not None:
         prepared.run, prepared.resume_from = previous[0], previous[1:]
         prepared.metrics = ContinualMetrics(**prepared.run.metrics)

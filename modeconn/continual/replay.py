@@ -1,7 +1,11 @@
 """A reservoir buffer of past examples: every example offered so far is kept with equal probability, never over its
 size, and the replay methods that own one. Each training example is offered once per task (in the task's first
 epoch): a buffer of 40 over a stream of 1,600 holds a uniform 2.5% sample of it (``tests/continual/test_methods.py``
-checks the uniformity with a chi-square test)."""
+checks the uniformity with a chi-square test).
+
+One memory budget: every method that keeps labelled examples of past tasks (er, ilora, sure, agem, gem, seq-path)
+sizes its memory from the same two options (``MemoryBudget``), drawn from the training split, and reports what it kept
+as ``memory_examples`` in ``metrics.json``."""
 from __future__ import annotations
 
 import random
@@ -33,17 +37,26 @@ class ReservoirBuffer:
     def sample(self, k: int) -> list:
         return self._rng.sample(self.items, min(k, len(self.items)))
 
+    @staticmethod
+    def dump_item(item) -> list:
+        """An encoded example as JSON: ``[ids, n_prompt]``."""
+        return [list(item.ids), item.n_prompt]
+
+    @staticmethod
+    def load_item(value: list):
+        from ..evaluator.data import Encoded
+
+        return Encoded(tuple(value[0]), value[1])
+
     def state_dict(self) -> dict:
-        """JSON-ready state: examples as ``[ids, n_prompt]``, the sampler's RNG state as lists."""
+        """JSON-ready state: the items (``dump_item``), the sampler's RNG state as lists."""
         version, internal, gauss = self._rng.getstate()
-        return {"size": self.size, "items": [[list(e.ids), e.n_prompt] for e in self.items], "seen": self.seen,
+        return {"size": self.size, "items": [self.dump_item(e) for e in self.items], "seen": self.seen,
                 "rng": [version, list(internal), gauss]}
 
     def load_state_dict(self, state: dict) -> None:
-        from ..evaluator.data import Encoded
-
         self.size, self.seen = state["size"], state["seen"]
-        self.items = [Encoded(tuple(ids), n) for ids, n in state["items"]]
+        self.items = [self.load_item(value) for value in state["items"]]
         version, internal, gauss = state["rng"]
         self._rng.setstate((version, tuple(internal), gauss))
 
@@ -54,19 +67,41 @@ def resolved_size(size: int, fraction: float | None, stream_examples: int) -> in
 
 
 @dataclass
-class ReplayState:
-    """The replay methods' shared part: the buffer's options (declared once, first among the method's options), its
-    sizing at the first task, and the resumable state of the ``buffer`` (and of a ``slow`` learner, if there is one)."""
+class MemoryBudget:
+    """The memory options every method that keeps labelled past examples shares (declared once, first among the
+    method's options): one size M for all of them, so that a comparison spends the same memory."""
 
-    buffer_size: int = option(500, "replay buffer size (examples kept from the stream)", low=1)
-    buffer_fraction: float | None = option(None, "buffer size as a fraction of the stream's training examples "
+    buffer_size: int = option(500, "memory size M: labelled training examples kept from the stream (the replay buffer; "
+                                   "A-GEM/GEM's episodic memory; seq-path's fitting and picking set)", low=1)
+    buffer_fraction: float | None = option(None, "memory size as a fraction of the stream's training examples "
                                                  "(the I-LoRA paper: 500 of 20,000 = 0.025); overrides buffer_size",
                                            low=0, high=1)
+
+    def memory_size(self, stream_examples: int) -> int:
+        return resolved_size(self.buffer_size, self.buffer_fraction, stream_examples)
+
+    @property
+    def memory_examples(self) -> int:
+        return len(self.buffer)
+
+
+@dataclass
+class ReplayState(MemoryBudget):
+    """The replay methods' shared part: the memory options, whether the first task replays, the buffer's sizing at
+    the first task, and the resumable state of the ``buffer`` (and of a ``slow`` learner, if there is one)."""
+
+    replay_first_task: bool = option(False, "replay (and I-LoRA's consistency loss) in the first task too, from a "
+                                            "buffer of that task's own examples; off by default, as LLMCL "
+                                            "(method/ER.py:121-123, method/ILORA.py:224-225)")
 
     def size_buffer(self, stream_examples: int) -> None:
         """Fix the buffer's size before the stream's first example reaches it (a resumed buffer keeps its own)."""
         if self.buffer.seen == 0:
-            self.buffer.size = resolved_size(self.buffer_size, self.buffer_fraction, stream_examples)
+            self.buffer.size = self.memory_size(stream_examples)
+
+    def replays(self, task_index: int) -> bool:
+        """Whether task ``task_index`` (0 first) draws replay batches."""
+        return task_index > 0 or self.replay_first_task
 
     def state(self) -> tuple[dict, dict]:
         slow = getattr(self, "slow", None)

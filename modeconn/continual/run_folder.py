@@ -13,13 +13,17 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 
-from ..files import atomic_write, write_json
+from ..errors import ConfigError, OutputError
+from ..files import TEMP_PREFIX, atomic_write, write_json
 from ..lora.sequence import Sequence
-from ..outdir import Claimed
+from ..outdir import Claimed, name_max
 from ..provenance import PYTHON_CALL, command
 from .adapter_io import save_peft_adapter
 from .metrics import ContinualMetrics
@@ -34,6 +38,27 @@ def command_script() -> str:
 
 
 LOG = "train_log.jsonl"
+# what `modeconn plot` and `report` draw beside a run's records
+PICTURES = ["accuracy.png", "accuracy.html", "train_log.png", "train_log.html", "report.html"]
+
+
+def check_task_names(tasks: list[str], method, out: str | Path) -> None:
+    """Before any work: no task may be named like a file the run writes itself (its log, records, the method's
+    further adapters), nor be longer than the file system allows with the temporary names the run adds."""
+    taken = set(RunFolder.RECORDS) | set(method.saved_adapters) | set(PICTURES)
+    longest = name_max(out) - len(TEMP_PREFIX) - 9  # atomic writes name a temporary ``.modeconn-<task>.XXXXXXXX``
+    for task in tasks:
+        if task in taken:
+            raise ConfigError(f"task name {task!r} is a name the run writes itself in its folder; rename the task")
+        if len(task.encode()) > longest:
+            raise ConfigError(f"task name {task[:40]!r}… has {len(task.encode())} bytes; this file system allows "
+                              f"{longest} for a task name: shorten it")
+
+
+def tracker_name(name: str) -> str:
+    """The run's name as TensorBoard / W&B file names take it: one harmless path component, so the tracker's files
+    stay under ``logs/``."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", name).lstrip("._")[:100] or "run"
 
 
 class RunFolder:
@@ -42,6 +67,7 @@ class RunFolder:
 
     def __init__(self, claimed: Claimed):
         self.claimed, self.out = claimed, claimed.root
+        self.fresh = True  # until a resume keeps the log's earlier steps, the first step starts a new log
 
     def save_task(self, model, method, task: str) -> None:
         """The method's checkpoint of the task as ``<task>/`` (its evaluated adapter, unless it saves otherwise),
@@ -65,12 +91,20 @@ class RunFolder:
         accelerator.wait_for_everyone()
 
     def log_step(self, record: dict) -> None:
-        """Append one optimizer step to ``train_log.jsonl`` (a kill can cut only the last line)."""
-        with open(self.out / LOG, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, allow_nan=True) + "\n")
+        """Append one optimizer step to ``train_log.jsonl`` (a kill can cut only the last line); a fresh run's first
+        step replaces an earlier log. A link in its place is refused, never followed."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0) | (os.O_TRUNC if self.fresh else 0)
+        try:
+            handle = os.open(self.out / LOG, flags, 0o644)
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.out / LOG} ({exc.strerror})") from None
+        self.fresh = False
+        with os.fdopen(handle, "a", encoding="utf-8") as log:
+            log.write(json.dumps(record, allow_nan=True) + "\n")
 
     def trim_log(self, global_step: int) -> None:
         """On resume: keep the log's steps up to the saved state (later ones are trained again)."""
+        self.fresh = False
         path = self.out / LOG
         if path.is_file():
             kept = []

@@ -1,26 +1,29 @@
 """Path-picked merging (``seq-path``), the I-LoRA paper's finding turned into a baseline: sequential LoRA that, after
 each task, moves to the point of the path from the previous task's adapter to the new one (a straight line, or a
-fitted quadratic Bézier curve, in LoRA factor space) with the best mean eval-split accuracy over the tasks seen so far,
-and trains the next task from there.
+fitted quadratic Bézier curve, in LoRA factor space) with the best mean accuracy over the tasks seen so far on its
+memory, and trains the next task from there.
 
-The candidates t = 0, 1/(n−1), …, 1 are scored in one batched pass of the path evaluator (every point of the path is a
-block of rows of the same forward pass); ties go to the lower mean loss. The Bézier control point is fitted on the
-same eval-split examples the pick uses (the method has no other data of the earlier tasks). The first task has no
-previous adapter and keeps its minimum (t = 1). The chosen t per task goes to ``metrics.json`` (``method_record``).
+Its memory is the shared memory budget (``--buffer-size``/``--buffer-fraction``, the same M as the replay methods):
+a reservoir over the training split, each task's training examples offered when the task ends, so after task k it
+holds a uniform sample of tasks 1…k, as ``er``'s buffer does. The Bézier control point is fitted, and t picked, on
+those examples only; no eval-split example is read. The candidates t = 0, 1/(n−1), …, 1 are scored in one batched
+pass of the path evaluator; ties go to the lower mean loss. The first task has no previous adapter and keeps its
+minimum (t = 1). The chosen t per task goes to ``metrics.json`` (``method_record``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
-from ..evaluator.data import load_split
+from ..evaluator.data import Example, Fields, load_split
 from ..evaluator.evaluate import EvalConfig, evaluate_path
 from ..lora.adapters import LoraWeights
 from ..lora.paths import bezier_path, linear_path, uniform_ts
 from .adapter_io import FAST, lora_layers
 from .methods import Method, TaskContext, option, run_seed, unwrap
+from .replay import MemoryBudget, ReservoirBuffer
 
 PREFIX = "base_model.model."
 # keys name the frozen linear inside each peft LoRA layer: the path evaluator swaps that for a path layer, and with
@@ -54,32 +57,58 @@ def set_adapter_weights(model, point: LoraWeights, adapter: str = FAST) -> None:
             module.lora_B[adapter].weight.copy_(b * (point.scaling[key] / module.scaling[adapter]))
 
 
+class ExampleReservoir(ReservoirBuffer):
+    """The reservoir over ``(task, Example)`` pairs: the path evaluator scores text, not token ids."""
+
+    @staticmethod
+    def dump_item(item) -> list:
+        task, example = item
+        return [task, example.prompt, example.answer]
+
+    @staticmethod
+    def load_item(value: list):
+        return value[0], Example(value[1], value[2])
+
+
 @dataclass
-class PathPicked(Method):
+class PathPicked(MemoryBudget, Method):
     name: ClassVar[str] = "seq-path"
     path: str = option("linear", "the path searched between the previous adapter and the new one: linear, or bezier "
                                  "(a fitted quadratic Bézier curve)", flag="path", choices=("linear", "bezier"))
     path_points: int = option(11, "candidate t values, evenly spaced on [0, 1]", low=2)
-    path_limit: int = option(32, "eval-split examples per seen task scored at every candidate (and fitted on)", low=1)
     curve_steps: int = option(100, "optimizer steps of the Bézier fit (--path bezier)", low=1)
     seed: int = run_seed()
+    buffer: ExampleReservoir = field(init=False, repr=False)
 
     def __post_init__(self):
         super().__post_init__()
         self.start: LoraWeights | None = None
         self.chosen: dict[str, float] = {}
         self.scores: dict[str, list[float]] = {}
+        self.buffer = ExampleReservoir(self.buffer_size, self.seed)
 
     def begin_task(self, ctx: TaskContext) -> None:
         self.start = adapter_weights(ctx.model)  # a resumed run replaces it from the saved state
+        if self.buffer.seen == 0:
+            self.buffer.size = self.memory_size(ctx.stream_examples)
+
+    def remember(self, ctx: TaskContext) -> dict[str, list[Example]]:
+        """Offer the task's training examples (the rows the run trained on) to the memory; the memory by task."""
+        examples = load_split(dict(ctx.task_dirs)[ctx.task], "train", len(ctx.train),
+                              fields=ctx.data_fields.get(ctx.task, Fields())) if ctx.train else []
+        self.buffer.add((ctx.task, e) for e in examples)
+        by_task: dict[str, list[Example]] = {}
+        for task, example in self.buffer.items:
+            by_task.setdefault(task, []).append(example)
+        return {name: by_task[name] for name, _ in ctx.task_dirs if name in by_task}
 
     @torch.no_grad()
     def end_task(self, ctx: TaskContext) -> None:
-        if ctx.index == 0:
+        seen = self.remember(ctx)
+        if ctx.index == 0 or not seen:
             self.chosen[ctx.task] = 1.0
             return
         new = adapter_weights(ctx.model)
-        seen = {name: load_split(folder, "eval", self.path_limit) for name, folder in ctx.task_dirs[: ctx.index + 1]}
         peft = unwrap(ctx.model)
         lm = peft.get_base_model()
         with peft.disable_adapter():  # the path layers add each point's LoRA to the bare base layers
@@ -106,16 +135,17 @@ class PathPicked(Method):
         return bezier_path(self.start, fit.control, new)
 
     def record(self) -> dict:
-        return {"path": self.path, "chosen_t": self.chosen, "mean_eval_accuracy_by_t": self.scores}
+        return {"path": self.path, "chosen_t": self.chosen, "mean_memory_accuracy_by_t": self.scores}
 
     def state(self) -> tuple[dict, dict]:
         tensors = {f"start.{m}.{i}": f for m, pair in (self.start.factors.items() if self.start else ()) for i, f in
                    enumerate(pair)}
-        return tensors, {"chosen": self.chosen, "scores": self.scores,
+        return tensors, {"chosen": self.chosen, "scores": self.scores, "buffer": self.buffer.state_dict(),
                          "scaling": self.start.scaling if self.start else {}}
 
     def load_state(self, tensors: dict, meta: dict) -> None:
         self.chosen, self.scores = meta["chosen"], meta["scores"]
+        self.buffer.load_state_dict(meta["buffer"])
         if meta["scaling"]:
             factors = {m: (tensors[f"start.{m}.0"], tensors[f"start.{m}.1"]) for m in meta["scaling"]}
             self.start = LoraWeights(factors, meta["scaling"], source=FAST)

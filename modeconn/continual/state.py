@@ -73,9 +73,16 @@ def save_state(out: Path, run: RunState, model, optimizer, generator: torch.Gene
 
 
 def read_state(out: Path) -> tuple[RunState, dict, dict[str, torch.Tensor]] | None:
-    """The saved state, or None when there is none; a truncated or edited one is refused with one clear line."""
+    """The saved state, or None when there is none; a truncated or edited one is refused with one clear line, and so
+    is a folder whose log has steps but no state (killed before its first state was in place, or ``.state`` deleted):
+    resuming there would start over into the same log."""
     folder = out / STATE_DIR
     if not folder.exists():
+        log = out / "train_log.jsonl"
+        if log.is_file() and not log.is_symlink() and log.read_text(errors="replace").strip():
+            raise StateError(f"{out} has logged training steps but no saved state to resume from (stopped before its "
+                             "first state was saved, or its .state was deleted); run without --resume to start over "
+                             "(the log starts again), or choose another output folder")
         return None
     from safetensors.torch import load_file
 
@@ -88,7 +95,7 @@ def read_state(out: Path) -> tuple[RunState, dict, dict[str, torch.Tensor]] | No
             raise ValueError("entries are missing")
     except Exception as exc:  # json, safetensors and the dataclass raise many types for a damaged state
         raise StateError(f"the saved state in {folder} is damaged ({type(exc).__name__}: {str(exc)[:120]}); "
-                         f"delete {folder} to start the run over, or choose another output folder") from None
+                         f"delete {folder} and run without --resume to start over, or choose another output folder") from None
     return state, opt_meta, tensors
 
 
@@ -105,7 +112,7 @@ def restore(model, optimizer, generator: torch.Generator, opt_meta: dict, tensor
             _load_optimizer(optimizer, tensors, opt_meta)
     except (KeyError, RuntimeError, ValueError) as exc:
         raise StateError(f"the saved state does not fit this run's model ({type(exc).__name__}: {str(exc)[:120]}); "
-                         "delete its .state folder to start over") from None
+                         "delete its .state folder and run without --resume to start over") from None
     generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors[f"rng.torch.{rank}"])
     return {k[7:]: v for k, v in tensors.items() if k.startswith("method.")}

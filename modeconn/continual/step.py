@@ -41,6 +41,14 @@ class Amp:
         return torch.autocast(self.device_type, self.dtype) if self.dtype is not None else nullcontext()
 
 
+def make_optimizer(params, config: TrainConfig) -> torch.optim.Optimizer:
+    """The run's optimizer over ``params``: AdamW, or plain SGD (no momentum) as A-GEM's and GEM's reference code
+    (facebookresearch/GradientEpisodicMemory ``model/gem.py``: ``optim.SGD(self.parameters(), args.lr)``)."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.0, weight_decay=0.0)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
+
+
 def answer_tokens(examples) -> int:
     return sum(len(e.ids) - e.n_prompt for e in examples)
 

@@ -10,7 +10,8 @@ Choices where the paper is open (each an option or said here):
     (a single global top-k would let one task's hard examples crowd out the others);
   * each step replays as many examples as it trains on and averages the two losses, as ``er`` does here (the authors'
     code replays half a batch and weights current : replay as 2 : 1);
-  * the EMA warms up as I-LoRA's (λ = min(1 − 1/(step+1), λ_max)) so the slow learner does not start at the base model.
+  * the EMA warms up as I-LoRA's (λ = min(1 − 1/(step+1), λ_max)) so the slow learner does not start at the base model;
+  * the first task fills the buffer without replaying from it, as ``er`` (``--replay-first-task`` replays there too).
 Both learners are saved per task (``fast/``, ``slow/``); ``--sure-eval`` picks the one scored and saved as the task's.
 """
 from __future__ import annotations
@@ -102,7 +103,7 @@ class SuRe(DualLearners, ReplayState, Method):
     def training_step(self, model, batch: Batch):
         n = len(batch.examples)
         self.buffer.reach_task(self.index)  # here, not in begin_task: a resumed run loads its buffer after that
-        replay = self.buffer.sample(n)
+        replay = self.buffer.sample(n) if self.replays(self.index) else []
         inputs = self.collate(batch.examples + replay) if replay else batch.inputs
         out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         nll, count = mean_token_nll(out.logits, inputs["labels"])

@@ -2,10 +2,10 @@
 learning rate, gradient norm, tokens/s, seconds), for ``modeconn plot`` and notebooks."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checks import load_json_text
 from ..errors import DataError
 
 NUMBERS = ("loss", "ce_current", "ce_replay", "consistency", "lr", "grad_norm", "tokens_per_second", "seconds")
@@ -23,8 +23,8 @@ class TrainLog:
         steps = []
         for number, line in enumerate(path.read_text().splitlines(), 1):
             try:
-                record = json.loads(line)
-            except ValueError:
+                record = load_json_text(line)
+            except ValueError:  # a cut line (or one nested too deeply to read)
                 break
             if not isinstance(record, dict) or not isinstance(record.get("step"), int) or "task" not in record:
                 raise DataError(f"{path}: line {number} is not a training-log record (step, task, loss, …)")

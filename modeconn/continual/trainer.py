@@ -10,6 +10,7 @@ process writes files.
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -18,15 +19,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..errors import ConfigError
 from ..lora.sequence import Sequence, TaskEntry
 from .config import TrainConfig
 from .methods import FAST, Method, TaskContext, trained_weight
 from .metrics import ContinualMetrics
 from .prepare import Prepared, prepare
-from .run_folder import RunFolder
+from .run_folder import PICTURES, RunFolder, check_task_names, tracker_name
 from .schedule import lr_factor, schedule_position
 from .state import restore
-from .step import Amp, StepResult, optimizer_step
+from .step import Amp, StepResult, make_optimizer, optimizer_step
 
 
 @dataclass
@@ -80,6 +82,7 @@ def train_sequence(
     report_to: str = "none",
     eval_rows: str = "first",
     protocol: dict | None = None,
+    data_fields: dict | None = None,
 ) -> TrainRun:
     """Train ``method`` on each ``(task name, task folder)`` in order; save adapters, manifest, metrics and the log.
 
@@ -90,13 +93,22 @@ def train_sequence(
     A non-finite loss, gradient or weight stops the run (``NonFiniteError``) before anything of that step is saved.
     ``report_to``: ``tensorboard`` or ``wandb`` (offline unless ``WANDB_MODE`` says otherwise) also log there.
     ``eval_rows="last"`` scores the last ``eval_limit`` rows of each split (TRACE's test rows); ``protocol``: the named
-    protocol the settings came from (`modeconn train --protocol`), recorded with the run.
+    protocol the settings came from (`modeconn train --protocol`), recorded with the run. ``data_fields``: task →
+    ``Fields`` naming its records' prompt and answer fields (others: ``prompt``/``answer`` or a recognised pair).
     """
     from accelerate import Accelerator
 
     from .. import checks
     from ..outdir import claim
 
+    tasks = _task_pairs(tasks)
+    checks.text("base", base), checks.text("out", out), checks.text("name", name, optional=True)
+    checks.instance("config", config, TrainConfig, "a TrainConfig")
+    if not all(hasattr(method, a) for a in ("name", "training_step", "saved_adapters")):
+        raise ConfigError(f"method must be a continual method (modeconn.get_method('seq')), got {type(method).__name__}")
+    for key, value in (("progress", progress), ("resume", resume), ("allow_pickle", allow_pickle)):
+        checks.flag(key, value)
+    checks.count("state_every", state_every, 0), checks.optional_count("stop_after", stop_after)
     checks.device("device", device)
     checks.choice("eval_split", eval_split, ("eval", "test"))
     checks.optional_count("eval_limit", eval_limit)
@@ -105,10 +117,12 @@ def train_sequence(
     for task, _ in tasks:
         checks.safe_name("task name", task)
     checks.unique("task", [task for task, _ in tasks])
+    check_task_names([task for task, _ in tasks], method, out)
     _check_tracker(report_to)
     metrics_by_task = {task: (metrics_by_task or {}).get(task, "exact_match") for task, _ in tasks}
-    owned = [t for t, _ in tasks] + list(method.saved_adapters) + RunFolder.RECORDS
-    with claim(out, owned=owned) as claimed:
+    owned = [t for t, _ in tasks] + list(method.saved_adapters) + RunFolder.RECORDS + PICTURES
+    inputs = [path for _, path in tasks] + ([base] if Path(base).exists() else [])
+    with claim(out, owned=owned, inputs=inputs) as claimed:
         from .prepare import run_device
 
         accelerator = Accelerator(cpu=device == "cpu", log_with=None if report_to == "none" else report_to,
@@ -118,10 +132,12 @@ def train_sequence(
         with torch.random.fork_rng(devices=[where] if where.type == "cuda" else []):
             torch.manual_seed(config.seed)
             run = prepare(accelerator, base, tasks, method, config, folder, eval_split, eval_limit, resume, metrics_by_task,
-                          allow_pickle, device, eval_rows, protocol)
+                          allow_pickle, device, eval_rows, protocol, data_fields)
+            checks.free_space(claimed.root, _planned_bytes(run, method, config),
+                              f"training {len(tasks)} task{'s' if len(tasks) > 1 else ''}")
             if report_to != "none":
                 kwargs = {"wandb": {"mode": os.environ.get("WANDB_MODE", "offline")}} if report_to == "wandb" else {}
-                accelerator.init_trackers(name or claimed.root.name, config=_flat(run.run.fingerprint), init_kwargs=kwargs)
+                accelerator.init_trackers(tracker_name(name or claimed.root.name), config=_flat(run.run.fingerprint), init_kwargs=kwargs)
             amp = Amp(config.precision, run.device)
             if run.run.scaler:
                 amp.scaler.load_state_dict(run.run.scaler)
@@ -134,6 +150,27 @@ def train_sequence(
             finally:
                 if report_to != "none":
                     accelerator.end_training()
+
+
+def _planned_bytes(run: Prepared, method: Method, config: TrainConfig) -> int:
+    """About what the run writes: each task's adapters, the resumable state (weights and two optimizer moments, old and
+    new side by side while it is swapped), a log line per step and the records; checked before the first step, so a
+    full disk is met before training rather than after a task."""
+    lora = sum(p.numel() * 4 for name, p in run.model.named_parameters() if trained_weight(name))
+    steps = sum(steps_per_task(run, method, config))
+    return lora * (len(run.tasks) * (1 + len(method.saved_adapters)) + 6) + steps * 512 + 2**20
+
+
+def _task_pairs(tasks) -> list[tuple[str, Path]]:
+    """The task stream as (name, folder) pairs; a string (one folder, or a manifest) is refused, not split up."""
+    from .. import checks
+
+    if isinstance(tasks, (str, bytes, os.PathLike)) or not isinstance(tasks, (list, tuple)) or not tasks or not all(
+            isinstance(t, (list, tuple)) and len(t) == 2 and isinstance(t[1], (str, os.PathLike)) for t in tasks):
+        raise ConfigError(f"tasks must be a non-empty list of (task name, task folder) pairs, e.g. [('news', "
+                          f"'data/news')], got {checks.short(tasks)}; for a sequence.json use "
+                          "modeconn.continual.options.resolve_tasks(path, None)[0]")
+    return [(name, Path(folder)) for name, folder in tasks]
 
 
 def _check_tracker(report_to: str) -> None:
@@ -171,9 +208,9 @@ def train_task(run: Prepared, method: Method, config: TrainConfig, folder: RunFo
     examples = method.train_set(run.train_sets[: index + 1], len(run.tasks))
     stream = sum(len(method.train_set(run.train_sets[: i + 1], len(run.tasks))) for i in range(len(run.tasks))) // run.world
     ctx = TaskContext(run.model, task, index, examples, run.to_device, config.batch_size, stream, len(run.tasks),
-                      run.tokenizer, tuple(run.tasks), run.max_length, run.metrics_by_task)
+                      run.tokenizer, tuple(run.tasks), run.max_length, run.metrics_by_task, run.data_fields or {})
     method.begin_task(ctx)
-    optimizer = torch.optim.AdamW([p for p in run.model.parameters() if p.requires_grad], lr=config.lr, weight_decay=0.0)
+    optimizer = make_optimizer([p for p in run.model.parameters() if p.requires_grad], config)
     state, main = run.run, run.accelerator.is_main_process
     if run.resume_from is not None:
         opt_meta, tensors = run.resume_from
@@ -232,6 +269,9 @@ def _log(run: Prepared, folder: RunFolder, state, task: str, result: StepResult,
               "lr": lr, "grad_norm": result.grad_norm, "tokens_per_second": result.tokens * run.world / max(seconds, 1e-9),
               "seconds": seconds, **({"loss_scale": result.loss_scale} if result.loss_scale else {}),
               **({"skipped": True} if result.skipped else {})}
+    bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:  # an fp16 step the loss scaler skipped has an overflowed gradient norm: null in JSON, named in "not_finite"
+        record = {**{k: None if k in bad else v for k, v in record.items()}, "not_finite": bad}
     folder.log_step(record)
     if run.accelerator.log_with:
         run.accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=state.global_step)
@@ -256,16 +296,20 @@ def finish(run: Prepared, method: Method, config: TrainConfig, folder: RunFolder
     if not run.accelerator.is_main_process:
         return TrainRun(None, run.metrics, main_process=False, **timing)
     out = folder.out
-    entries = tuple(TaskEntry(task, os.path.relpath(Path(path).resolve(), out.resolve()), task, run.metrics_by_task[task])
+    used = {task: fields for task, fields in (run.data_fields or {}).items() if not fields.default}
+    entries = tuple(TaskEntry(task, os.path.relpath(Path(path).resolve(), out.resolve()), task, run.metrics_by_task[task],
+                              **({"prompt_field": used[task].prompt, "answer_field": used[task].answer} if task in used else {}))
                     for task, path in run.tasks)
     seq = Sequence(name or out.name, base, entries, method.name, {"config": config.to_json(), "options": method.options}, out)
     targets = run.model.peft_config[FAST].target_modules
     settings = {**run.run.fingerprint, "world_size": run.world, "max_length_used": run.max_length,
                 "target_modules_used": sorted(targets) if isinstance(targets, (set, list)) else targets,
                 "effective_batch": config.batch_size * config.grad_accum * run.world,
-                "engine": str(run.accelerator.distributed_type).rsplit(".", 1)[-1]}
+                "engine": str(run.accelerator.distributed_type).rsplit(".", 1)[-1],
+                **({"data_fields_used": {task: f.to_json() for task, f in used.items()}} if used else {})}
     extra = method.record()
-    record = {"method": method.name, **run.metrics.to_json(), "world_size": run.world, "ranks_in_sync": in_sync, **timing,
+    record = {"method": method.name, **run.metrics.to_json(), "memory_examples": method.memory_examples,
+              "world_size": run.world, "ranks_in_sync": in_sync, **timing,
               **({"method_record": extra} if extra else {}), "made_by": made_by(settings)}
     folder.finish(seq, record, config.to_json())
     return TrainRun(seq, run.metrics, **timing)

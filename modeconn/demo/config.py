@@ -1,10 +1,10 @@
 """The demo's settings (``DemoConfig``) and its numbers (``DemoResult``), and reading a finished demo folder back."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..checks import load_json_text
 from ..errors import ConfigError, DataError
 
 
@@ -82,7 +82,7 @@ def load_demo(out: str | Path) -> DemoResult:
 
     out = Path(out)
     try:
-        record = json.loads((out / "demo.json").read_text())
+        record = load_json_text((out / "demo.json").read_text())
     except (FileNotFoundError, ValueError) as exc:
         raise DataError(f"{out}: not a finished demo folder ({exc})") from None
     config = DemoConfig(**{**record["config"], "methods": tuple(record["config"]["methods"])})

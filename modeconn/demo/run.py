@@ -14,16 +14,20 @@ from .config import DemoConfig, DemoResult
 
 
 # everything the demo writes at the top of its folder; a folder holding anything else is not a demo folder
-DEMO_FILES = ["runs", "curves", "sweep-*", "path-*", "plane", "methods", "report.html", "demo.json"]
+DEMO_FILES = ["runs", "curves", "sweep-*", "path-*", "plane", "methods", "report.html", "demo.json",
+              "report"]  # make demo's `modeconn report` folder
 
 
 def run_demo(out: str | Path = "demo_out", config: DemoConfig = DemoConfig(), progress: bool = True) -> DemoResult:
     """Run the whole study and write ``out`` (an earlier demo there is replaced); returns the numbers the report and
     the summary show."""
+    from ..evaluator.models import checkpoints_dir
     from ..outdir import claim
 
-    with claim(out, owned=DEMO_FILES) as claimed:
-        for old in ("runs", "curves"):  # an earlier demo's runs and curves: this one writes its own
+    # the claim refuses anything in ``out`` that modeconn's record does not vouch for (a file the user added to runs/
+    # included), so what is removed here is only an earlier demo's own runs and curves
+    with claim(out, owned=DEMO_FILES, inputs=[checkpoints_dir()]) as claimed:
+        for old in ("runs", "curves"):
             shutil.rmtree(claimed.path(old), ignore_errors=True)
         return _run(Path(out), config, progress)
 

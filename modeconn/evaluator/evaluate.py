@@ -1,6 +1,7 @@
 """The batched path evaluator: base model once, K path points stacked into the batch, per-point per-task numbers."""
 from __future__ import annotations
 
+import heapq
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -8,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from .. import checks
+from ..errors import ConfigError
 from ..lora.paths import LoraPath, Span
 from .budget import Budget, auto_budget, batches, decode_budget, points_per_chunk, split_on_oom
 from .data import Encoded, Example, encode_counted, resolve_max_length
@@ -83,6 +85,19 @@ def points_nll(model, batch, k: int, repeat=None) -> torch.Tensor:
         with repeat.expanded(k, b):
             return answer_nll(model, ids, mask, targets.repeat(k), *scored, k * b)
     return answer_nll(model, ids.repeat(k, 1), mask.repeat(k, 1), targets.repeat(k), *scored, k * b)
+
+
+def prefix_probe(model, encoded: list[Encoded], coeffs: torch.Tensor, injected, pad_id: int):
+    """A function of a ``Repeat`` (None: no shared prefix) giving the answer NLL of the two shortest examples at the
+    first and last point: what ``shared_prefix`` compares before trusting its hooks on this model."""
+    items = heapq.nsmallest(2, encoded, key=lambda e: len(e.ids)) * (2 if len(encoded) == 1 else 1)
+    points, device = coeffs[[0, -1]], next(model.parameters()).device
+
+    def run(repeat):
+        with injected.points(points, len(items)):
+            return points_nll(model, scored_batch(items, pad_id, device), 2, repeat)
+
+    return run
 
 
 def _chunk_nll(model, items: list[Encoded], coeffs: torch.Tensor, injected, pad_id: int, budget: Budget, repeat) -> torch.Tensor:
@@ -168,6 +183,21 @@ def path_accuracy(model, tokenizer, examples: list[Example], encoded: list[Encod
     return correct / len(examples)
 
 
+def _check_door(model, tokenizer, tasks, config, span=None) -> None:
+    """The Python API's arguments, by type, before any of them reaches torch (a wrong one fails here in one line)."""
+    checks.instance("model", model, torch.nn.Module, "a model (modeconn.load_base(name)[0])")
+    if tokenizer is None or not callable(getattr(tokenizer, "encode", None)):
+        raise ConfigError(f"tokenizer must be the base's tokenizer (modeconn.load_base(name)[1]), got "
+                                 f"{type(tokenizer).__name__}")
+    if span is not None:
+        checks.instance("path", span, Span, "a LoraPath or Span (modeconn.linear_path(a, b))")
+    if not isinstance(tasks, dict) or not all(isinstance(n, str) and isinstance(v, (list, tuple)) and all(
+            isinstance(e, Example) for e in v) for n, v in tasks.items()):
+        raise ConfigError("tasks must map task names to lists of Example (modeconn.load_task_data([...])), got "
+                                 f"{checks.short(tasks)}")
+    checks.instance("config", config, EvalConfig, "an EvalConfig")
+
+
 @torch.no_grad()
 def evaluate_points(model, tokenizer, span: Span, coeffs: torch.Tensor, tasks: dict[str, list[Example]],
                     config: EvalConfig = EvalConfig(), metrics: dict[str, str] | None = None) -> dict[str, TaskCurve]:
@@ -175,6 +205,7 @@ def evaluate_points(model, tokenizer, span: Span, coeffs: torch.Tensor, tasks: d
     greedy decoding scored by each task's metric (``metrics[name]``, exact match by default)."""
     from .prefix import shared_prefix
 
+    _check_door(model, tokenizer, tasks, config, span=span)
     metrics = metrics or {}
     model.eval()
     coeffs = torch.as_tensor(coeffs).float()
@@ -186,7 +217,8 @@ def evaluate_points(model, tokenizer, span: Span, coeffs: torch.Tensor, tasks: d
     with inject_path(model, span) as injected, tqdm(total=work, desc="points × examples", disable=not config.progress, leave=False) as bar:
         for name, examples in tasks.items():
             encoded, cut = prepared[name]
-            with (shared_prefix(model, span.modules) if config.share_prefix else nullcontext()) as repeat:
+            probe = prefix_probe(model, encoded, coeffs, injected, tokenizer.pad_token_id)
+            with (shared_prefix(model, span.modules, probe) if config.share_prefix else nullcontext()) as repeat:
                 loss = path_losses(model, encoded, coeffs, injected, tokenizer.pad_token_id, budget, bar, repeat)
             metric = metrics.get(name, "exact_match")
             acc = (path_accuracy(model, tokenizer, examples, encoded, coeffs, injected, budget.tokens, bar, metric)
@@ -198,6 +230,10 @@ def evaluate_points(model, tokenizer, span: Span, coeffs: torch.Tensor, tasks: d
 def evaluate_path(model, tokenizer, path: LoraPath, ts: list[float], tasks: dict[str, list[Example]],
                   config: EvalConfig = EvalConfig(), metrics: dict[str, str] | None = None) -> PathEvaluation:
     """Score every t of ``path`` on every task (see ``evaluate_points``)."""
+    _check_door(model, tokenizer, tasks, config, span=path)
+    if not isinstance(path, LoraPath):
+        raise ConfigError(f"path must be a LoraPath (modeconn.linear_path(a, b)), got {type(path).__name__}")
+    ts = [checks.finite("t", t, 0, 1) for t in checks.instance("ts", ts, (list, tuple), "a list of t in [0, 1]")]
     return PathEvaluation(list(ts), evaluate_points(model, tokenizer, path, path.coefficients(ts), tasks, config, metrics))
 
 
@@ -206,6 +242,7 @@ def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: Ev
                    metrics: dict[str, str] | None = None, transform=None) -> dict[str, TaskCurve]:
     """Score a model as it stands (e.g. a PeftModel with its active adapter): one point, the same loss and accuracy.
     ``transform`` rewrites the encoded examples first (prompt methods prepend their virtual tokens)."""
+    _check_door(model, tokenizer, tasks, config)
     was_training = model.training
     model.eval()
     single, as_it_stands = torch.ones(1, 1), Unrouted()

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..errors import CompatibilityError
+
 
 class ScoredHead(nn.Module):
     """The LM head, applied to ``hidden[rows, cols]`` only; returns ``[1, n_scored, vocab]``."""
@@ -25,9 +27,14 @@ class ScoredHead(nn.Module):
     def weight(self):  # models that read their head's weight (tied embeddings, dtype checks) still find it
         return self.head.weight
 
+    @property
+    def bias(self):  # BERT-style heads re-link their separate bias parameter to the head's when it is swapped
+        return getattr(self.head, "bias", None)
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         if hidden.dim() != 3:
-            raise RuntimeError(f"the LM head received hidden states of shape {tuple(hidden.shape)}; expected [rows, length, hidden]")
+            raise CompatibilityError(f"the model's LM head receives hidden states of shape {tuple(hidden.shape)}, not [rows, length, "
+                                     "hidden] (several prediction streams?); modeconn scores models with one stream only")
         device = hidden.device
         return self.head(hidden[self.rows.to(device), self.cols.to(device)].unsqueeze(0))
 

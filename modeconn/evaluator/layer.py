@@ -26,10 +26,12 @@ class Routing:
 
     def __init__(self):
         self.value: torch.Tensor | None = None
+        self.rows = 0  # K · rows per point: the batch every path layer must see first
         self._copies: dict[torch.device, torch.Tensor] = {}
 
-    def set(self, value: torch.Tensor | None) -> None:
+    def set(self, value: torch.Tensor | None, rows_per_point: int = 0) -> None:
         self.value, self._copies = value, {}
+        self.rows = 0 if value is None else value.shape[0] * rows_per_point
 
     def current(self, device: torch.device) -> torch.Tensor:
         """The coefficients on ``device`` (a model spread over GPUs reads them on each layer's own device, once)."""
@@ -44,9 +46,10 @@ class PathLoraLayer(nn.Module):
     """``trainable=i`` makes anchor i's factors parameters (a Bézier control point being fitted); the rest stay fixed."""
 
     def __init__(self, base: nn.Module, a_stack: torch.Tensor, b_stack: torch.Tensor, ranks: list[int],
-                 space: str, routing: Routing, trainable: int | None = None):
+                 space: str, routing: Routing, trainable: int | None = None, name: str = ""):
         super().__init__()
-        self.base = base
+        self.base, self.name = base, name
+        self.read_directly, self.called = False, False
         self.register_buffer("a_stack", a_stack, persistent=False)  # [Σr, in]
         self.register_buffer("b_stack", b_stack, persistent=False)  # [out, Σr]
         self.register_buffer("block", torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks)), persistent=False)
@@ -58,6 +61,26 @@ class PathLoraLayer(nn.Module):
             self.control_a = nn.Parameter(a_stack[start : self.span[1]].clone())
             self.control_b = nn.Parameter(b_stack[:, start : self.span[1]].clone())
 
+    def __getattr__(self, attr: str):
+        try:
+            return super().__getattr__(attr)
+        except AttributeError:
+            if attr == "base":
+                raise
+            return getattr(self.base, attr)  # what peft's LoRA layers expose too (in_features, …)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The base layer's weight, as peft's LoRA layer exposes it; a model that multiplies by it itself (Mamba's
+        ``dt_proj``) bypasses the LoRA term, which ``InjectedPath.points`` then refuses."""
+        self.read_directly = True
+        return self.base.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        self.read_directly = True
+        return self.base.bias
+
     def stacks(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self.span is None:
             return self.a_stack, self.b_stack
@@ -67,13 +90,18 @@ class PathLoraLayer(nn.Module):
         return a, b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.called = True
         out = self.base(x)
+        if not isinstance(out, torch.Tensor):
+            raise CompatibilityError(f"{self.name}: this layer returns a {type(out).__name__}, not a tensor (a mixture-of-experts "
+                                     "router?), so no LoRA term can be added to it; leave it out of target_modules")
         a_stack, b_stack = self.stacks()
         c = self.routing.current(x.device).to(a_stack.dtype)  # [K, n]
-        k = c.shape[0]
-        if x.shape[0] % k:
-            raise RuntimeError(f"a path layer received {x.shape[0]} rows for {k} path points; this module regroups "
-                               "tokens (a mixture-of-experts layer?) and cannot carry path points")
+        k, rows = c.shape[0], self.routing.rows
+        if x.shape[0] % k or (rows and (x.shape[0] % rows or (x.dim() > 2 and x.shape[0] != rows))):
+            raise CompatibilityError(f"{self.name}: this layer sees its input as {tuple(x.shape)}, not batch-first ({rows} "
+                                     "rows), so rows cannot carry path points (tokens regrouped, or a length-first "
+                                     "layout); leave it out of target_modules")
         # point k's rows (or, in a layer that sees its batch flattened to [rows·length, features] like OPT's MLP, its
         # tokens) form block k; the low-rank term runs in the factors' precision (float32), as peft computes it
         xs = x.reshape(k, -1, x.shape[-1]).to(a_stack.dtype)  # [K, m, in]
@@ -125,11 +153,18 @@ class InjectedPath:
     def points(self, coefficients: torch.Tensor, rows_per_point: int):
         """Inside the block, rows ``[k·b, (k+1)·b)`` of every batch are the point ``Σ_i coefficients[k, i]·θ_i``
         (``b = rows_per_point``): the point-major layout of the evaluator and the curve fit."""
-        self._routing.set(coefficients)
+        self._routing.set(coefficients, rows_per_point)
+        for layer in self.layers.values():
+            layer.read_directly, layer.called = False, False
         try:
             yield
         finally:
             self._routing.set(None)
+        bypassed = [name for name, layer in self.layers.items() if layer.read_directly and not layer.called]
+        if bypassed:
+            raise CompatibilityError(f"{bypassed[0]}: the model multiplies by this layer's weight itself instead of calling "
+                                     "it, so a LoRA term there is never applied (peft ignores it too); leave "
+                                     f"{bypassed[0].rsplit('.', 1)[-1]} out of target_modules")
 
     def parameters(self) -> list[nn.Parameter]:
         """The trainable anchor's factors in every layer (``inject_path(..., trainable=i)``), for an optimizer."""
@@ -169,10 +204,10 @@ def inject_path(model: nn.Module, path: Span, trainable: int | None = None):
                 )
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            layers[name] = PathLoraLayer(module, a, b, ranks, path.space, routing, trainable)
+            layers[name] = PathLoraLayer(module, a, b, ranks, path.space, routing, trainable, name)
             setattr(parent, child, layers[name])
-            replaced.append((parent, child, module))
+            replaced.append((parent_name, child, module))
         yield InjectedPath(model, layers, routing)
-    finally:
-        for parent, child, module in reversed(replaced):
-            setattr(parent, child, module)
+    finally:  # parents looked up again: a model may rebuild them in its forward (BigBird's attention switch)
+        for parent_name, child, module in reversed(replaced):
+            setattr(model.get_submodule(parent_name) if parent_name else model, child, module)

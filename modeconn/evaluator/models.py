@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
+import pickle
 import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
+from safetensors import SafetensorError
 
 from ..errors import CheckpointError
+from ..lora.adapters import quiet_pickle_warnings, unpickling_reason
 from .quiet import quiet_progress
 
 SOURCE_CHECKOUT = Path(__file__).resolve().parents[2]
@@ -89,6 +95,10 @@ def resolve_base(name_or_path: str) -> str:
 
 
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+# what a damaged or hostile base raises while it is read: an unreadable file, a refused pickle, a header or shape
+# that does not fit; anything else is a bug and keeps its traceback
+LOAD_REPORT = "LOAD REPORT"  # the title of transformers' table of missing, unexpected and mismatched weights
+UNREADABLE = (OSError, ValueError, RuntimeError, EOFError, ImportError, pickle.UnpicklingError, SafetensorError)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -107,6 +117,52 @@ def _check_base_folder(folder: Path, name: str, allow_pickle: bool) -> None:
             raise CheckpointError(f"{name}: no model weights found (*.safetensors)")
 
 
+@contextmanager
+def _held_back(name: str) -> Iterator[list[logging.LogRecord]]:
+    """One library logger's records are kept inside the block instead of printed (transformers' load report is a table
+    of many lines; what it says is raised as one). Its level is left alone: transformers reads it to decide what else
+    to log."""
+    log, records = logging.getLogger(name), []
+    handler = logging.Handler()
+    handler.emit = records.append
+    propagate, log.propagate = log.propagate, False
+    log.addHandler(handler)
+    try:
+        yield records
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+
+
+def _reason(exc: Exception, report: list[logging.LogRecord]) -> str:
+    """One line from a loader's exception (transformers' and torch's run over several, or point to its load report)."""
+    if isinstance(exc, pickle.UnpicklingError):
+        return unpickling_reason(exc)
+    text = str(exc).strip()
+    if "ignore_mismatched_sizes" in text:
+        rows = [line for r in report for line in r.getMessage().splitlines() if "MISMATCH" in line]
+        example = f" (e.g. {rows[0].split('|')[0].strip()})" if rows and "|" in rows[0] else ""
+        return f"weights of another shape than its config.json says{example}; its config.json does not match its weights"
+    first = text.splitlines()[0][:200] if text else ""
+    return first if isinstance(exc, (OSError, ValueError)) and first else f"{type(exc).__name__}: {first}"
+
+
+def _check_loaded(model, tokenizer, info: dict, name: str) -> None:
+    """The weights fill the model its config.json describes, and its tokenizer's ids fit the embedding."""
+    for key, what in (("missing_keys", "missing from its weights (they would be random)"),
+                      ("unexpected_keys", "in its weights but not in the model its config.json describes"),
+                      ("mismatched_keys", "of another shape than its config.json says")):
+        keys = sorted(k if isinstance(k, str) else k[0] for k in info.get(key) or ())
+        if keys:
+            raise CheckpointError(f"base model '{name}': {len(keys)} weights {what} (e.g. {keys[0]}); its config.json "
+                                  "does not match its weights")
+    embeddings = model.get_input_embeddings()
+    rows = getattr(embeddings, "num_embeddings", None)
+    if rows is not None and len(tokenizer) > rows:
+        raise CheckpointError(f"base model '{name}': its tokenizer has {len(tokenizer)} tokens but the model embeds only "
+                              f"{rows}; the tokenizer does not belong to this model")
+
+
 def load_base(name_or_path: str = DEFAULT_BASE, device: str = "cpu", dtype: torch.dtype = torch.float32,
               allow_pickle: bool = False, device_map: str | dict | None = None):
     """Load ``(model, tokenizer)`` for a base, in eval mode, its weights in ``dtype`` and frozen (no gradients, so no
@@ -122,13 +178,19 @@ def load_base(name_or_path: str = DEFAULT_BASE, device: str = "cpu", dtype: torc
     elif Path(path).exists() or not _HUB_ID.match(path):
         raise CheckpointError(f"base model folder {path} not found; pass base=FOLDER, a hub id or '{DEFAULT_BASE}'")
     try:
-        with quiet_progress():  # loading a base is quick; its bar would only clutter the CLI's output
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=not allow_pickle,
-                                                         trust_remote_code=False, device_map=device_map)
+        # loading a base is quick: its bar would only clutter the CLI's output, and its load report (a table of missing
+        # or unexpected weights) is turned into one line below; use_safetensors=None: safetensors first, then pickles
+        with quiet_progress(), _held_back("transformers.modeling_utils") as report, quiet_pickle_warnings():
+            model, info = AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype, use_safetensors=None if allow_pickle else True, trust_remote_code=False,
+                device_map=device_map, output_loading_info=True)
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot load base model '{name_or_path}': {first}") from None
+    except UNREADABLE as exc:
+        raise CheckpointError(f"cannot load base model '{name_or_path}': {_reason(exc, report)}") from None
+    _check_loaded(model, tokenizer, info, name_or_path)
+    for record in report:  # whatever else transformers had to say while loading
+        if LOAD_REPORT not in record.getMessage():
+            logging.getLogger(record.name).handle(record)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if device_map is None:

@@ -3,6 +3,10 @@
 When LoRA touches only later layers (say from decoder layer L on), every path point gives the same hidden states
 up to layer L. The batch then runs with one copy of each example, and forward pre-hooks on layers L, L+1, …
 repeat the batch-major inputs of each layer K times (point-major), so only the adapted part runs K times.
+
+Layers may take batch-derived inputs the hooks cannot see as such, or the model may reshape the layers' output to the
+batch it was given (GPT-BigCode does): ``shared_prefix`` first checks, on two short examples, that the hooks give the
+numbers the model gives without them, and runs every layer K times where they do not.
 """
 from __future__ import annotations
 
@@ -46,7 +50,8 @@ class Repeat:
             self.k, self.rows = 1, 0
 
     def _expand(self, value):
-        if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[0] == self.rows:
+        # batch-outer multiples too: Bloom's ALiBi is [rows · heads, 1, length]
+        if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.shape[0] % self.rows == 0:
             return value.repeat(self.k, *([1] * (value.dim() - 1)))
         if isinstance(value, tuple):
             return tuple(self._expand(v) for v in value)
@@ -58,9 +63,18 @@ class Repeat:
         return tuple(self._expand(a) for a in args), {key: self._expand(v) for key, v in kwargs.items()}
 
 
+def _agrees(probe, repeat: Repeat) -> bool:
+    try:
+        shared = probe(repeat)
+    except (RuntimeError, ValueError, IndexError, TypeError):
+        return False
+    return torch.allclose(shared, probe(None), rtol=1e-3, atol=1e-4)
+
+
 @contextmanager
-def shared_prefix(model: nn.Module, modules: list[str]):
-    """Yields a Repeat (or None when the first adapted layer is the first layer: nothing to share)."""
+def shared_prefix(model: nn.Module, modules: list[str], probe=None):
+    """Yields a Repeat (or None when the first adapted layer is the first layer: nothing to share, or when ``probe``, a
+    function of a Repeat (None: no sharing) returning numbers, gives other numbers or fails with the hooks)."""
     found = first_adapted_layer(model, modules)
     if found is None or found[1] == 0:
         yield None
@@ -69,7 +83,7 @@ def shared_prefix(model: nn.Module, modules: list[str]):
     repeat = Repeat()
     handles = [layer.register_forward_pre_hook(repeat.hook, with_kwargs=True) for layer in list(layers)[start:]]
     try:
-        yield repeat
+        yield repeat if probe is None or _agrees(probe, repeat) else None
     finally:
         for handle in handles:
             handle.remove()

@@ -4,12 +4,16 @@ from __future__ import annotations
 import json
 import math
 import re
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from ..errors import CheckpointError, CompatibilityError, ModeconnError
+from .config_fields import refusal
 
 CONFIG_FILE = "adapter_config.json"
 SAFETENSORS_FILE = "adapter_model.safetensors"
@@ -17,6 +21,7 @@ PICKLE_FILE = "adapter_model.bin"
 PROMPT_FILE = "prompt_config.json"  # what the prompt methods (l2p, pp) write instead of an adapter
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<which>[AB])(?:\.[^.]+)?\.weight$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_BACKWARD_ONLY = re.compile(r"\.lora_velora_embed(\.[^.]+)?$")  # VeLoRA's projection: used by its backward pass only
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,36 @@ def _scaling(config: dict, module: str, rank: int) -> float:
     return alpha / math.sqrt(rank) if config.get("use_rslora") else alpha / rank
 
 
+def _configured_rank(config: dict, module: str) -> int | None:
+    """The rank peft would build ``module`` with (``rank_pattern``, else ``r``): peft scales by it, not by the tensors'."""
+    from peft.utils.other import get_pattern_key
+
+    rank_pattern = config.get("rank_pattern") or {}
+    return rank_pattern.get(get_pattern_key(rank_pattern.keys(), module), config.get("r"))
+
+
+@contextmanager
+def quiet_pickle_warnings() -> Iterator[None]:
+    """Inside the block, torch's note on the pickle protocol of a file it is about to refuse or read is not shown: the
+    outcome is reported in one line instead (a scoped filter, not a process-wide one)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected pickle protocol", category=UserWarning)
+        yield
+
+
+def safe_unpickle(path: Path):
+    """``torch.load(weights_only=True)``: tensors and plain containers only, no code runs."""
+    with quiet_pickle_warnings():
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def unpickling_reason(exc: Exception) -> str:
+    """The line of torch's many-line refusal that names what was refused (``Unsupported global: os.system``)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "global" in line.split(":")[0]]
+    return f"{type(exc).__name__}: {(named or lines or [''])[0][:160]}"
+
+
 def _read_tensors(folder: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
     if (folder / SAFETENSORS_FILE).is_file():
         from safetensors.torch import load_file
@@ -115,10 +150,9 @@ def _read_tensors(folder: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
                 f"{folder}: holds only {PICKLE_FILE} (a pickle); pass allow_pickle=True to load it with torch.load(weights_only=True)"
             )
         try:
-            tensors = torch.load(folder / PICKLE_FILE, map_location="cpu", weights_only=True)
+            tensors = safe_unpickle(folder / PICKLE_FILE)
         except Exception as exc:  # the unpickler refuses anything but tensors; its message runs over many lines
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise CheckpointError(f"{folder / PICKLE_FILE}: refused or unreadable ({type(exc).__name__}: {first[:160]})") from None
+            raise CheckpointError(f"{folder / PICKLE_FILE}: refused or unreadable ({unpickling_reason(exc)})") from None
         if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
             raise CheckpointError(f"{folder / PICKLE_FILE}: not a mapping of tensor names to tensors")
         return tensors
@@ -127,6 +161,9 @@ def _read_tensors(folder: Path, allow_pickle: bool) -> dict[str, torch.Tensor]:
 
 def load_adapter(location: str | Path, allow_pickle: bool = False) -> LoraWeights:
     """Read a peft LoRA adapter (folder or hub id) and check it is a plain, finite LoRA."""
+    from .. import checks
+
+    checks.text("location", location), checks.flag("allow_pickle", allow_pickle)  # "no" is truthy: refused, not read
     folder = _resolve_folder(str(location))
     config_path = folder / CONFIG_FILE
     if (folder / PROMPT_FILE).is_file():
@@ -135,17 +172,20 @@ def load_adapter(location: str | Path, allow_pickle: bool = False) -> LoraWeight
     if not config_path.is_file():
         raise CheckpointError(f"{location}: not a peft adapter folder (no {CONFIG_FILE})")
     try:
-        config = json.loads(config_path.read_text())
+        config = checks.load_json_text(config_path.read_text())  # no RecursionError on a deeply nested file
     except (ValueError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{config_path}: not valid JSON ({exc})") from None
     _check_config(config, config_path)
     if config.get("peft_type", "LORA") != "LORA":
         raise CheckpointError(f"{location}: a {config.get('peft_type')} adapter; modeconn works on LoRA adapters")
-    if config.get("use_dora"):
-        raise CheckpointError(f"{location}: a DoRA adapter; its magnitude vector is not a low-rank update, so paths are undefined")
+    why = refusal(config)
+    if why:
+        raise CheckpointError(f"{location}: {why}")
     raw = _read_tensors(folder, allow_pickle)
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in raw.items():
+        if _BACKWARD_ONLY.search(key):
+            continue
         match = _KEY.match(key)
         if not match:
             raise CheckpointError(f"{location}: unsupported tensor '{key}' (only lora_A / lora_B weights of linear layers)")
@@ -159,6 +199,12 @@ def load_adapter(location: str | Path, allow_pickle: bool = False) -> LoraWeight
         a, b = ab["A"].float(), ab["B"].float()
         if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[1]:
             raise CheckpointError(f"{location}: module {module} has inconsistent shapes A{tuple(a.shape)} B{tuple(b.shape)}")
+        if a.shape[0] == 0:
+            raise CheckpointError(f"{location}: module {module} has rank 0 (an empty update); save the adapter with r >= 1")
+        configured = _configured_rank(config, module)
+        if isinstance(configured, int) and not isinstance(configured, bool) and configured != a.shape[0]:
+            raise CheckpointError(f"{location}: module {module} has rank {a.shape[0]} but its config says "
+                                  f"{configured} (r or rank_pattern); peft would not load it either")
         if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
             raise CheckpointError(f"{location}: module {module} has non-finite (NaN or inf) weights")
         factors[module] = (a, b)

@@ -1,7 +1,6 @@
 """The task-sequence manifest ``sequence.json``: base model, task order, data folders, per-task adapters."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -17,12 +16,17 @@ class TaskEntry:
     data: str  # task folder holding train/eval/test, relative to the manifest's folder or absolute
     adapter: str  # adapter folder, relative to the manifest's folder or absolute
     metric: str = "exact_match"
+    prompt_field: str | None = None  # the data's field names of the prompt and the answer (None: recognised)
+    answer_field: str | None = None
 
     def __post_init__(self):
         checks.safe_name("task name", self.name)
         for key in ("data", "adapter", "metric"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise ConfigError(f"task {self.name!r}: {key} must be a non-empty string, got {getattr(self, key)!r}")
+        for key in ("prompt_field", "answer_field"):
+            if getattr(self, key) is not None and (not isinstance(getattr(self, key), str) or not getattr(self, key)):
+                raise ConfigError(f"task {self.name!r}: {key} must be a field name, got {getattr(self, key)!r}")
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,8 @@ class Sequence:
 
     def to_json(self) -> dict:
         return {"name": self.name, "base_model": self.base_model, "method": self.method,
-                "tasks": [asdict(t) for t in self.tasks], **({"extra": self.extra} if self.extra else {})}
+                "tasks": [{k: v for k, v in asdict(t).items() if v is not None} for t in self.tasks],  # unnamed fields: left out
+                **({"extra": self.extra} if self.extra else {})}
 
     def save(self, folder: str | Path) -> Path:
         from ..files import write_json
@@ -71,7 +76,7 @@ def load_sequence(path: str | Path) -> Sequence:
     if not path.is_file():
         raise CheckpointError(f"{path}: no sequence manifest found")
     try:
-        raw = json.loads(path.read_text())
+        raw = checks.load_json_text(path.read_text())
         if not isinstance(raw, dict) or not isinstance(raw.get("tasks"), list):
             raise TypeError('expected {"name", "base_model", "tasks": [...]}')
         tasks = tuple(TaskEntry(**t) for t in raw["tasks"])

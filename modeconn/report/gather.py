@@ -2,15 +2,18 @@
 barriers of each (straight line, and fitted Bézier curves unless ``curves=False``), the plane through the pair with the
 largest straight-line joint gap, and the method comparison when several runs are given.
 
-A result already in the report folder, made with the same settings, is read back instead of recomputed (its settings
-are kept beside it in ``request.json``), so a report can be redrawn or extended with one more run cheaply.
+A result already in the report folder, made with the same settings from inputs of the same content (the sha256 of
+every adapter, data and manifest file it read, kept with its settings beside it in ``request.json``), is read back
+instead of recomputed, so a report can be redrawn or extended with one more run cheaply, and an adapter replaced at
+the same path is measured again.
 """
 from __future__ import annotations
 
-import json
+import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..checks import load_json_text
 from ..errors import DataError
 
 
@@ -56,14 +59,46 @@ class ReportResults:
                 "comparison": self.comparison is not None, "reused": self.reused}
 
 
+REPORT_FILES = ["plane", "comparison", "report.html", "report.json"]  # what the report writes beside the runs' folders
+
+
 def labels_of(folders: list[Path]) -> list[str]:
-    """Each run's name in the report (and its results' folder): its folder's name, numbered when two share one."""
-    labels, seen = [], {}
-    for folder in folders:
-        name = folder.resolve().name or "run"
-        seen[name] = seen.get(name, 0) + 1
-        labels.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    """Each run's name in the report (and its results' folder): its folder's name, numbered when two share one; a
+    number is never one another run's own name has (``x/seq``, ``y/seq``, ``z/seq-2`` → seq, seq-3, seq-2), and
+    never a name of the report's own files."""
+    names = [folder.resolve().name or "run" for folder in folders]
+    labels: list[str] = []
+    for name in names:
+        label, n = name, 1
+        while label in labels or label in REPORT_FILES or (label != name and label in names):
+            n += 1
+            label = f"{name}-{n}"
+        labels.append(label)
     return labels
+
+
+def content_hash(paths) -> str:
+    """sha256 over every file under ``paths`` (relative name and content), in a fixed order: the key of a result
+    read back, so a changed input is measured again."""
+    digest = hashlib.sha256()
+    for given in paths:
+        root = Path(given)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root] if root.is_file() else []
+        for path in files:
+            digest.update(f"{path.relative_to(root) if root.is_dir() else root.name}\0".encode())
+            file_digest = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    file_digest.update(block)
+            digest.update(file_digest.digest())
+    return digest.hexdigest()
+
+
+def _sequence_files(seq) -> list[Path]:
+    """What a sweep of ``seq`` reads: its manifest, every task's adapter and data."""
+    from ..lora.sequence import MANIFEST
+
+    return [seq.root / MANIFEST, *(p for t in seq.tasks for p in (seq.adapter_dir(t), seq.data_dir(t)))]
 
 
 def _cached(out: Path, request: dict, load, compute, reused: list[str]):
@@ -74,7 +109,7 @@ def _cached(out: Path, request: dict, load, compute, reused: list[str]):
     recorded = out / "request.json"
     if recorded.is_file():
         try:
-            if json.loads(recorded.read_text()) == request:
+            if load_json_text(recorded.read_text()) == request:
                 result = load(out)
                 reused.append(str(out))
                 return result
@@ -98,14 +133,18 @@ def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfi
 
     out = Path(out)
     folders = [Path(p) for p in paths]
+    read = []  # every manifest and metrics.json checked before any work (load_result refuses a malformed one)
     for folder in folders:
         if not (folder / MANIFEST).is_file():
             raise DataError(f"{folder}: not a run or task sequence (no {MANIFEST})")
+        load_sequence(folder)
+        metrics = load_result(folder / "metrics.json") if (folder / "metrics.json").is_file() else None
+        if metrics is not None and not isinstance(metrics, ContinualMetrics):
+            raise DataError(f"{folder / 'metrics.json'}: not a run's metrics (kind {type(metrics).__name__})")
+        read.append(metrics)
     results = ReportResults(out, config, [])
     losses = EvalConfig(accuracy=False, progress=False)
-    for label, folder in zip(labels_of(folders), folders):
-        metrics_file = folder / "metrics.json"
-        metrics = ContinualMetrics.from_json(json.loads(metrics_file.read_text())) if metrics_file.is_file() else None
+    for label, folder, metrics in zip(labels_of(folders), folders, read):
         entry = RunEntry(label, folder, metrics)
         results.runs.append(entry)
         seq = load_sequence(folder)
@@ -115,8 +154,9 @@ def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfi
         if any((seq.adapter_dir(t) / PROMPT_FILE).is_file() for t in seq.tasks):
             entry.reason = "its checkpoints are soft prompts, not LoRA adapters: no path in LoRA space"
             continue
-        request = {"kind": "sweep", "run": str(folder.resolve()), "points": config.points, "limit": config.limit,
-                   "curves": config.curves, "curve_steps": config.curve_steps, "seed": config.seed}
+        request = {"kind": "sweep", "run": str(folder.resolve()), "content": content_hash(_sequence_files(seq)),
+                   "points": config.points, "limit": config.limit, "curves": config.curves,
+                   "curve_steps": config.curve_steps, "seed": config.seed}
         target = out / label / "sweep"
         entry.sweep = _cached(target, request, lambda o: load_result(o / "sweep.json"), lambda: sweep_sequence(
             str(folder), points=config.points, pairs="consecutive", bezier=config.curves,
@@ -158,7 +198,8 @@ def _plane(entry: RunEntry, row: dict, out: Path, config: ReportConfig, losses, 
             return None
         third, what = str(seq.adapter_dir(seq.tasks[k])), f"the {names[k]} minimum"
     results.plane_note = f"through the {row['from']} and {row['to']} minima of {entry.label} and {what}"
-    request = {"kind": "plane", "points": [a, b, third], "grid": config.grid, "limit": config.limit, "seed": config.seed}
+    request = {"kind": "plane", "points": [a, b, third], "content": content_hash([a, b, third, *_sequence_files(seq)]),
+               "grid": config.grid, "limit": config.limit, "seed": config.seed}
     return _cached(out / "plane", request, lambda o: load_result(o / "plane.json"),
                    lambda: measure_plane(a, b, third, grid=config.grid, limit=config.limit, seed=config.seed,
                                          eval_config=losses), results.reused)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..continual.compare_check import NOT_LEARNED
 from ..continual.metrics import signed
 from ..provenance import settings_line
 from ..plots.page import Section, render, table_html, write_report
@@ -16,10 +17,12 @@ def _matrices(results) -> Section | None:
     runs = {e.label: e.metrics for e in results.runs if e.metrics is not None}
     if not runs:
         return None
+    stopped = {e.label for e in results.runs if _learned_nothing(e)}
     text = ("R[i][j] is the score on task j after training task i (each task's own metric). AP is the mean of the last "
             "row; BWT the mean change of each earlier task from its diagonal to the last row (negative: forgetting); "
             "FWT the mean gain on each next task before training it, over the base model.\n\n"
-            + "; ".join(f"{k}: AP {m.ap:.3f}, BWT {signed(m.bwt)}, FWT {signed(m.fwt)}" for k, m in runs.items()) + ".")
+            + "; ".join(f"{k}: AP {m.ap:.3f}, " + (f"{NOT_LEARNED}" if k in stopped else f"BWT {signed(m.bwt)}")
+                        + f", FWT {signed(m.fwt)}" for k, m in runs.items()) + ".")
     return Section("Accuracy matrices", text, figure(runs))
 
 
@@ -68,27 +71,42 @@ def _plane(results) -> Section | None:
 
 
 def _comparison(results) -> Section | None:
+    from ..continual.compare_table import cell, ranked
     from ..plots.kinds import figure
 
     c = results.comparison
     if c is None:
         return None
-    def cell(entry: dict | None) -> str:
-        if not entry:
-            return "n/a"
-        low = "" if entry.get("low") is None else f" [{entry['low']:+.3f}, {entry['high']:+.3f}]"
-        return f"{entry['mean']:+.3f}{low}"
+    rows, grey = [], []
+    for label in ranked(c):
+        paired, gain, stopped = c.paired.get(label, {}), c.relative_ap_gain.get(label), label in c.not_learned
+        holm = c.holm.get(label, {})
+        mark = "primary" if label == c.primary else ("" if not holm else f"{holm['p_holm']:.3g}"
+                                                      + (" *" if holm["survives"] else ""))
+        grey.append(stopped)
+        rows.append([f"{label} ({NOT_LEARNED})" if stopped else label, str(len(c.groups[label]["seeds"])),
+                     cell(c.summary[label].get("AP")), "—" if stopped else cell(c.summary[label].get("BWT")),
+                     cell(c.summary[label].get("FWT")), cell(paired.get("AP")) if paired else "—", mark or "—",
+                     f"{gain:+.1%}" if gain is not None and not stopped else "—"])
+    header = ["group", "seeds", "AP", "BWT", "FWT", f"AP − {c.baseline} (paired)", "Holm-adjusted p (* < 0.05)",
+              "relative AP"]
+    text = (f"AP, BWT and FWT of each group of runs (runs named NAME-seedN group under NAME), ranked by AP, with the "
+            f"{c.interval} of the mean in brackets and, after PI, the 95% prediction interval for one new seed; and each "
+            f"group's paired difference from {c.baseline} over the seeds both have (no interval from a single seed). "
+            + (f"The primary comparison is {c.primary} − {c.baseline}; " if c.primary else "No primary comparison was "
+               "declared; ") + "every other AP difference has its paired t-test p-value adjusted by Holm over those "
+            f"{len(c.holm)} comparisons.")
+    if c.not_learned:
+        text += (f"\n\n{', '.join(c.not_learned)}: {NOT_LEARNED} (no task learned above the base model in any seed), "
+                 "greyed, not ranked, BWT not shown.")
+    return Section("Method comparison", text, figure(c), ["comparison/compare.json", "comparison/compare.png"],
+                   table=_greyed(table_html(header, rows), grey))
 
-    rows = []
-    for label, group in c.groups.items():
-        paired, gain = c.paired.get(label, {}), c.relative_ap_gain.get(label)
-        rows.append([label, str(len(group["seeds"])), *(cell(c.summary[label].get(m)) for m in ("AP", "BWT", "FWT")),
-                     cell(paired.get("AP")) if paired else "—", f"{gain:+.1%}" if gain is not None else "—"])
-    header = ["group", "seeds", "AP", "BWT", "FWT", f"AP − {c.baseline} (paired)", "relative AP"]
-    return Section("Method comparison", (
-        f"AP, BWT and FWT of each group of runs (runs named NAME-seedN group under NAME) with {c.interval}s, and each "
-        f"group's paired difference from {c.baseline} over the seeds both have (no interval from a single seed)."),
-        figure(c), ["comparison/compare.json", "comparison/compare.png"], table=table_html(header, rows))
+
+def _greyed(table: str, grey: list[bool]) -> str:
+    """``table_html``'s table with the rows of the methods that learned nothing greyed."""
+    head, header, *rows = table.split("<tr>")
+    return head + "<tr>" + header + "".join(("<tr style='color:#999'>" if g else "<tr>") + r for g, r in zip(grey, rows))
 
 
 def _settings(results) -> Section:
@@ -117,13 +135,27 @@ def write_run_report(results) -> Path:
         sections.append(Section("Runs without barriers", "No paths were measured for " + "; ".join(skipped) + "."))
     sections += [s for s in (_plane(results), _comparison(results)) if s]
     sections.append(_settings(results))
-    summary = table_html(["run", "AP", "BWT", "FWT", "largest consecutive joint gap (line)"],
-                         [[e.label, *((f"{e.metrics.ap:.3f}", signed(e.metrics.bwt), signed(e.metrics.fwt))
-                                      if e.metrics else ("—", "—", "—")), _largest(e)] for e in results.runs])
+    stopped = [_learned_nothing(e) for e in results.runs]
+    summary = _greyed(table_html(["run", "AP", "BWT", "FWT", "largest consecutive joint gap (line)"],
+                                 [[e.label + (f" ({NOT_LEARNED})" if g else ""),
+                                   *((f"{e.metrics.ap:.3f}", "—" if g else signed(e.metrics.bwt), signed(e.metrics.fwt))
+                                     if e.metrics else ("—", "—", "—")), _largest(e)]
+                                  for e, g in zip(results.runs, stopped)]), stopped)
     intro = (f"modeconn report over {len(results.runs)} run{'s' if len(results.runs) > 1 else ''}: "
              + ", ".join(e.label for e in results.runs) + ". Every number is in the JSON files beside this page, and "
              "`modeconn plot FILE.json` redraws any figure.")
     return write_report(results.out / "report.html", render("modeconn report", intro, sections, summary))
+
+
+def _learned_nothing(entry) -> bool:
+    """The run records (``learned`` in its metrics.json) that it learned none of its tasks; unknown counts as no."""
+    if entry.metrics is None:
+        return False
+    try:
+        flags = json.loads((entry.folder / "metrics.json").read_text()).get("learned")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(flags, list) and bool(flags) and all(f is False for f in flags)
 
 
 def _largest(entry) -> str:

@@ -168,7 +168,7 @@ def test_plane_cli_then_plot_redraws_the_same_png(tmp_path, capsys):
     out = tmp_path / "plane"
     code, stdout, err = _cli(["plane", NEWS, GLOSS, FORTUNE, "--grid", "3", "--limit", "4", "--out", str(out)], capsys)
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["plane.html", "plane.json", "plane.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".modeconn.owned.json", "plane.html", "plane.json", "plane.png"]
     assert json.loads((out / "plane.json").read_text())["kind"] == "plane"
     again = tmp_path / "again"
     code, _, err = _cli(["plot", str(out / "plane.json"), "--out", str(again)], capsys)
@@ -182,7 +182,7 @@ def test_sweep_cli_saves_the_control_points_a_plane_then_draws(tmp_path, capsys)
     code, _, err = _cli(["sweep", str(SEQ), "--pairs", "consecutive", "--bezier", "--curve-steps", "2", "--points", "3",
                          "--limit", "4", "--out", str(tmp_path / "sweep"), "--curves-out", str(tmp_path / "curves")], capsys)
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "curves").iterdir()) == ["fortune-stdlib", "gloss-fortune", "news-gloss"]
+    assert sorted(p.name for p in (tmp_path / "curves").iterdir()) == [".modeconn.owned.json", "fortune-stdlib", "gloss-fortune", "news-gloss"]
     code, _, err = _cli(["plane", NEWS, GLOSS, str(tmp_path / "curves" / "news-gloss"), "--grid", "3", "--limit", "4",
                          "--out", str(tmp_path / "plane")], capsys)
     assert code == 0, err

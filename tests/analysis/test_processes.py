@@ -66,4 +66,4 @@ def test_two_processes_give_the_one_process_result(tmp_path, command, args, stem
     assert two["made_by"]["settings"]["processes"] == 2 and one["made_by"]["settings"]["processes"] == 1
     assert_close(numbers(one), numbers(two))
     assert proc.stdout.count("wrote ") == 1  # only the main process reports and writes
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [f"{stem}.html", f"{stem}.json", f"{stem}.png"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [".modeconn.owned.json", f"{stem}.html", f"{stem}.json", f"{stem}.png"]

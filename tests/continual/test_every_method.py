@@ -15,7 +15,7 @@ DATA = checkpoints_dir() / "data"
 TASKS = [("news", DATA / "news"), ("gloss", DATA / "gloss")]
 SHORT = dict(rank=4, alpha=8, target_modules=("q_proj", "v_proj"), epochs=1, batch_size=8, max_train=16, seed=5, lr=3e-3)
 OPTIONS = {"er": {"buffer_size": 8}, "ilora": {"buffer_size": 8}, "sure": {"buffer_size": 8},
-           "agem": {"memory_per_task": 4}, "gem": {"memory_per_task": 4}, "ewc": {"fisher_samples": 8},
+           "agem": {"buffer_size": 8}, "gem": {"buffer_size": 8}, "seq-path": {"buffer_size": 8}, "ewc": {"fisher_samples": 8},
            "pp": {"prompt_length": 3}, "l2p": {"pool_size": 4, "prompt_length": 2, "top_k": 2}}
 
 
@@ -48,6 +48,14 @@ def test_every_method_writes_a_complete_run(runs, name):
             assert weights.modules and all(torch.isfinite(a).all() for a, _ in weights.factors.values())
         else:
             assert (folder / task / "prompts.safetensors").is_file() and (folder / task / "prompt_config.json").is_file()
+
+
+@pytest.mark.slow
+def test_every_memory_method_keeps_the_same_memory(runs):
+    """One buffer setting, one memory size M for every method that keeps labelled past examples."""
+    kept = {name: json.loads((runs[name][0] / "metrics.json").read_text())["memory_examples"]
+            for name in ("er", "ilora", "sure", "agem", "gem", "seq-path")}
+    assert kept == dict.fromkeys(kept, 8)
 
 
 @pytest.mark.slow

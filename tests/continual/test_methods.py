@@ -149,7 +149,7 @@ def test_method_options_are_checked():
 def test_the_run_seed_reaches_only_the_methods_that_draw_random_numbers():
     """Replay buffers sample with the run's seed; the other methods take no seed. ``options`` are the resolved values."""
     assert get_method("er", seed=3).seed == 3
-    assert get_method("er", seed=3).options == {"buffer_size": 500, "buffer_fraction": None}
+    assert get_method("er", seed=3).options == {"buffer_size": 500, "buffer_fraction": None, "replay_first_task": False}
     ilora = get_method("ilora", seed=3, ema=0.99)
     assert ilora.seed == 3 and ilora.options["ema"] == 0.99 and ilora.options["variant"] == "paper"
     assert get_method("seq", seed=3).options == {}

@@ -183,9 +183,11 @@ def test_seq_path_continues_from_the_best_scored_point_of_the_path(path):
     torch.manual_seed(1)
     peft = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     data = checkpoints_dir() / "data"
-    ctx = TaskContext(peft, "gloss", 1, [], lambda e: {}, 2, 0, 2, tokenizer, (("news", data / "news"), ("gloss", data / "gloss")),
-                      128, {"news": "exact_match", "gloss": "exact_match"})
-    method = PathPicked(path=path, path_points=5, path_limit=3, curve_steps=3)
+    dirs, metrics = (("news", data / "news"), ("gloss", data / "gloss")), {"news": "exact_match", "gloss": "exact_match"}
+    three = [Encoded((1, 2, 3), 2)] * 3  # the memory takes the first three training rows of each task
+    method = PathPicked(path=path, path_points=5, buffer_size=6, curve_steps=3)
+    method.end_task(TaskContext(peft, "news", 0, three, lambda e: {}, 2, 6, 2, tokenizer, dirs, 128, metrics))
+    ctx = TaskContext(peft, "gloss", 1, three, lambda e: {}, 2, 6, 2, tokenizer, dirs, 128, metrics)
     method.begin_task(ctx)
     start = _adapter(peft, "default")
     with torch.no_grad():
@@ -204,4 +206,4 @@ def test_seq_path_continues_from_the_best_scored_point_of_the_path(path):
     else:  # the Bézier point's endpoints are still the two adapters
         assert t in (0.0, 1.0) or any(not torch.allclose(v, (1 - t) * start[n] + t * new[n], atol=1e-5)
                                       for n, v in moved.items())
-    assert method.record()["chosen_t"] == {"gloss": t}
+    assert method.record()["chosen_t"] == {"news": 1.0, "gloss": t} and method.memory_examples == 6

@@ -32,7 +32,7 @@ def test_demo_writes_the_report_folder(demo):
     assert page.count("<h2>") == 6 and page.count('class="plotly-graph-div"') == 6
     assert len(re.findall(r"plotly\.js v\d", page)) == 1  # plotly.js inlined once
     assert not re.search(r"<script[^>]*\ssrc=", page)  # no external script: the page opens offline
-    assert not [p for p in out.rglob(".*") if p.name not in (".state",)]  # no temporary files left behind
+    assert not [p for p in out.rglob(".*") if p.name not in (".state", ".modeconn.owned.json")]  # no temporary files left
 
 
 def test_demo_numbers_agree_with_the_runs_and_the_sweep(demo):
@@ -73,4 +73,4 @@ def test_demo_rejects_bad_options_in_one_line(tmp_path, capsys):
 
 def test_plot_draws_a_training_runs_accuracy_matrix(demo, tmp_path):
     assert main(["plot", str(demo.out / "runs" / "seq" / "metrics.json"), "--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["accuracy.html", "accuracy.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".modeconn.owned.json", "accuracy.html", "accuracy.png"]
