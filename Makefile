@@ -30,12 +30,15 @@ test: venv
 	$(PY) -m pytest -q -ra
 
 # Benchmarks (not tests): the path evaluator against the per-point loop and peft's mixed-adapter batch, and the
-# I-LoRA / ER training step time (~20 min on 2 CPU cores). The continual-methods benchmark takes hours on a CPU:
+# training step (seq, er, ilora) against its floor and evaluation's share of a run (~10 min on 2 CPU cores; SmolLM2 and
+# bf16 rows: see benchmarks/train_step.py). The continual-methods benchmark takes hours on a CPU:
 # python benchmarks/continual.py
 bench: venv
 	$(PY) benchmarks/path_eval.py
 	$(PY) benchmarks/adaptive.py
-	$(PY) benchmarks/step_time.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/train_step.py step
+	OMP_NUM_THREADS=1 $(PY) benchmarks/train_step.py run --method seq
+	OMP_NUM_THREADS=1 $(PY) benchmarks/train_step.py run --method ilora
 
 clean:
 	rm -rf $(VENV) demo_out results .pytest_cache

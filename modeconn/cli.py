@@ -14,8 +14,9 @@ from .errors import ModeconnError
 
 BUDGET_HELP = ("padded tokens per forward pass (points × examples × length); results agree across values to 1e-6 (float32 "
                "rounding of other batch shapes) [default: 4096 on a CPU; on CUDA from free memory]")
-DTYPE_HELP = ("the precision the base model is loaded in (bfloat16 / float16 halve its memory); LoRA terms and the loss "
-              "stay float32")
+DTYPE_HELP = ("the precision the base model is loaded in (bfloat16 / float16 halve its memory; auto: bfloat16 where the "
+              "device multiplies it fast, CUDA with bf16 or a CPU with AVX512-BF16/AMX, else float32, recorded as "
+              "resolved); LoRA terms and the loss stay float32")
 LENGTH_HELP = "tokens per example, prompts cut from the left; one default everywhere [1024, or the base's positions if fewer]"
 ACCURACY_HELP = "also decode greedily at every point and score each task's metric (slow)"
 DATA_HELP = ("a data file (.json list of records or columns, .jsonl, .json.gz, .jsonl.gz, .parquet, .csv, .tsv, .arrow, a "
@@ -156,8 +157,8 @@ _evaluation_options = _options(
                  help="auto: spread a base too large for one GPU over all visible GPUs (accelerate's big-model loading)"),
     click.option("--max-length", type=click.IntRange(min=2), default=None, help=LENGTH_HELP),
     click.option("--max-batch-tokens", type=POSITIVE, default=None, help=BUDGET_HELP),
-    click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True,
-                 help=DTYPE_HELP),
+    click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16", "auto"]), default="float32",
+                 show_default=True, help=DTYPE_HELP),
     click.option("--allow-pickle", is_flag=True, help="allow adapter_model.bin (loaded with torch.load(weights_only=True))"),
     click.option("--json", "as_json", is_flag=True, help="print the JSON result to stdout instead of the table"),
 )
@@ -354,9 +355,11 @@ def plot(result_json, out, surface, measure):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--max-length", type=click.IntRange(min=2), default=None, help=LENGTH_HELP)
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16", "auto"]), default="float32",
+              show_default=True, help=DTYPE_HELP)
 @click.option("--allow-pickle", is_flag=True)
 def curve(adapter_a, adapter_b, out, space, data, prompt_field, answer_field, no_manifest_data, steps, points_per_step, batch_size, lr, limit, base, seed,
-          device, max_length, allow_pickle):
+          device, max_length, dtype, allow_pickle):
     """Fit a quadratic Bézier curve between ADAPTER_A and ADAPTER_B (Garipov et al., 2018); save its control point.
 
     Measure along it with: modeconn barrier A B --path bezier --control OUT --space SPACE
@@ -369,7 +372,8 @@ def curve(adapter_a, adapter_b, out, space, data, prompt_field, answer_field, no
                          max_length=max_length)
     tasks = _data(data, prompt_field, answer_field)
     with claim(out, "curve", inputs=_inputs(adapter_a, adapter_b, data, base)) as claimed:
-        fit = fit_curve(adapter_a, adapter_b, tasks, space, base, limit, not no_manifest_data, device, allow_pickle, config)
+        fit = fit_curve(adapter_a, adapter_b, tasks, space, base, limit, not no_manifest_data, device, allow_pickle, config,
+                        dtype=dtype)
         fit.save(claimed.root)
     out_dir = claimed.root
     click.echo(f"fitted in {space} space: training loss {fit.history[0]:.4f} → {sum(fit.history[-10:]) / len(fit.history[-10:]):.4f} "
@@ -480,7 +484,8 @@ def train(out, name, config_file, allow_pickle, resume, stop_after_steps, **flag
         raise ConfigError(f"{out_dir} holds an interrupted run; pass --resume to continue it, or choose another --out")
     strategy = get_method(request.method, seed=request.config.seed, **request.options)
     try:
-        run = train_sequence(request.base or DEFAULT_BASE, request.tasks, strategy, request.config, out_dir, name=name,
+        run = train_sequence(request.base or DEFAULT_BASE, request.tasks, strategy, request.config.resolved(request.device),
+                             out_dir, name=name,
                              device=request.device, eval_split=request.eval_split, eval_limit=request.eval_limit,
                              resume=resume, stop_after=stop_after_steps, metrics_by_task=request.metrics,
                              allow_pickle=allow_pickle, report_to=request.report_to, eval_rows=request.eval_rows,

@@ -14,7 +14,8 @@ from tqdm import tqdm
 from .. import checks
 from ..errors import ConfigError, NonFiniteError
 from ..evaluator.data import Example, encode, resolve_max_length
-from ..evaluator.evaluate import points_nll, scored_batch
+from ..evaluator.batch import scored_batch
+from ..evaluator.evaluate import points_nll
 from ..evaluator.layer import inject_path
 from ..lora.adapters import LoraWeights
 from ..lora.paths import bezier_path, linear_path

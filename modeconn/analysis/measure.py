@@ -97,15 +97,17 @@ def fit_curve(
     config=None,
     progress: bool = True,
     device_map: str | None = None,
+    dtype: str = "float32",
 ):
-    """Fit a quadratic Bézier control point between adapters ``a`` and ``b`` on both tasks' training data."""
+    """Fit a quadratic Bézier control point between adapters ``a`` and ``b`` on both tasks' training data, the base in
+    ``dtype`` (the control point's factors stay float32)."""
     from .bezier import CurveConfig, fit_bezier
 
     checks.text("a", a), checks.text("b", b), checks.flag("progress", progress)
     config = CurveConfig() if config is None else checks.instance("config", config, CurveConfig, "a CurveConfig or None")
     study = Study.open([a, b], data or [], space=space, split="train", limit=limit, manifest=manifest, base=base,
                        seed=config.seed, device=device, allow_pickle=allow_pickle, device_map=device_map,
-                       eval_config=EvalConfig(max_length=config.max_length))
+                       eval_config=EvalConfig(max_length=config.max_length, dtype=dtype))
     train = [example for examples in study.tasks().values() for example in examples]
     fit = fit_bezier(study.model, study.tokenizer, *study.adapters, train, space, config, progress)
     fit.endpoints = [str(a), str(b)]

@@ -17,6 +17,7 @@ from ..evaluator.budget import auto_budget
 from ..evaluator.data import Example, Fields, read_data
 from ..evaluator.data import encode_counted, resolve_max_length
 from ..evaluator.evaluate import DTYPES, EvalConfig, TaskCurve, evaluate_points
+from ..evaluator.precision import resolve_dtype
 from ..evaluator.processes import Processes, processes
 from ..evaluator.models import load_base
 from ..evaluator.scoring import get_scorer
@@ -157,6 +158,7 @@ class Study:
         study.base_name = base or next((s.base_model for s in manifests), None) or adapters[0].base_model or ""
         if not study.base_name:
             raise CheckpointError("the adapter does not name its base model; pass base=NAME")
+        eval_config = replace(eval_config, dtype=resolve_dtype(eval_config.dtype, "cuda" if device_map else device))
         study.model, study.tokenizer = load_base(study.base_name, device=device, dtype=DTYPES[eval_config.dtype],
                                                  allow_pickle=allow_pickle, device_map=device_map)
         study.eval_config = replace(eval_config, max_batch_tokens=eval_config.max_batch_tokens or auto_budget(study.model),

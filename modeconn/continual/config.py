@@ -1,13 +1,13 @@
 """Training configuration: plain values, defaults visible in one place, a help string per field."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .. import checks
 from ..errors import ConfigError
 
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 SCHEDULERS = ("constant", "linear", "cosine")
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -35,7 +35,9 @@ class TrainConfig:
     max_train: int | None = _f(None, "use at most this many training examples per task (None: all of them)")
     seed: int = _f(0, "seed for LoRA initialisation and data order")
     precision: str = _f("fp32", "fp32, bf16 or fp16: the base weights are loaded in it, frozen, and the forward runs under "
-                                "autocast; LoRA weights, optimizer state and the loss stay fp32; fp16 gets loss scaling")
+                                "autocast; LoRA weights, optimizer state and the loss stay fp32; fp16 gets loss scaling; "
+                                "auto: bf16 where the device multiplies it fast (CUDA with bf16, a CPU with AVX512-BF16 "
+                                "or AMX), else fp32, recorded as resolved")
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass instead of keeping them "
                                              "(less memory, about a third more time)")
     grad_accum: int = _f(1, "micro-batches of batch_size per optimizer step: the effective batch is "
@@ -77,6 +79,12 @@ class TrainConfig:
         if not targets:
             raise ConfigError("target_modules is empty")
         set_("target_modules", tuple(targets))
+
+    def resolved(self, device: str) -> "TrainConfig":
+        """This config with ``precision="auto"`` turned into what ``device`` runs fast (bf16 or fp32)."""
+        from ..evaluator.precision import resolve_precision
+
+        return replace(self, precision=resolve_precision(self.precision, device))
 
     def to_json(self) -> dict:
         d = asdict(self)

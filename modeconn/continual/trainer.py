@@ -110,6 +110,7 @@ def train_sequence(
         checks.flag(key, value)
     checks.count("state_every", state_every, 0), checks.optional_count("stop_after", stop_after)
     checks.device("device", device)
+    config = config.resolved(device)  # precision "auto": bf16 where the device multiplies it fast; recorded resolved
     checks.choice("eval_split", eval_split, ("eval", "test"))
     checks.optional_count("eval_limit", eval_limit)
     checks.choice("report_to", report_to, ("none", "tensorboard", "wandb"))

@@ -11,11 +11,13 @@ from tqdm import tqdm
 from .. import checks
 from ..errors import ConfigError
 from ..lora.paths import LoraPath, Span
-from .budget import Budget, auto_budget, batches, decode_budget, points_per_chunk, split_on_oom
+from .budget import Budget, auto_budget, batches, points_per_chunk, split_on_oom
 from .data import Encoded, Example, encode_counted, resolve_max_length
+from .batch import scored_batch
+from .forced import forced_pass, model_accuracy
+from .greedy import path_accuracy
 from .head import answer_nll, causal_lm
 from .layer import Unrouted, inject_path
-from .scoring import get_scorer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -29,11 +31,12 @@ class EvalConfig:
     accuracy: bool = field(default=True, metadata={"help": "also decode greedily and score exact match"})
     progress: bool = field(default=True, metadata={"help": "show tqdm progress bars"})
     dtype: str = field(default="float32", metadata={
-        "help": "the precision the base model is loaded in (float32, bfloat16, float16); LoRA terms and losses stay float32"})
+        "help": "the precision the base model is loaded in (float32, bfloat16, float16; auto: bfloat16 where the device "
+                "multiplies it fast, else float32); LoRA terms and losses stay float32"})
     share_prefix: bool = field(default=True, metadata={"help": "run layers before the first adapted one once for all points"})
 
     def __post_init__(self):
-        checks.choice("dtype", self.dtype, sorted(DTYPES))
+        checks.choice("dtype", self.dtype, sorted(DTYPES) + ["auto"])
         checks.optional_count("max_batch_tokens", self.max_batch_tokens)
         checks.optional_count("max_length", self.max_length, 2)
 
@@ -53,23 +56,6 @@ class TaskCurve:
 class PathEvaluation:
     t: list[float]
     tasks: dict[str, TaskCurve]
-
-
-def scored_batch(items: list[Encoded], pad_id: int, device):
-    """Right-padded ids and mask, and the (row, position) → target of every scored (answer + eos) token."""
-    width = max(len(e.ids) for e in items)
-    ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    rows, cols, targets = [], [], []
-    for r, e in enumerate(items):
-        ids[r, : len(e.ids)] = torch.tensor(e.ids)
-        mask[r, : len(e.ids)] = 1
-        for p in range(e.n_prompt - 1, len(e.ids) - 1):  # position p predicts token p + 1
-            rows.append(r), cols.append(p), targets.append(e.ids[p + 1])
-    pinned = torch.device(device).type == "cuda"
-    move = lambda t: (t.pin_memory() if pinned else t).to(device, non_blocking=pinned)  # noqa: E731
-    as_tensor = lambda v: move(torch.tensor(v, dtype=torch.long))  # noqa: E731
-    return move(ids), move(mask), as_tensor(rows), as_tensor(cols), as_tensor(targets)
 
 
 def points_nll(model, batch, k: int, repeat=None) -> torch.Tensor:
@@ -130,57 +116,6 @@ def path_losses(model, encoded: list[Encoded], coeffs: torch.Tensor, injected, p
                 bar.update((stop - start) * len(items))
             start = stop
     return totals / n_tokens
-
-
-def _decode_chunk(model, tokenizer, items: list[Encoded], coeffs: torch.Tensor, injected, gen, budget: Budget) -> list[str]:
-    """Greedy answers of ``items`` at each point of ``coeffs`` (point-major); on out-of-memory, split and retry."""
-    device = next(model.parameters()).device
-
-    def run(items, coeffs):
-        kc, b, width = len(coeffs), len(items), max(e.n_prompt for e in items)
-        ids = torch.full((b, width), tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, e in enumerate(items):  # left padding for generation
-            ids[r, width - e.n_prompt :] = torch.tensor(e.prompt_ids)
-            mask[r, width - e.n_prompt :] = 1
-        with injected.points(coeffs, b):
-            out = model.generate(input_ids=ids.repeat(kc, 1).to(device), attention_mask=mask.repeat(kc, 1).to(device),
-                                 generation_config=gen)
-        return tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-
-    # answers are point-major, so both halvings put them back by concatenation
-    return split_on_oom(run, items, coeffs, budget, list.__add__, list.__add__)
-
-
-def path_accuracy(model, tokenizer, examples: list[Example], encoded: list[Encoded], coeffs: torch.Tensor, injected,
-                  budget: int | Budget, bar=None, metric: str = "exact_match") -> torch.Tensor:
-    """``[K]`` mean score (exact match by default) of greedy decoding at each path point (points batched like the loss).
-
-    The token budget of a decoding pass counts its KV cache too (``decode_budget``)."""
-    score = get_scorer(metric)
-    from transformers import GenerationConfig
-
-    budget = Budget(decode_budget(model, budget.tokens if isinstance(budget, Budget) else budget))
-    k = coeffs.shape[0]
-    max_new = max(len(e.ids) - e.n_prompt for e in encoded)
-    gen = GenerationConfig(do_sample=False, max_new_tokens=max_new, pad_token_id=tokenizer.pad_token_id,
-                           eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
-    correct = torch.zeros(k, dtype=torch.float64)
-    for batch in batches(encoded, lambda e: e.n_prompt + max_new, 1, budget.tokens):
-        items = [encoded[i] for i in batch]
-        answers = [examples[i].answer for i in batch]
-        sources = [examples[i].prompt for i in batch]
-        width = max(e.n_prompt for e in items) + max_new
-        start = 0
-        while start < k:  # the chunk size is recomputed each time: the budget may have shrunk
-            stop = min(k, start + points_per_chunk(len(items), width, budget.tokens))
-            texts = _decode_chunk(model, tokenizer, items, coeffs[start:stop], injected, gen, budget)
-            hits = torch.tensor([score(t, answers[j % len(items)], sources[j % len(items)]) for j, t in enumerate(texts)], dtype=torch.float64)
-            correct[start:stop] += hits.view(stop - start, len(items)).sum(1)
-            if bar is not None:
-                bar.update((stop - start) * len(items))
-            start = stop
-    return correct / len(examples)
 
 
 def _check_door(model, tokenizer, tasks, config, span=None) -> None:
@@ -253,10 +188,12 @@ def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: Ev
         if transform is not None:
             encoded = transform(encoded)
         budget = config.max_batch_tokens or auto_budget(model)
-        loss = path_losses(model, encoded, single, as_it_stands, tokenizer.pad_token_id, budget)
         metric = (metrics or {}).get(name, "exact_match")
-        acc = (path_accuracy(model, tokenizer, examples, encoded, single, as_it_stands, budget, metric=metric)
-               if config.accuracy else None)
+        if config.accuracy:  # one pass gives the loss and the answers greedy decoding would reproduce; the rest decode
+            loss, known = forced_pass(model, encoded, tokenizer.pad_token_id, budget)
+            acc = model_accuracy(model, tokenizer, examples, encoded, known, budget, metric)
+        else:
+            loss, acc = path_losses(model, encoded, single, as_it_stands, tokenizer.pad_token_id, budget), None
         out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric, cut)
     model.train(was_training)
     return out

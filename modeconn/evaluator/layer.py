@@ -112,12 +112,13 @@ class PathLoraLayer(nn.Module):
             a_points = torch.einsum("kn,nri->kri", c, a_stack.view(self.n, self.rank, -1))  # Σ_i c_ki A_i
             b_points = torch.einsum("kn,onr->kro", c, b_stack.view(b_stack.shape[0], self.n, self.rank))  # (Σ_i c_ki B_i)ᵀ
             u = xs @ a_points.transpose(1, 2)  # [K, m, r]
-        # one batched BLAS call adds the LoRA term into the base output (in place when it is already float32: the base
-        # layer's fresh output, which its backward does not need), instead of a matmul, a copy and a full-size add
+        # the LoRA term goes into the base layer's fresh output in place (its backward does not need it): float32, one
+        # batched BLAS call; a bf16/fp16 base, the float32 term added in float32 and rounded once into the output, as
+        # peft's ``(result + lora).to(result.dtype)`` does, with no float32 copy of the output and no cast back
         blocks = out.reshape(k, -1, out.shape[-1])
         if blocks.dtype == a_stack.dtype:
             return blocks.baddbmm_(u, b_points).view(out.shape)
-        return torch.baddbmm(blocks.to(a_stack.dtype), u, b_points).view(out.shape).to(out.dtype)
+        return blocks.add_(torch.bmm(u, b_points)).view(out.shape)
 
 
 def _features(module: nn.Module) -> tuple[int, int]:

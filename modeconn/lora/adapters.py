@@ -234,6 +234,17 @@ def check_compatible(adapters: list[LoraWeights], space: str, base_given: bool =
                 )
 
 
+def _target_modules(modules) -> list[str] | str:
+    """peft's ``target_modules`` for exactly these modules: their last names, unless one is a bare index (CTRL's
+    ``ffn.0``, GIT's ``output.0``), which peft would also match in whole layers; then a regex of the full names."""
+    short = sorted({m.rsplit(".", 1)[-1] for m in modules})
+    if not any(name.isdigit() for name in short):
+        return short
+    import re
+
+    return "(" + "|".join(re.escape(m) for m in sorted(modules)) + ")"
+
+
 def adapter_files(weights: LoraWeights, config: dict | None = None) -> dict:
     """``{file name: content}`` of ``weights`` as a peft adapter folder (scales folded so that peft's alpha / r
     reproduces ΔW exactly), for ``files.write_all`` or ``save_adapter``."""
@@ -244,8 +255,7 @@ def adapter_files(weights: LoraWeights, config: dict | None = None) -> dict:
     cfg = dict(config or weights.config)
     cfg.update(peft_type="LORA", r=r, lora_alpha=r, use_rslora=False, alpha_pattern={},
                rank_pattern={m: weights.rank(m) for m in weights.factors if weights.rank(m) != r},
-               target_modules=sorted({m.rsplit(".", 1)[-1] for m in weights.factors}),
-               base_model_name_or_path=weights.base_model)
+               target_modules=_target_modules(weights.factors), base_model_name_or_path=weights.base_model)
     cfg.setdefault("task_type", "CAUSAL_LM")
     tensors = {}
     for m, (a, b) in weights.folded().items():

@@ -86,3 +86,23 @@ def test_dora_is_refused(adapter):
     open(cfg_path, "w").write(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="DoRA"):
         load_adapter(adapter)
+
+
+def test_a_saved_adapter_on_index_named_modules_loads_in_peft_on_exactly_its_modules(tmp_path):
+    """CTRL's feed-forward layers are named ``ffn.0`` and ``ffn.2``: written as short names, ``0`` would also match
+    the whole block ``h.0``, and peft would fail to load the saved adapter. Its full names are written instead."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from tiny_configs import tiny_causal_lm
+
+    targets = r"transformer\.h\.\d+\.(ffn\.0|multi_head_attention\.Wq)"
+    peft_model = get_peft_model(tiny_causal_lm("ctrl"), LoraConfig(r=2, lora_alpha=4, target_modules=targets,
+                                                                   init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "written")
+    save_adapter(load_adapter(tmp_path / "written"), tmp_path / "resaved")
+    reloaded = PeftModel.from_pretrained(tiny_causal_lm("ctrl"), tmp_path / "resaved")
+    adapted = lambda m: sorted(n for n, mod in m.named_modules() if hasattr(mod, "lora_A") and "default" in mod.lora_A)
+    assert adapted(reloaded) == adapted(peft_model)
+    ids = torch.randint(0, 4096, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(input_ids=ids).logits, peft_model(input_ids=ids).logits, rtol=1e-5, atol=1e-6)
