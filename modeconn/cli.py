@@ -484,7 +484,7 @@ def train(out, name, config_file, allow_pickle, resume, stop_after_steps, **flag
         raise ConfigError(f"{out_dir} holds an interrupted run; pass --resume to continue it, or choose another --out")
     strategy = get_method(request.method, seed=request.config.seed, **request.options)
     try:
-        run = train_sequence(request.base or DEFAULT_BASE, request.tasks, strategy, request.config.resolved(request.device),
+        run = train_sequence(request.base or DEFAULT_BASE, request.tasks, strategy, request.config,
                              out_dir, name=name,
                              device=request.device, eval_split=request.eval_split, eval_limit=request.eval_limit,
                              resume=resume, stop_after=stop_after_steps, metrics_by_task=request.metrics,

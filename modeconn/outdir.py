@@ -98,11 +98,8 @@ def check_apart(out: str | Path, inputs: Iterable[str | Path]) -> None:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _files(entry: Path, root: Path) -> dict[str, str] | None:
@@ -150,12 +147,16 @@ def _matches(name: str, patterns: list[str] | None) -> bool:
     return patterns is None or any(fnmatch.fnmatch(name, p) for p in patterns)
 
 
+def _recorded(record: dict, name: str) -> dict[str, str]:
+    """The files (path → sha256) the record lists under the top-level entry ``name``."""
+    return {p: sha for p, sha in record["files"].items() if p == name or p.startswith(f"{name}/")}
+
+
 def _by_record(out: Path, name: str, record: dict) -> bool:
     if name not in record["entries"]:
         return False
     found = _files(out / name, out)
-    recorded = {p: sha for p, sha in record["files"].items() if p == name or p.startswith(f"{name}/")}
-    return found is not None and found == recorded
+    return found is not None and found == _recorded(record, name)
 
 
 def _entries(out: Path) -> list[str]:
@@ -267,7 +268,7 @@ def record_owned(out: str | Path, names: list[str] | None = None, open_for: list
     the names a run killed while holding the folder may have written (kept for its resume)."""
     out = Path(out)
     record, names = read_record(out), names if names is not None else _entries(out)
-    keep = {n: _files(out / n, out) for n in record["entries"]
+    keep = {n: _recorded(record, n) for n in record["entries"]  # _by_record has just found them unchanged
             if n not in names and os.path.lexists(out / n) and _by_record(out, n, record)}
     keep.update({n: _files(out / n, out) for n in names if os.path.lexists(out / n)})
     _write_record(out, {n: f for n, f in keep.items() if f is not None}, open_for)
@@ -292,12 +293,13 @@ def claim(out: str | Path, kind: str | None = "result", owned: list[str] | None 
     except OSError as exc:
         raise OutputError(f"cannot create {out} ({exc.strerror})") from None
     lock = _take_lock(out)
+    killed = None
     try:
         clean_leftovers(out)
         record = read_record(out)
         killed = record.get("open") if shared else None  # a plot beside a killed run's files leaves them its own
-        _write_record(out, {n: {p: s for p, s in record["files"].items() if p == n or p.startswith(f"{n}/")}
-                            for n in record["entries"]}, sorted(set(record.get("open") or []) | set(owned or ["*"])))
+        _write_record(out, {n: _recorded(record, n) for n in record["entries"]},
+                      sorted(set(record.get("open") or []) | set(owned or ["*"])))
         yield Claimed(out)
     finally:
         try:

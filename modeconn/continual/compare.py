@@ -41,18 +41,6 @@ class Run:
     learned: list[bool | None] | None = None  # per task; None: the run does not say
 
 
-def interval(values: list[float]) -> tuple[float, float, float] | None:
-    """(mean, low, high) of a 95% t-interval of the mean; None for fewer than two values."""
-    bounds = _t_bounds(values)
-    return None if bounds is None else bounds[:3]
-
-
-def prediction_interval(values: list[float]) -> tuple[float, float] | None:
-    """(low, high) of the 95% prediction interval for one new value: mean ± t₀.₉₇₅,ₙ₋₁·s·√(1 + 1/n)."""
-    bounds = _t_bounds(values)
-    return None if bounds is None else bounds[3:]
-
-
 def _t_bounds(values: list[float]) -> tuple[float, float, float, float, float] | None:
     from scipy.stats import t
 
@@ -275,7 +263,7 @@ def _entry(values: list[float | None]) -> dict | None:
 def did_not_learn(group: dict) -> bool:
     """Every run of the group records its tasks' learned flags, and every flag is false."""
     flags = group.get("learned") or []
-    return bool(flags) and all(f is not None and f and not any(x is not False for x in f) for f in flags)
+    return bool(flags) and all(f and all(x is False for x in f) for f in flags)
 
 
 def check_labels(runs: list[Run], baseline: str, primary: str | None) -> None:

@@ -70,12 +70,13 @@ class Prepared:
 
 
 def fingerprint(base: str, tasks, method: Method, config: TrainConfig, eval_split: str, eval_limit, processes: int,
-                eval_rows: str = "first", protocol: dict | None = None) -> dict:
+                eval_rows: str = "first", protocol: dict | None = None, data_fields: dict | None = None) -> dict:
     """What must match for ``resume``: base, tasks, method and its options, training settings, evaluation, processes
-    (and the protocol the settings came from, recorded with the run)."""
+    (and the protocol the settings came from, recorded with the run), and the data fields named per task."""
     return {"base": base, "tasks": [[t, str(Path(f).resolve())] for t, f in tasks], "method": method.name,
             "options": method.options, "config": config.to_json(), "eval_split": eval_split, "eval_limit": eval_limit,
-            "eval_rows": eval_rows, "processes": processes, "protocol": protocol}
+            "eval_rows": eval_rows, "processes": processes, "protocol": protocol,
+            "data_fields": {task: f.to_json() for task, f in data_fields.items()} if data_fields else None}
 
 
 def linear_modules(model) -> list[str]:
@@ -184,8 +185,7 @@ def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Metho
     for metric in metrics_by_task.values():
         get_scorer(metric)
     prints = fingerprint(base, tasks, method, config, eval_split, eval_limit, accelerator.num_processes, eval_rows,
-                         protocol)
-    prints["data_fields"] = {task: fields.to_json() for task, fields in data_fields.items()} if data_fields else None
+                         protocol, data_fields)
     previous = read_state(folder.out) if resume else None
     if previous is not None and previous[0].fingerprint != prints:
         changed = sorted(k for k in prints if previous[0].fingerprint.get(k) != prints[k])

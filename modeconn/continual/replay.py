@@ -80,6 +80,11 @@ class MemoryBudget:
     def memory_size(self, stream_examples: int) -> int:
         return resolved_size(self.buffer_size, self.buffer_fraction, stream_examples)
 
+    def size_buffer(self, stream_examples: int) -> None:
+        """Fix the buffer's size before the stream's first example reaches it (a resumed buffer keeps its own)."""
+        if self.buffer.seen == 0:
+            self.buffer.size = self.memory_size(stream_examples)
+
     @property
     def memory_examples(self) -> int:
         return len(self.buffer)
@@ -93,11 +98,6 @@ class ReplayState(MemoryBudget):
     replay_first_task: bool = option(False, "replay (and I-LoRA's consistency loss) in the first task too, from a "
                                             "buffer of that task's own examples; off by default, as LLMCL "
                                             "(method/ER.py:121-123, method/ILORA.py:224-225)")
-
-    def size_buffer(self, stream_examples: int) -> None:
-        """Fix the buffer's size before the stream's first example reaches it (a resumed buffer keeps its own)."""
-        if self.buffer.seen == 0:
-            self.buffer.size = self.memory_size(stream_examples)
 
     def replays(self, task_index: int) -> bool:
         """Whether task ``task_index`` (0 first) draws replay batches."""

@@ -89,8 +89,7 @@ class PathPicked(MemoryBudget, Method):
 
     def begin_task(self, ctx: TaskContext) -> None:
         self.start = adapter_weights(ctx.model)  # a resumed run replaces it from the saved state
-        if self.buffer.seen == 0:
-            self.buffer.size = self.memory_size(ctx.stream_examples)
+        self.size_buffer(ctx.stream_examples)
 
     def remember(self, ctx: TaskContext) -> dict[str, list[Example]]:
         """Offer the task's training examples (the rows the run trained on) to the memory; the memory by task."""

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ConfigError
+from ..files import null_nonfinite
 from ..lora.sequence import Sequence, TaskEntry
 from .config import TrainConfig
 from .methods import FAST, Method, TaskContext, trained_weight
@@ -272,7 +273,7 @@ def _log(run: Prepared, folder: RunFolder, state, task: str, result: StepResult,
               **({"skipped": True} if result.skipped else {})}
     bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:  # an fp16 step the loss scaler skipped has an overflowed gradient norm: null in JSON, named in "not_finite"
-        record = {**{k: None if k in bad else v for k, v in record.items()}, "not_finite": bad}
+        record = {**null_nonfinite(record), "not_finite": bad}
     folder.log_step(record)
     if run.accelerator.log_with:
         run.accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=state.global_step)

@@ -86,11 +86,8 @@ def content_hash(paths) -> str:
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root] if root.is_file() else []
         for path in files:
             digest.update(f"{path.relative_to(root) if root.is_dir() else root.name}\0".encode())
-            file_digest = hashlib.sha256()
             with open(path, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    file_digest.update(block)
-            digest.update(file_digest.digest())
+                digest.update(hashlib.file_digest(handle, "sha256").digest())
     return digest.hexdigest()
 
 
