@@ -34,7 +34,7 @@ def main() -> None:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from modeconn.analysis.measure import measure_barrier
-    from modeconn.evaluator.evaluate import EvalConfig
+    from modeconn.analysis.settings import StudySettings
     from modeconn.evaluator.models import checkpoints_dir
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,9 +58,9 @@ def main() -> None:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        result = measure_barrier(*adapters, data=data, points=args.points, base=str(tmp / "base"), limit=args.limit,
-                                 manifest=False, eval_config=EvalConfig(accuracy=False, dtype="bfloat16", progress=False),
-                                 device_map=args.device_map)
+        settings = StudySettings(data=data, manifest=False, base=str(tmp / "base"), limit=args.limit, accuracy=False,
+                                 dtype="bfloat16", progress=False, device_map=args.device_map)
+        result = measure_barrier(adapters, settings, points=args.points)
         seconds = time.perf_counter() - start
     peaks = {f"cuda:{i}": torch.cuda.max_memory_allocated(i) / 2**30 for i in range(torch.cuda.device_count())}
     record = {"size": args.size, "device_map": args.device_map, "points": args.points, "examples": args.limit,

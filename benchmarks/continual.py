@@ -14,22 +14,40 @@ of one own option, the same seeds); methods then reported on the test split with
         --epochs 2 --batch-size 8 --eval-limit 50 --seeds 0 1 2 --variants seq er ilora
     python benchmarks/continual.py summary                            # results/continual.{json,md}
 
+O-LoRA's CL benchmark (`--protocol standard-cl`: `modeconn train --protocol standard-cl --tasks ROOT --order …`, ROOT
+holding CL_Benchmark/ and configs/, the eval split carved from train.json) is a stream of its own: its runs go under
+--runs/one-budget/{select,report,controlled}-<base>_standard-cl-<order>/, its results under
+results/{continual,ablations,controlled}_<base>_standard-cl-<order>/ and continual.json's
+bases.<base>.streams.standard-cl-<order> (the embedded stream's keys and folders are as they were). The SmolLM2-135M
+experiment (sizes to be set by whoever runs it; ORDER a named order or comma-separated tasks present in the copy, e.g.
+amazon,QQP,SST-2,agnews in the order of O-LoRA's scripts/long.sh), from a worktree pinned to the measured commit:
+
+    S="--protocol standard-cl --data ../shared/cl_benchmark --order $ORDER --base smollm2-135m --precision auto \\
+       --max-train 100 --epochs 1 --batch-size 8 --eval-limit 50 --max-length 512 --runs $RUNS --jobs 2"
+    python benchmarks/continual.py select $S --methods seq er ewc mtl ilora one agem gem l2p pp olora sure seq-path
+    python benchmarks/continual.py report $S --variants seq er ilora seq-path one mtl --seeds 0 1 2 3 4
+    python benchmarks/continual.py report $S --variants ewc agem gem olora sure l2p pp --seeds 0 1 2
+    python benchmarks/continual.py controlled $S --seeds 0 1 2 3 4
+    python benchmarks/continual.py summary
+
+(the second report call adds its variants to the same comparison: 5 paired seeds where the issue asks for 5, 3 for the
+rest). select, report and controlled with --dry-run print each run's command and whether it is done, would resume
+or would start, and run nothing.
+
 Every run is a `modeconn train` run folder under --runs/one-budget (kept outside the repository), named LABEL-seedN
-so that `modeconn compare` groups it. A run finished by the same command is not run again, an interrupted one resumes
-(--resume), one finished by another command is refused. Runs are single-thread processes, --jobs of them side by
-side. Every method that keeps labelled past examples keeps one memory of 2.5% of the stream's training examples (the
-I-LoRA paper's 500 of 20,000); A-GEM and GEM train with SGD as their references (agem-adamw, gem-adamw: AdamW).
+so that `modeconn compare` groups it. A run finished by the same command is not run again; an interrupted one resumes
+from its saved state (--resume), or restarts when it was stopped before its first one (benchmarks/continual_runs.py);
+one finished by another command is refused. Runs are single-thread processes, --jobs of them side by side. Every
+method that keeps labelled past examples keeps one memory of 2.5% of the stream's training examples (the I-LoRA
+paper's 500 of 20,000); A-GEM and GEM train with SGD as their references (agem-adamw, gem-adamw: AdamW).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -39,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.continual_selection import (LR_GRID, MAX_OWN, BudgetError, check_budget, configs,  # noqa: E402
                                             next_grid, summarize)
+from benchmarks.continual_runs import finished, recorded_command, run_all, show  # noqa: E402,F401
 from benchmarks.continual_tables import comparison_lines, selection_lines  # noqa: E402
 
 SELECTION_SEEDS = [100, 101]
@@ -94,12 +113,18 @@ FLAGS = {"ewc_lambda": "--ewc-lambda", "ema": "--ema", "gamma": "--gamma", "eval
 
 
 def train_args(args, method: str, options: dict, lr: float, seed: int, split: str, out: Path, name: str) -> list[str]:
-    """A `modeconn train --protocol embedded` command; the benchmark's own settings override the preset. ``--resume``
-    continues an interrupted run from its saved state."""
-    cmd = [sys.executable, "-m", "modeconn", "train", "--protocol", "embedded", "--method", method, "--tasks",
-           str(args.data), "--order", ",".join(args.tasks), "--base", args.base, "--out", str(out), "--name", name,
+    """A `modeconn train --protocol embedded|standard-cl` command; the benchmark's own settings override the preset.
+    ``--resume`` continues an interrupted run from its saved state. --precision, --max-length and --state-every go in
+    only when given, so the embedded runs' commands (by which finished runs are matched) stay what they were."""
+    order = ",".join(args.tasks) if args.protocol == "embedded" else args.order
+    cmd = [sys.executable, "-m", "modeconn", "train", "--protocol", args.protocol, "--method", method, "--tasks",
+           str(args.data), "--order", order, "--base", args.base, "--out", str(out), "--name", name,
            "--seed", str(seed), "--lr", str(lr), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
            "--max-train", str(args.max_train), "--eval-split", split, "--eval-limit", str(args.eval_limit), "--resume"]
+    for flag, value in (("--precision", args.precision), ("--max-length", args.max_length),
+                        ("--state-every", args.state_every)):
+        if value is not None:
+            cmd += [flag, str(value)]
     if args.base != "tiny-llama":  # attention-only LoRA with dropout on a real model (LLMCL's targets)
         cmd += ["--rank", "8", "--alpha", "16", "--dropout", "0.05", "--target-modules", "q_proj,k_proj,v_proj,o_proj"]
     if method in MEMORY:
@@ -107,52 +132,6 @@ def train_args(args, method: str, options: dict, lr: float, seed: int, split: st
     for key, value in options.items():
         cmd += [FLAGS[key], str(value)]
     return cmd
-
-
-def recorded_command(cmd: list[str]) -> str:
-    """What a run made by ``cmd`` records as its command (``made_by.command`` of its metrics.json)."""
-    return shlex.join(["modeconn", *cmd[3:]])
-
-
-def finished(cmd: list[str], out: Path) -> bool:
-    """The run is done, and by this very command; a run finished by another command is refused, never reused."""
-    if not (out / "metrics.json").is_file():
-        return False
-    made = json.loads((out / "metrics.json").read_text()).get("made_by", {}).get("command")
-    if made != recorded_command(cmd):
-        sys.exit(f"continual.py: {out} was finished by another command ({made}); remove it, or pass another --runs")
-    return True
-
-
-def run_all(jobs: list[tuple[list[str], Path]], parallel: int) -> None:
-    """Run the train commands, ``parallel`` at a time, each a single-thread process; skip finished ones (an
-    interrupted one resumes). Each run's wall time goes to ``<run>.seconds`` beside its log (the attempt that
-    finished it); its log keeps every attempt. Exits if any run failed."""
-    todo = [(cmd, out) for cmd, out in jobs if not finished(cmd, out)]
-    print(f"{len(jobs) - len(todo)} of {len(jobs)} runs already done", flush=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    running: list[tuple[subprocess.Popen, Path, float]] = []
-    failed = []
-    while todo or running:
-        while todo and len(running) < parallel:
-            cmd, out = todo.pop(0)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with open(out.parent / f"{out.name}.log", "a") as log:
-                running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), out, time.time()))
-        time.sleep(2)
-        for entry in list(running):
-            proc, out, started = entry
-            if proc.poll() is not None:
-                running.remove(entry)
-                status = "done" if proc.returncode == 0 else f"FAILED ({proc.returncode}; see {out}.log)"
-                seconds = round(time.time() - started, 1)
-                if proc.returncode == 0:
-                    (out.parent / f"{out.name}.seconds").write_text(f"{seconds}\n")
-                else:
-                    failed.append(out.name)
-                print(json.dumps({"run": out.name, "status": status, "seconds": seconds}), flush=True)
-    if failed:
-        sys.exit(f"continual.py: {len(failed)} runs failed ({', '.join(failed)}); rerun the same command to resume them")
 
 
 def compare_into(runs: list[Path], baseline: str, folder: Path, primary: str | None = None) -> dict:
@@ -191,10 +170,28 @@ def results_record() -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"bases": {}}
 
 
-def store(base: str, **entries) -> None:
-    """Put ``entries`` under the base's key of results/continual.json, keeping everything else there."""
+def stream_of(args) -> str | None:
+    """The task stream's name: None for the embedded one (its results stay where they were), else ``standard-cl-``
+    and the order (a named one, or the tasks joined by +)."""
+    return None if args.protocol == "embedded" else "standard-cl-" + args.order.replace(",", "+")
+
+
+def place(base: str, stream: str | None) -> str:
+    """The suffix of the stream's run and results folders: ``<base>``, or ``<base>_<stream>``."""
+    return base if stream is None else f"{base}_{stream}"
+
+
+def entry_of(record: dict, base: str, stream: str | None, create: bool = False) -> dict:
+    """The base's entry of continual.json (``bases.<base>``), or its stream's (``bases.<base>.streams.<stream>``)."""
+    get = (lambda d, k: d.setdefault(k, {})) if create else (lambda d, k: d.get(k, {}))  # noqa: E731
+    entry = get(get(record, "bases"), base)
+    return entry if stream is None else get(get(entry, "streams"), stream)
+
+
+def store(base: str, stream: str | None, **entries) -> None:
+    """Put ``entries`` under the base's (or its stream's) key of results/continual.json, keeping everything else."""
     record = results_record()
-    record.setdefault("bases", {}).setdefault(base, {}).update(entries)
+    entry_of(record, base, stream, create=True).update(entries)
     (RESULTS / "continual.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
@@ -205,7 +202,8 @@ def _tag(label: str, config: dict) -> str:
 def select(args) -> None:
     """Choose each method's settings on the eval split, all over one budget (continual_selection.py), and write every
     configuration tried, its per-seed eval AP, the seeds, the winner and the grid under the base's key."""
-    base_entry = results_record().get("bases", {}).get(args.base, {})
+    stream = stream_of(args)
+    base_entry = entry_of(results_record(), args.base, stream)
     previous, meta = base_entry.get("selection", {}), base_entry.get("selection_settings", {})
     grid = sorted(args.lr_grid or meta.get("next_lr_grid") or LR_GRID)
     plans = {label: {"lr_grid": entry["lr_grid"], "seeds": entry["seeds"],
@@ -224,9 +222,11 @@ def select(args) -> None:
             options = {**fixed, **{k: v for k, v in config.items() if k != "lr"}}
             for seed in args.select_seeds:
                 name = f"{_tag(label, config)}-seed{seed}"
-                out = args.runs / f"select-{args.base}" / name
+                out = args.runs / f"select-{place(args.base, stream)}" / name
                 outs.setdefault(label, []).append((config, seed, out))
                 jobs.append((train_args(args, method, options, config["lr"], seed, "eval", out, name), out))
+    if args.dry_run:
+        return show(jobs)
     run_all(jobs, args.jobs)
     selection = dict(previous)
     for label in args.methods:
@@ -236,7 +236,7 @@ def select(args) -> None:
         selection[label] = {**summarize(list(tried.values()), args.select_seeds, grid),
                             "fixed": CANDIDATES[label][1], "seconds": run_seconds([o for _, _, o in outs[label]])}
     proposed, notes = next_grid(grid, selection)
-    store(args.base, selection=selection, selection_settings={
+    store(args.base, stream, selection=selection, selection_settings={
         "split": "eval", "lr_grid": grid, "next_lr_grid": proposed if proposed != grid else None, "edges": notes,
         "max_own_configurations": MAX_OWN, "buffer_fraction": BUFFER_FRACTION, "settings": vars_of(args),
         "commands": meta.get("commands", []) + ["python benchmarks/continual.py " + " ".join(sys.argv[1:])],
@@ -254,11 +254,12 @@ def vars_of(args) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func",)}
 
 
-def stored_selection(base: str) -> dict:
-    """The selection of ``base`` (select's record), checked to be one budget; non-interior winners are warned about."""
-    selection = results_record().get("bases", {}).get(base, {}).get("selection")
+def stored_selection(base: str, stream: str | None = None) -> dict:
+    """The selection of ``base`` on ``stream`` (select's record), checked to be one budget; non-interior winners are
+    warned about."""
+    selection = entry_of(results_record(), base, stream).get("selection")
     if not selection:
-        sys.exit(f"continual.py: no selection for {base} in {RESULTS / 'continual.json'}; run select first")
+        sys.exit(f"continual.py: no selection for {place(base, stream)} in {RESULTS / 'continual.json'}; run select first")
     try:
         check_budget({label: {"lr_grid": e["lr_grid"], "seeds": e["seeds"], "own": {}} for label, e in selection.items()})
     except BudgetError as exc:
@@ -281,26 +282,38 @@ def settings_of(selection: dict, label: str) -> tuple[str, dict, float]:
     return method, {**CANDIDATES[chosen][1], **picked, **fixed}, lr
 
 
+def selection_of(args) -> dict:
+    """The selection to report with: --selection's (a base's, on this stream), by default the embedded stream's
+    tiny-llama one, or this base's own on a standard-cl stream."""
+    stream = stream_of(args)
+    return stored_selection(args.selection or ("tiny-llama" if stream is None else args.base), stream)
+
+
 def report(args) -> None:
-    selection = stored_selection(args.selection)
+    """Each variant at its selected settings, on the test split with the report's seeds; compared over every finished
+    run of this base and stream (so a second call with more seeds for some variants adds to the same table)."""
+    selection = selection_of(args)
+    where = place(args.base, stream_of(args))
     jobs = []
     for label in args.variants:
         method, options, lr = settings_of(selection, label)
         for seed in args.seeds:
-            out = args.runs / f"report-{args.base}" / f"{label}-seed{seed}"
+            out = args.runs / f"report-{where}" / f"{label}-seed{seed}"
             jobs.append((train_args(args, method, options, lr, seed, "test", out, f"{label}-seed{seed}"), out))
+    if args.dry_run:
+        return show(jobs)
     run_all(jobs, args.jobs)
     # every finished run of this base so far (earlier calls may have run other variants or seeds)
-    finished_runs = sorted(p.parent for p in (args.runs / f"report-{args.base}").glob("*/metrics.json")
+    finished_runs = sorted(p.parent for p in (args.runs / f"report-{where}").glob("*/metrics.json")
                            if p.parent.name.rsplit("-seed", 1)[0] in VARIANTS)
-    folder = RESULTS / f"continual_{args.base}"
+    folder = RESULTS / f"continual_{where}"
     label_of = {out: out.name.rsplit("-seed", 1)[0] for out in finished_runs}
     main_runs = [out for out in finished_runs if label_of[out] not in ILORA_ABLATIONS]
     compare_into(main_runs, "er", folder, PRIMARY if PRIMARY in {label_of[o] for o in main_runs} else None)
     # I-LoRA's ablations on a page of their own, paired with ilora itself (same seeds), er beside them
     family = [out for out in finished_runs if label_of[out] in ILORA_ABLATIONS | {"ilora", "er"}]
     if any(label_of[out] in ILORA_ABLATIONS for out in family):
-        compare_into(family, "ilora", RESULTS / f"ablations_{args.base}")
+        compare_into(family, "ilora", RESULTS / f"ablations_{where}")
     seconds: dict[str, float] = {}
     for out, label in label_of.items():
         seconds[label] = seconds.get(label, 0.0) + run_seconds([out])
@@ -312,7 +325,7 @@ def report(args) -> None:
     (folder / "seconds.json").write_text(json.dumps({"run_seconds_by_variant": seconds, "runs_by_variant": runs,
                                                       "note": note}, indent=2) + "\n")
     (folder / "matrices.json").write_text(json.dumps(mean_matrices(label_of), indent=2) + "\n")
-    store(args.base, memory=memory_of(label_of))
+    store(args.base, stream_of(args), memory=memory_of(label_of))
 
 
 def append_command(folder: Path) -> None:
@@ -335,21 +348,24 @@ def memory_of(label_of: dict[Path, str]) -> dict:
 def controlled(args) -> None:
     """er and ilora at one shared lr (er's selected one), the report's seeds: the comparison that isolates the method
     from its tuning. er's runs are the report's own (same command, same folder); ilora keeps its selected options."""
-    selection = stored_selection(args.selection)
+    selection = selection_of(args)
+    where = place(args.base, stream_of(args))
     method, er_options, lr = settings_of(selection, "er")
     ilora_method, ilora_options, ilora_lr = settings_of(selection, "ilora")
     jobs, outs = [], []
     for seed in args.seeds:
-        er_out = args.runs / f"report-{args.base}" / f"er-seed{seed}"
-        il_out = args.runs / f"controlled-{args.base}" / f"ilora-seed{seed}"
+        er_out = args.runs / f"report-{where}" / f"er-seed{seed}"
+        il_out = args.runs / f"controlled-{where}" / f"ilora-seed{seed}"
         jobs += [(train_args(args, method, er_options, lr, seed, "test", er_out, f"er-seed{seed}"), er_out),
                  (train_args(args, ilora_method, ilora_options, lr, seed, "test", il_out, f"ilora-seed{seed}"), il_out)]
         outs += [er_out, il_out]
+    if args.dry_run:
+        return show(jobs)
     run_all(jobs, args.jobs)
-    folder = RESULTS / f"controlled_{args.base}"
+    folder = RESULTS / f"controlled_{where}"
     comparison = compare_into(outs, "er", folder, "ilora")
     append_command(folder)
-    store(args.base, controlled={"lr": lr, "ilora_selected_lr": ilora_lr, "seeds": list(args.seeds),
+    store(args.base, stream_of(args), controlled={"lr": lr, "ilora_selected_lr": ilora_lr, "seeds": list(args.seeds),
                                  "er": er_options, "ilora": ilora_options, "comparison": comparison,
                                  "note": "er and ilora at er's selected lr, the report's seeds (er's runs are the "
                                          "report's); ilora keeps its other selected options"})
@@ -368,41 +384,62 @@ def mean_matrices(label_of: dict[Path, str]) -> dict:
                          for label, ms in rows.items()}}
 
 
+KEPT = ("selection", "selection_settings", "memory", "controlled")  # what select, report and controlled store
+
+
+def _kept(entry: dict) -> dict:
+    """What summary keeps of a base's entry: the stored keys, and those of each of its streams."""
+    streams = {name: {k: v for k, v in e.items() if k in KEPT} for name, e in entry.get("streams", {}).items()}
+    return {**{k: v for k, v in entry.items() if k in KEPT}, **({"streams": streams} if streams else {})}
+
+
+def _folders(pattern: str) -> list[tuple[Path, str, str | None]]:
+    """Each results folder ``<kind>_<base>[_<stream>]`` holding a compare.json, with its base and stream."""
+    found = []
+    for compare_json in sorted(RESULTS.glob(f"{pattern}_*/compare.json")):
+        base, _, stream = compare_json.parent.name.removeprefix(f"{pattern}_").partition("_")
+        found.append((compare_json.parent, base, stream or None))
+    return found
+
+
+def _title(base: str, stream: str | None) -> str:
+    return base if stream is None else f"{base}, {stream}"
+
+
 def summary(args) -> None:
-    """benchmarks/results/continual.{json,md}: each base's comparison, selection, memory, controlled pair and wall
-    times in one place (what select, report and controlled stored there is kept)."""
-    kept = {base: {k: v for k, v in entry.items() if k in ("selection", "selection_settings", "memory", "controlled")}
-            for base, entry in results_record().get("bases", {}).items()}
+    """benchmarks/results/continual.{json,md}: each base's (and stream's) comparison, selection, memory, controlled
+    pair and wall times in one place (what select, report and controlled stored there is kept)."""
+    kept = {base: _kept(entry) for base, entry in results_record().get("bases", {}).items()}
     record, lines = {"bases": kept}, ["# Continual benchmark", "",
                                       "Made by `benchmarks/continual.py` (select on the eval split, report on the test "
                                       "split with other seeds) and `modeconn compare` (paired by seed with er; 95% "
                                       "t-intervals of the mean, PI: 95% prediction interval for one new seed; Holm-"
                                       "adjusted p-values beside the primary comparison). Each run is a single-thread "
                                       "process, with up to two others beside it on the 2-core CPU.", ""]
-    for compare_json in sorted(RESULTS.glob("continual_*/compare.json")):
-        base = compare_json.parent.name.removeprefix("continual_")
-        result = json.loads(compare_json.read_text())
-        seconds = json.loads((compare_json.parent / "seconds.json").read_text())["run_seconds_by_variant"]
-        commands = (compare_json.parent / "commands.txt").read_text().splitlines()
-        record["bases"].setdefault(base, {}).update(comparison=result, run_seconds_by_variant=seconds, commands=commands)
-        lines += [f"## {base}", "", *comparison_lines(result, seconds), ""]
-        memory = record["bases"][base].get("memory")
-        if memory:
+    for folder, base, stream in _folders("continual"):
+        result = json.loads((folder / "compare.json").read_text())
+        seconds = json.loads((folder / "seconds.json").read_text())["run_seconds_by_variant"]
+        commands = (folder / "commands.txt").read_text().splitlines()
+        entry = entry_of(record, base, stream, create=True)
+        entry.update(comparison=result, run_seconds_by_variant=seconds, commands=commands)
+        lines += [f"## {_title(base, stream)}", "", *comparison_lines(result, seconds), ""]
+        if entry.get("memory"):
             lines += ["Labelled past-task examples kept (memory_examples): "
-                      + ", ".join(f"{k} {v}" for k, v in memory.items()) + ".", ""]
+                      + ", ".join(f"{k} {v}" for k, v in entry["memory"].items()) + ".", ""]
         lines += ["Commands: " + "; ".join(f"`{c}`" for c in commands), ""]
-    for compare_json in sorted(RESULTS.glob("ablations_*/compare.json")):
-        base = compare_json.parent.name.removeprefix("ablations_")
-        result = json.loads(compare_json.read_text())
-        record["bases"].setdefault(base, {})["ablations"] = result
-        lines += [f"## {base}: I-LoRA's ablations, paired with ilora", "", *comparison_lines(result, None), ""]
-    for base, entry in record["bases"].items():
-        if entry.get("controlled"):
-            c = entry["controlled"]
-            lines += [f"## {base}: the controlled pair (er and ilora at lr {c['lr']:g})", "",
-                      *comparison_lines(c["comparison"], None), ""]
-        if entry.get("selection"):
-            lines += selection_lines(base, entry["selection"], entry.get("selection_settings", {}))
+    for folder, base, stream in _folders("ablations"):
+        result = json.loads((folder / "compare.json").read_text())
+        entry_of(record, base, stream, create=True)["ablations"] = result
+        lines += [f"## {_title(base, stream)}: I-LoRA's ablations, paired with ilora", "",
+                  *comparison_lines(result, None), ""]
+    for base, base_entry in record["bases"].items():
+        for stream, entry in [(None, base_entry), *base_entry.get("streams", {}).items()]:
+            if entry.get("controlled"):
+                c = entry["controlled"]
+                lines += [f"## {_title(base, stream)}: the controlled pair (er and ilora at lr {c['lr']:g})", "",
+                          *comparison_lines(c["comparison"], None), ""]
+            if entry.get("selection"):
+                lines += selection_lines(_title(base, stream), entry["selection"], entry.get("selection_settings", {}))
     for selection_json in sorted(RESULTS.glob("selection_*.json")):
         selection = json.loads(selection_json.read_text())
         record.setdefault("selection", {})[selection_json.stem.removeprefix("selection_")] = selection["chosen"]
@@ -419,15 +456,27 @@ def summary(args) -> None:
 
 
 def main() -> None:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("phase", choices=["select", "report", "controlled", "summary"])
+    parser.add_argument("--protocol", choices=["embedded", "standard-cl"], default="embedded",
+                        help="the task stream: the embedded one (--tasks of --data), or O-LoRA's CL benchmark (--order "
+                             "of the tasks under --data, the folder holding CL_Benchmark/ and configs/)")
     parser.add_argument("--base", default="tiny-llama")
-    parser.add_argument("--tasks", nargs="+", default=["news", "gloss", "fortune", "stdlib"])
-    parser.add_argument("--data", type=Path, default=ROOT / "checkpoints" / "data")
+    parser.add_argument("--tasks", nargs="+", default=["news", "gloss", "fortune", "stdlib"],
+                        help="embedded: the tasks, in order")
+    parser.add_argument("--order", default=None,
+                        help="standard-cl: a named order (order1, order2, order3, long) or comma-separated tasks")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the tasks' root [embedded: checkpoints/data; standard-cl: required]")
     parser.add_argument("--max-train", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--eval-limit", type=int, default=100)
+    parser.add_argument("--precision", default=None, help="train --precision (auto: bf16 where fast) [train's default]")
+    parser.add_argument("--max-length", type=int, default=None, help="train --max-length [train's default]")
+    parser.add_argument("--state-every", type=int, default=None,
+                        help="train --state-every: steps between saved states [train's default]")
     parser.add_argument("--seeds", type=int, nargs="+", default=REPORT_SEEDS)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--methods", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES),
@@ -437,12 +486,25 @@ def main() -> None:
                              f"else {LR_GRID}]")
     parser.add_argument("--select-seeds", type=int, nargs="+", default=SELECTION_SEEDS,
                         help="select: the seeds each grid point is averaged over")
-    parser.add_argument("--selection", default="tiny-llama", help="whose selection (in continual.json) to report with")
+    parser.add_argument("--selection", default=None, help="whose selection (a base in continual.json, on this stream) "
+                                                          "to report with [embedded: tiny-llama; standard-cl: --base]")
     parser.add_argument("--runs", type=Path, default=Path(os.environ.get("MODECONN_BENCH_RUNS", "/tmp/modeconn-bench")),
                         help=f"where the runs go (under {PROTOCOL}/: runs of the earlier protocol are never reused)")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where results go [benchmarks/results]")
+    parser.add_argument("--dry-run", action="store_true", help="select, report, controlled: print each run's command "
+                                                               "and whether it is done, would resume or start; run "
+                                                               "nothing, write nothing")
     args = parser.parse_args()
+    if args.protocol == "standard-cl" and (args.order is None or args.data is None):
+        parser.error("--protocol standard-cl needs --order and --data (the folder holding CL_Benchmark/ and configs/)")
+    if args.protocol == "embedded" and args.order is not None:
+        parser.error("--order is for --protocol standard-cl; the embedded stream's order is --tasks")
+    if args.phase == "summary" and args.dry_run:
+        parser.error("--dry-run is for select, report and controlled")
+    args.data = args.data or ROOT / "checkpoints" / "data"
     args.runs = args.runs / PROTOCOL
+    RESULTS = args.results
     {"select": select, "report": report, "controlled": controlled, "summary": summary}[args.phase](args)
 
 

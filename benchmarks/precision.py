@@ -31,7 +31,6 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DTYPES = ("float32", "bfloat16")
-PRECISION = {"float32": "fp32", "bfloat16": "bf16"}
 
 
 def status_mb(field: str) -> float:
@@ -65,10 +64,10 @@ def make_adapters(base: str, folder: Path) -> list[str]:
 
 def barrier(adapters: list[str], dtype: str, points: int, limit: int):
     from modeconn.analysis.measure import measure_barrier
-    from modeconn.evaluator.evaluate import EvalConfig
+    from modeconn.analysis.settings import StudySettings
 
-    config = EvalConfig(accuracy=False, progress=False, dtype=dtype)
-    return measure_barrier(*adapters, points=points, limit=limit, eval_config=config)
+    settings = StudySettings(limit=limit, accuracy=False, progress=False, dtype=dtype)
+    return measure_barrier(adapters, settings, points=points)
 
 
 def child_memory(args) -> None:
@@ -131,7 +130,7 @@ def training_setups(args) -> dict:
 
     setups = {}
     for dtype in DTYPES:
-        config = TrainConfig(precision=PRECISION[dtype], batch_size=args.batch, dropout=0.0)
+        config = TrainConfig(dtype=dtype, batch_size=args.batch, dropout=0.0)
         model, tokenizer = load_base(args.base, dtype=getattr(torch, dtype))
         torch.manual_seed(0)
         model = get_peft_model(model, LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
@@ -140,9 +139,10 @@ def training_setups(args) -> dict:
         window = encode(tokenizer, examples, resolve_max_length(model, None))
         device = torch.device("cpu")
         run = SimpleNamespace(rank=0, world=1, trained=model, model=model, device=device,
-                              to_device=lambda batch, pad=tokenizer.pad_token_id: collate(batch, pad))
+                              to_device=lambda batch, pad=tokenizer.pad_token_id: collate(batch, pad),
+                              request=SimpleNamespace(method=get_method("seq"), config=config))
         optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], config)
-        setups[dtype] = (run, get_method("seq"), config, optimizer, Amp(config.precision, device), window)
+        setups[dtype] = (run, optimizer, Amp(config.dtype, device), window)
     return setups
 
 
@@ -151,14 +151,14 @@ def timed_steps(args) -> dict:
 
     setups = training_setups(args)
     seconds, losses = {d: [] for d in DTYPES}, {d: [] for d in DTYPES}
-    first = {d: optimizer_step(*setups[d][:5], setups[d][5], 1e-4, "warm-up").loss for d in DTYPES}
+    first = {d: optimizer_step(*setups[d], lr=1e-4, where="warm-up").loss for d in DTYPES}
     for r in range(args.repeats):
         for dtype in DTYPES if r % 2 == 0 else DTYPES[::-1]:
             start = time.perf_counter()
-            result = optimizer_step(*setups[dtype][:5], setups[dtype][5], 1e-4, f"step {r}")
+            result = optimizer_step(*setups[dtype], lr=1e-4, where=f"step {r}")
             seconds[dtype].append(time.perf_counter() - start)
             losses[dtype].append(result.loss)
-    return {"seconds": seconds, "losses": losses, "first_losses": first, "tokens": sum(len(e.ids) for e in setups["float32"][5])}
+    return {"seconds": seconds, "losses": losses, "first_losses": first, "tokens": sum(len(e.ids) for e in setups["float32"][3])}
 
 
 def relative(half, full) -> float:

@@ -64,20 +64,22 @@ def base_for(model: str, root: Path) -> str:
 def child(args) -> dict:
     import torch
 
-    from modeconn.continual import TrainConfig, get_method, train_sequence
+    from modeconn.continual import TrainConfig, TrainRequest, get_method, train_sequence
+    from modeconn.continual.old_names import PRECISION_VALUES
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         tasks = make_tasks(root / "data", args.examples)
         base = base_for(args.model, root)
         config = TrainConfig(rank=8, alpha=16, dropout=0.0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
-                             epochs=1, batch_size=args.batch_size, max_length=args.max_length, precision=args.precision,
+                             epochs=1, batch_size=args.batch_size, max_length=args.max_length,
+                             dtype=PRECISION_VALUES[args.precision],
                              gradient_checkpointing=bool(args.gradient_checkpointing), seed=0)
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        train_sequence(base, tasks, get_method("ilora", seed=0), config, root / "run", device=args.device,
-                       eval_limit=2, progress=False)
+        train_sequence(TrainRequest(base, tasks, get_method("ilora", seed=0), config, device=args.device, eval_limit=2),
+                       root / "run", progress=False)
         seconds = time.perf_counter() - start
         log = [json.loads(line) for line in (root / "run" / "train_log.jsonl").read_text().splitlines()]
     replay_steps = [r for r in log if r["task"] == "gloss"]

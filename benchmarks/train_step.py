@@ -34,9 +34,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from modeconn.continual import TrainConfig, get_method, train_sequence  # noqa: E402
+from modeconn.continual import TrainConfig, TrainRequest, get_method, train_sequence  # noqa: E402
+from modeconn.continual.old_names import PRECISION_VALUES  # noqa: E402
+from modeconn.evaluator.evaluate import DTYPES as TORCH_DTYPES  # noqa: E402
 from modeconn.continual.config import EMBEDDED_TRAINING  # noqa: E402
-from modeconn.continual.methods import TaskContext  # noqa: E402
+from modeconn.continual.methods.protocol import TaskContext  # noqa: E402
 from modeconn.continual.prepare import lora_targets  # noqa: E402
 from modeconn.continual.step import Amp, make_optimizer, optimizer_step  # noqa: E402
 from modeconn.evaluator.data import collate, encode, read_split  # noqa: E402
@@ -54,13 +56,13 @@ def command() -> str:
 
 def settings(base: str, precision: str, batch_size: int) -> TrainConfig:
     values = dict(EMBEDDED_TRAINING) if base == "tiny-llama" else dict(REAL_BASE)
-    return TrainConfig(**{**values, "batch_size": batch_size, "precision": precision})
+    return TrainConfig(**{**values, "batch_size": batch_size, "dtype": PRECISION_VALUES[precision]})
 
 
 def lora_model(base: str, config: TrainConfig, seed: int):
     from peft import LoraConfig, get_peft_model
 
-    model, tokenizer = load_base(base, dtype=DTYPES[config.precision])
+    model, tokenizer = load_base(base, dtype=TORCH_DTYPES[config.dtype])
     torch.manual_seed(seed)
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                       target_modules=lora_targets(model, config), task_type="CAUSAL_LM")
@@ -79,7 +81,7 @@ class Floor:
         self.model.train()
         self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=config.lr,
                                            weight_decay=0.0)
-        self.autocast = Amp(config.precision, torch.device("cpu")).autocast
+        self.autocast = Amp(config.dtype, torch.device("cpu")).autocast
 
     def step(self, inputs: dict) -> float:
         started = time.perf_counter()
@@ -98,9 +100,10 @@ class Trainer:
         self.model, tokenizer = lora_model(base, config, seed)
         self.config, self.pad = config, tokenizer.pad_token_id
         to_device = lambda examples: collate(examples, self.pad)  # noqa: E731
-        self.run = SimpleNamespace(rank=0, world=1, trained=self.model, model=self.model, device=torch.device("cpu"),
-                                   to_device=to_device, accelerator=None)
         self.method = get_method(method, seed=seed)
+        self.run = SimpleNamespace(rank=0, world=1, trained=self.model, model=self.model, device=torch.device("cpu"),
+                                   to_device=to_device, accelerator=None,
+                                   request=SimpleNamespace(method=self.method, config=config))
         stream = len(first) + len(second)
         for index, train in enumerate((first, second)):  # the first task fills the buffer (ilora: adds its slow adapter)
             self.method.begin_task(TaskContext(self.model, f"task{index}", index, train, to_device, config.batch_size,
@@ -109,7 +112,7 @@ class Trainer:
                 self.method.buffer.add(train)
         self.model.train()
         self.optimizer = make_optimizer([p for p in self.model.parameters() if p.requires_grad], config)
-        self.amp = Amp(config.precision, torch.device("cpu"))
+        self.amp = Amp(config.dtype, torch.device("cpu"))
         self.replayed: list = []
         buffer = getattr(self.method, "buffer", None)
         if buffer is not None:  # keep what each step replays, for the floor's doubled batch
@@ -120,7 +123,7 @@ class Trainer:
         """Seconds of one step on ``window`` (epoch 1: nothing offered to the buffer), and the inputs it trained on."""
         self.replayed.clear()
         started = time.perf_counter()
-        optimizer_step(self.run, self.method, self.config, self.optimizer, self.amp, window, self.config.lr, "bench", 1)
+        optimizer_step(self.run, self.optimizer, self.amp, window, lr=self.config.lr, where="bench", epoch=1)
         seconds = time.perf_counter() - started
         return seconds, collate(window + self.replayed, self.pad)
 
@@ -166,7 +169,7 @@ def measure_run(method: str, base: str, precision: str, seed: int) -> dict:
     from modeconn.continual import prepare as prep
 
     config = TrainConfig(**{**EMBEDDED_TRAINING, "max_train": 200, "epochs": 3, "batch_size": 16, "seed": seed,
-                            "precision": precision})
+                            "dtype": PRECISION_VALUES[precision]})
     tasks = ["news", "gloss", "fortune", "stdlib"]
     memory = {"buffer_fraction": 0.025} if method != "seq" else {}  # benchmarks/continual.py's BUFFER_FRACTION
     spent = {"initial": 0.0, "after_tasks": 0.0}
@@ -183,8 +186,9 @@ def measure_run(method: str, base: str, precision: str, seed: int) -> dict:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             started = time.perf_counter()
-            run = train_sequence(base, [(t, checkpoints_dir() / "data" / t) for t in tasks], get_method(method, seed=seed, **memory),
-                                 config, tmp, eval_limit=100, progress=False)
+            run = train_sequence(TrainRequest(base, [(t, checkpoints_dir() / "data" / t) for t in tasks],
+                                              get_method(method, seed=seed, **memory), config, eval_limit=100),
+                                 tmp, progress=False)
             wall = time.perf_counter() - started
     finally:
         prep.Prepared.scores = scores

@@ -1,7 +1,7 @@
 """modeconn: mode connectivity and forgetting in continual LoRA fine-tuning.
 
     import modeconn
-    result = modeconn.measure_barrier("checkpoints/seq/news", "checkpoints/seq/gloss", space="delta")
+    result = modeconn.measure_barrier(["checkpoints/seq/news", "checkpoints/seq/gloss"], space="delta")
     print(result.table())
 
 The package draws the pipeline: ``lora/`` (points in LoRA space, as data) → ``evaluator/`` (a base model + K points +
@@ -19,7 +19,8 @@ _EXPORTS = {
     "LoraWeights": "lora.adapters", "load_adapter": "lora.adapters", "save_adapter": "lora.adapters",
     "check_compatible": "lora.adapters",
     "LoraPath": "lora.paths", "Span": "lora.paths", "linear_path": "lora.paths", "bezier_path": "lora.paths",
-    "bernstein": "lora.paths", "uniform_ts": "lora.paths",
+    "bernstein": "lora.paths", "uniform_ts": "lora.paths", "kind_path": "lora.paths",
+    "PathKind": "lora.path_kinds",
     "Sequence": "lora.sequence", "load_sequence": "lora.sequence",
     # the evaluator
     "EvalConfig": "evaluator.evaluate", "PathEvaluation": "evaluator.evaluate", "evaluate_path": "evaluator.evaluate",
@@ -29,7 +30,7 @@ _EXPORTS = {
     "Fields": "evaluator.data", "TaskSource": "analysis.study",
     "get_scorer": "evaluator.scoring",
     # analyses and their results
-    "Study": "analysis.study", "load_task_data": "analysis.study",
+    "Study": "analysis.study", "load_task_data": "analysis.study", "StudySettings": "analysis.settings",
     "measure_barrier": "analysis.measure", "fit_curve": "analysis.measure", "measure_plane": "analysis.measure",
     "measure_landscape": "analysis.measure", "sweep_sequence": "analysis.measure",
     "BarrierResult": "analysis.barrier", "loss_barrier": "analysis.barrier", "max_endpoint_barrier": "analysis.barrier",
@@ -38,24 +39,16 @@ _EXPORTS = {
     # pictures
     "load_result": "plots.kinds", "figure": "plots.kinds", "save_result": "plots.kinds",
     # continual training
-    "TrainConfig": "continual", "train_sequence": "continual", "get_method": "continual", "METHODS": "continual",
+    "TrainConfig": "continual", "TrainRequest": "continual", "train_sequence": "continual", "get_method": "continual", "METHODS": "continual",
     "ContinualMetrics": "continual", "EMBEDDED_TRAINING": "continual.config",
     # the main job
     "DemoConfig": "demo.config", "load_demo": "demo.config", "run_demo": "demo.run",
     "ModeconnError": "errors",
 }
-_DEPRECATED = {"Path": "LoraPath"}  # old name -> new name; the old one still works, with a warning
-
-__all__ = sorted([*_EXPORTS, *_DEPRECATED])
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    if name in _DEPRECATED:
-        import warnings
-
-        warnings.warn(f"modeconn.{name} is now modeconn.{_DEPRECATED[name]}; the old name will go", DeprecationWarning,
-                      stacklevel=2)
-        name = _DEPRECATED[name]
     if name in _EXPORTS:
         return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'modeconn' has no attribute {name!r}")

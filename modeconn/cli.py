@@ -12,44 +12,33 @@ import click
 
 from .errors import ModeconnError
 
-BUDGET_HELP = ("padded tokens per forward pass (points × examples × length); results agree across values to 1e-6 (float32 "
-               "rounding of other batch shapes) [default: 4096 on a CPU; on CUDA from free memory]")
-DTYPE_HELP = ("the precision the base model is loaded in (bfloat16 / float16 halve its memory; auto: bfloat16 where the "
-              "device multiplies it fast, CUDA with bf16 or a CPU with AVX512-BF16/AMX, else float32, recorded as "
-              "resolved); LoRA terms and the loss stay float32")
-LENGTH_HELP = "tokens per example, prompts cut from the left; one default everywhere [1024, or the base's positions if fewer]"
-ACCURACY_HELP = "also decode greedily at every point and score each task's metric (slow)"
-DATA_HELP = ("a data file (.json list of records or columns, .jsonl, .json.gz, .jsonl.gz, .parquet, .csv, .tsv, .arrow, a "
-             "save_to_disk Dataset) or a task folder (train/eval/test files, or a save_to_disk DatasetDict)")
-PROMPT_FIELD_HELP = ("the --data records' field holding the prompt [prompt; else input, instruction or question, "
-                     "with their answer field]")
-ANSWER_FIELD_HELP = ("the --data records' field holding the answer; numbers and booleans are read in JSON's spelling "
-                     "(3, 2.5, true) [answer; else output, response or answer]")
+GLOSSARY = "docs/glossary.md"
 POSITIVE = click.IntRange(min=1)
 RESULT_BYTES = 8 * 2**20  # about one result's files: its HTML embeds plotly.js (a barrier's JSON, PNG and HTML: 4.9 MB)
 
 
-def _eval_config(max_batch_tokens: int | None, accuracy: bool, dtype: str = "float32", max_length: int | None = None):
-    from .evaluator.evaluate import EvalConfig
+class PathKinds(click.Choice):
+    """The registered path kinds (``curved``: those with free points to fit), read when asked: a kind registered after
+    this module is imported is offered too."""
 
-    return EvalConfig(max_batch_tokens=max_batch_tokens, accuracy=accuracy, dtype=dtype, max_length=max_length)
+    def __init__(self, curved: bool = False):
+        self.curved = curved
+        super().__init__([])
+
+    @property
+    def choices(self) -> list[str]:
+        from .lora import path_kinds
+
+        return path_kinds.curved() if self.curved else path_kinds.names()
+
+    @choices.setter
+    def choices(self, value) -> None:
+        """Ignored: the registry is the list."""
 
 
-def _data(data: tuple, prompt_field: str | None, answer_field: str | None) -> list:
-    """The ``--data`` tasks, with the record fields the flags name (which apply to them only)."""
-    if prompt_field is None and answer_field is None:
-        return list(data)
-    from .analysis.study import data_sources
-    from .errors import ConfigError
-    from .evaluator.data import Fields
-
-    if not data:
-        raise ConfigError("--prompt-field/--answer-field name the fields of the --data tasks, and none was given; pass "
-                          "--data (a sequence.json names its tasks' fields as prompt_field/answer_field)")
-    return list(data_sources(data, Fields(prompt_field, answer_field)).values())
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog=f"Each concept has one name in every command (precision, accuracy, limit, split, space, path, "
+                    f"barrier, joint gap, …): the glossary is {GLOSSARY} in the source tree, linked from the README.")
 @click.version_option(package_name="modeconn")
 def cli():
     """Mode connectivity and forgetting in continual LoRA fine-tuning."""
@@ -64,7 +53,7 @@ def _inputs(*values) -> list[str]:
 
     found = []
     for value in values:
-        for given in ([value] if isinstance(value, str) else list(value or ())):
+        for given in ([value] if isinstance(value, str) else [v for v in value or () if v is not None]):
             path = Path(given if Path(given).exists() or "=" not in given else given.split("=", 1)[1])
             if not path.exists():
                 continue
@@ -84,7 +73,8 @@ def _analysis(out: str, as_json: bool, compute, inputs: list[str] = (), **option
     """Claim ``out`` (checked and locked before any work; apart from ``inputs``), compute the result, write its JSON,
     PNG and HTML together, then print its table (or the JSON); non-finite losses are written as null, with a warning."""
     from .files import count_nonfinite, write_all
-    from .outdir import claim, main_process
+    from .outdir import claim
+    from .ranks import main_process
     from .plots.kinds import writers
     from . import checks
 
@@ -148,32 +138,46 @@ def _options(*options):
     return decorate
 
 
-_evaluation_options = _options(
-    click.option("--limit", type=POSITIVE, default=None, help="use at most this many examples per task"),
-    click.option("--seed", type=int, default=0, show_default=True),
-    click.option("--device", default="cpu", show_default=True,
-                 help="cpu, cuda or cuda:N (under accelerate launch, cuda means each process's own GPU)"),
-    click.option("--device-map", type=click.Choice(["auto"]), default=None,
-                 help="auto: spread a base too large for one GPU over all visible GPUs (accelerate's big-model loading)"),
-    click.option("--max-length", type=click.IntRange(min=2), default=None, help=LENGTH_HELP),
-    click.option("--max-batch-tokens", type=POSITIVE, default=None, help=BUDGET_HELP),
-    click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16", "auto"]), default="float32",
-                 show_default=True, help=DTYPE_HELP),
-    click.option("--allow-pickle", is_flag=True, help="allow adapter_model.bin (loaded with torch.load(weights_only=True))"),
-    click.option("--json", "as_json", is_flag=True, help="print the JSON result to stdout instead of the table"),
-)
+def _study_options(command: str, *, skip: tuple[str, ...] = (), reword: dict | None = None, as_json: bool = True):
+    """One flag per ``StudySettings`` field, its help, default and bounds taken from the field (as ``train``'s from
+    ``TrainConfig``): the shared options of the analysis commands. ``reword`` gives a field this command's own help,
+    ``(flag, help)``."""
+    from dataclasses import fields
 
-_data_options = _options(  # the evaluation-data and base-model options of barrier, plane and landscape
-    click.option("--data", multiple=True, metavar="[NAME=]PATH",
-                 help=f"{DATA_HELP} to score (repeatable); adds to the tasks named in sequence.json"),
-    click.option("--prompt-field", default=None, help=PROMPT_FIELD_HELP),
-    click.option("--answer-field", default=None, help=ANSWER_FIELD_HELP),
-    click.option("--no-manifest-data", is_flag=True, help="score only the --data tasks, not the adapters' own tasks"),
-    click.option("--split", type=click.Choice(["train", "eval", "test"]), default="eval", show_default=True),
-    click.option("--base", default=None,
-                 help="base model: a folder, a hub id, 'tiny-llama' or 'smollm2-135m' (default: from the checkpoints)"),
-    _evaluation_options,
-)
+    from .analysis.settings import ACCURACY, StudySettings
+
+    def decorate(f):
+        if as_json:
+            f = click.option("--json", "as_json", is_flag=True, help="print the JSON result to stdout instead of the table")(f)
+        for spec in reversed(fields(StudySettings)):
+            meta = spec.metadata
+            flag, text = (reword or {}).get(spec.name, (meta.get("flag", f"--{spec.name.replace('_', '-')}"), meta["help"]))
+            if spec.name in skip or flag is None:
+                continue
+            if spec.name == "accuracy":
+                text = f"{text.split(' [')[0]} [{'on' if ACCURACY[command] else 'off'}]"
+                f = click.option("--accuracy/--no-accuracy", spec.name, default=None, help=text)(f)
+            elif spec.type == "bool":
+                f = click.option(flag, spec.name, flag_value=not spec.default, default=spec.default, help=text)(f)
+            elif "choices" in meta:
+                f = click.option(flag, spec.name, type=click.Choice(list(meta["choices"])), default=spec.default,
+                                 show_default=spec.default is not None, help=text)(f)
+            elif "multiple" in meta:
+                f = click.option(flag, spec.name, multiple=True, default=spec.default, metavar=meta["metavar"], help=text)(f)
+            else:
+                kind = click.IntRange(min=meta["low"]) if "low" in meta else int if spec.type.startswith("int") else None
+                f = click.option(flag, spec.name, type=kind, default=spec.default, show_default=spec.default is not None,
+                                 help=text)(f)
+        return f
+
+    return decorate
+
+
+def _settings(**given):
+    """The one ``StudySettings`` an analysis command builds from its flags."""
+    from .analysis.settings import StudySettings
+
+    return StudySettings(**given)
 
 
 @cli.command()
@@ -185,25 +189,25 @@ _data_options = _options(  # the evaluation-data and base-model options of barri
               help="evenly spaced t in [0, 1], endpoints included")
 @click.option("--adaptive", is_flag=True,
               help="instead of --points: 6 points, then refine around each barrier's peak by parabolic steps (at most 10 points)")
-@click.option("--path", "path_kind", type=click.Choice(["linear", "bezier"]), default="linear", show_default=True)
-@click.option("--control", default=None, help="control-point adapter of a quadratic Bézier path (with --path bezier)")
+@click.option("--path", "path_kind", type=PathKinds(), default="linear", show_default=True,
+              help="the path's kind (bezier: quadratic Bézier; polychain: polygonal chain; cubic: cubic Bézier)")
+@click.option("--control", default=None, help="with a curved --path: its control-point adapter, or the folder "
+                                              "`modeconn curve --path KIND` wrote")
 @click.option("--out", default="results", show_default=True, help="folder for barrier.json, barrier.png, barrier.html")
-@click.option("--no-accuracy", is_flag=True, help="skip greedy decoding; report loss only")
-@_data_options
-def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, out, no_accuracy, data, prompt_field,
-            answer_field, no_manifest_data, split, limit, base, seed, device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
+@_study_options("barrier")
+def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, out, as_json, **study):
     """Loss and accuracy along the path from ADAPTER_A to ADAPTER_B, per task, and the loss barrier."""
     from .analysis.measure import measure_barrier
     from .analysis.search import SearchConfig
 
-    _refuse_idle(("--control", control is not None and path_kind != "bezier",
-                  "without --path bezier (add --path bezier to walk its curve)"),
+    _refuse_idle(("--control", control is not None and path_kind == "linear",
+                  "without --path bezier (add --path bezier, or another curved kind, to walk its curve)"),
                  ("--points", _given("points") and adaptive, "with --adaptive (it chooses its own points)"))
-    tasks = _data(data, prompt_field, answer_field)
+    settings = _settings(**study)
     _analysis(out, as_json, lambda: measure_barrier(
-        adapter_a, adapter_b, tasks, space, points, path_kind, control, base, split, limit, not no_manifest_data, seed,
-        device, allow_pickle, _eval_config(max_batch_tokens, not no_accuracy, dtype, max_length),
-        SearchConfig() if adaptive else None, device_map), inputs=_inputs(adapter_a, adapter_b, control, data, base))
+        [adapter_a, adapter_b], settings, space=space, points=points, path=path_kind, control=control,
+        adaptive=SearchConfig() if adaptive else None),
+        inputs=_inputs([adapter_a, adapter_b, control], settings.data, settings.base))
 
 
 @cli.command()
@@ -218,21 +222,17 @@ def barrier(adapter_a, adapter_b, space, points, adaptive, path_kind, control, o
               help="draw the Bézier curve A → B with control point C [default: when C's curve.json names A and B]")
 @click.option("--surface", is_flag=True, help="HTML as 3D surfaces instead of contour maps")
 @click.option("--out", default="results", show_default=True, help="folder for plane.json, plane.png, plane.html")
-@click.option("--accuracy", is_flag=True, help=ACCURACY_HELP)
 @click.option("--mark", multiple=True, help="an adapter to place on the plane at its projection (its own loss scored, "
                                             "its distance from the plane recorded); repeatable")
-@_data_options
-def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, out, accuracy, mark, data, prompt_field,
-          answer_field, no_manifest_data, split, limit, base, seed, device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
+@_study_options("plane")
+def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, out, mark, as_json, **study):
     """Loss of each task on a grid over the plane through three adapters (e.g. two minima and a Bézier control point)."""
     from .analysis.measure import measure_plane
 
-    tasks = _data(data, prompt_field, answer_field)
+    settings = _settings(**study)
     _analysis(out, as_json, lambda: measure_plane(
-        adapter_a, adapter_b, adapter_c, tasks, space, grid, margin, curve, base=base, split=split, limit=limit,
-        manifest=not no_manifest_data, seed=seed, device=device, allow_pickle=allow_pickle,
-        eval_config=_eval_config(max_batch_tokens, accuracy, dtype, max_length), device_map=device_map, marks=mark),
-        surface3d=surface, inputs=_inputs(adapter_a, adapter_b, adapter_c, mark, data, base))
+        [adapter_a, adapter_b, adapter_c], settings, space=space, grid=grid, margin=margin, curve=curve, marks=mark),
+        surface3d=surface, inputs=_inputs([adapter_a, adapter_b, adapter_c, *mark], settings.data, settings.base))
 
 
 @cli.command()
@@ -243,18 +243,14 @@ def plane(adapter_a, adapter_b, adapter_c, space, grid, margin, curve, surface, 
               help="α, β run over [−span, span]")
 @click.option("--surface", is_flag=True, help="HTML as a 3D surface instead of a contour map")
 @click.option("--out", default="results", show_default=True, help="folder for landscape.json, landscape.png, landscape.html")
-@click.option("--accuracy", is_flag=True, help=ACCURACY_HELP)
-@_data_options
-def landscape(adapter, dimensions, grid, span, surface, out, accuracy, data, prompt_field, answer_field, no_manifest_data, split,
-              limit, base, seed, device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
+@_study_options("landscape")
+def landscape(adapter, dimensions, grid, span, surface, out, as_json, **study):
     """Loss around ADAPTER along filter-normalised random directions (Li et al., 2018), per LoRA factor; --seed picks them."""
     from .analysis.measure import measure_landscape
 
-    tasks = _data(data, prompt_field, answer_field)
-    _analysis(out, as_json, lambda: measure_landscape(
-        adapter, tasks, dimensions, grid, span, base, split, limit, not no_manifest_data, seed, device, allow_pickle,
-        _eval_config(max_batch_tokens, accuracy, dtype, max_length), device_map), surface3d=surface,
-        inputs=_inputs(adapter, data, base))
+    settings = _settings(**study)
+    _analysis(out, as_json, lambda: measure_landscape(adapter, settings, dimensions=dimensions, grid=grid, span=span),
+              surface3d=surface, inputs=_inputs(adapter, settings.data, settings.base))
 
 
 @cli.command()
@@ -263,19 +259,19 @@ def landscape(adapter, dimensions, grid, span, surface, out, accuracy, data, pro
 @click.option("--points", type=click.IntRange(min=2), default=11, show_default=True,
               help="evenly spaced t per path, endpoints included")
 @click.option("--pairs", type=click.Choice(["all", "consecutive"]), default="all", show_default=True)
-@click.option("--bezier", is_flag=True, help="also fit a Bézier curve for every pair and measure along it")
+@click.option("--bezier", is_flag=True, help="also fit a quadratic Bézier curve for every pair and measure along it "
+                                             "(--curve bezier)")
+@click.option("--curve", "curve_kind", type=PathKinds(curved=True), default=None,
+              help="also fit a curve of this kind for every pair and measure along it")
 @click.option("--curve-steps", type=POSITIVE, default=200, show_default=True, help="optimizer steps per fitted curve")
 @click.option("--measure", type=click.Choice(["barrier", "mean", "max"]), default="barrier", show_default=True,
               help="per-task barrier drawn in the heatmaps (all three are in the JSON)")
-@click.option("--split", type=click.Choice(["train", "eval", "test"]), default="eval", show_default=True)
-@click.option("--base", default=None, help="base model (default: the manifest's)")
 @click.option("--out", default="results", show_default=True, help="folder for sweep.json, sweep.png, sweep.html")
-@click.option("--accuracy", is_flag=True, help="also decode greedily at every point (slow)")
 @click.option("--curves-out", default=None,
-              help="with --bezier: also save each fitted control point as CURVES_OUT/A-B/ (for modeconn plane)")
-@_evaluation_options
-def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, base, out, accuracy, curves_out, limit, seed,
-          device, device_map, max_length, max_batch_tokens, dtype, allow_pickle, as_json):
+              help="with --bezier or --curve: also save each fitted curve as CURVES_OUT/A-B/ (for modeconn plane)")
+@_study_options("sweep", skip=("data", "prompt_field", "answer_field", "manifest"),
+                reword={"base": ("--base", "base model (default: the manifest's)")})
+def sweep(sequence, space, points, pairs, bezier, curve_kind, curve_steps, measure, out, curves_out, as_json, **study):
     """Barriers between every pair of task adapters in SEQUENCE (a sequence.json or its folder), as matrices and heatmaps."""
     from contextlib import nullcontext
 
@@ -284,9 +280,15 @@ def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, b
     from .errors import OutputError
     from .outdir import check_apart, check_before_work, claim
 
+    if bezier and curve_kind not in (None, "bezier"):
+        from .errors import ConfigError
+
+        raise ConfigError(f"--bezier means --curve bezier; give --curve {curve_kind} alone")
+    bezier = bezier or curve_kind is not None
     _refuse_idle(("--curves-out", curves_out is not None and not bezier, "without --bezier (no curves are fitted)"),
                  ("--curve-steps", _given("curve_steps") and not bezier, "without --bezier (no curves are fitted)"))
-    inputs = _inputs(sequence, base)
+    settings = _settings(**study)
+    inputs = _inputs(sequence, settings.base)
     if curves_out:  # claimed like --out, both before any work; neither may hold the other
         try:
             check_apart(out, [curves_out])
@@ -295,9 +297,10 @@ def sweep(sequence, space, points, pairs, bezier, curve_steps, measure, split, b
         check_before_work(out, inputs=inputs)
     with claim(curves_out, "curves", inputs=[*inputs, out]) if curves_out else nullcontext():
         _analysis(out, as_json, lambda: sweep_sequence(
-            sequence, space, points, pairs, bezier, CurveConfig(steps=curve_steps, seed=seed, max_length=max_length), base,
-            split, limit, seed, device, allow_pickle, _eval_config(max_batch_tokens, accuracy, dtype, max_length),
-            curves_out=curves_out, device_map=device_map), measure=measure, inputs=[*inputs, *([curves_out] if curves_out else [])])
+            sequence, settings, space=space, points=points, pairs=pairs, bezier=bezier,
+            curve_config=CurveConfig(steps=curve_steps, seed=settings.seed, max_length=settings.max_length,
+                                     path=curve_kind or "bezier"),
+            curves_out=curves_out), measure=measure, inputs=[*inputs, *([curves_out] if curves_out else [])])
 
 
 @cli.command()
@@ -342,38 +345,39 @@ def plot(result_json, out, surface, measure):
 @click.argument("adapter_b")
 @click.option("--out", required=True, help="folder for the control point: a peft adapter plus curve.json")
 @click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True)
-@click.option("--data", multiple=True, metavar="[NAME=]PATH", help=f"training data: {DATA_HELP} (repeatable); adds to the manifest's tasks")
-@click.option("--prompt-field", default=None, help=PROMPT_FIELD_HELP)
-@click.option("--answer-field", default=None, help=ANSWER_FIELD_HELP)
-@click.option("--no-manifest-data", is_flag=True, help="train only on the --data tasks")
+@click.option("--path", "path_kind", type=PathKinds(curved=True), default="bezier", show_default=True,
+              help="the kind of curve (several free points: one adapter folder each, control_1/, control_2/, …)")
 @click.option("--steps", type=POSITIVE, default=200, show_default=True)
 @click.option("--points-per-step", type=POSITIVE, default=4, show_default=True, help="t values per step, scored in one forward pass")
 @click.option("--batch-size", type=POSITIVE, default=8, show_default=True)
 @click.option("--lr", type=float, default=1e-2, show_default=True)
-@click.option("--limit", type=POSITIVE, default=None, help="training examples per task")
-@click.option("--base", default=None)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--max-length", type=click.IntRange(min=2), default=None, help=LENGTH_HELP)
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16", "auto"]), default="float32",
-              show_default=True, help=DTYPE_HELP)
-@click.option("--allow-pickle", is_flag=True)
-def curve(adapter_a, adapter_b, out, space, data, prompt_field, answer_field, no_manifest_data, steps, points_per_step, batch_size, lr, limit, base, seed,
-          device, max_length, dtype, allow_pickle):
-    """Fit a quadratic Bézier curve between ADAPTER_A and ADAPTER_B (Garipov et al., 2018); save its control point.
+@click.option("--limit", "limit_alias", type=POSITIVE, default=None, hidden=True)  # the old spelling of --train-limit
+@_study_options("curve", skip=("split", "device_map", "max_batch_tokens", "accuracy"), as_json=False, reword={
+    "data": ("--data", "training data, repeatable, adding to the manifest's tasks: a data file or a task folder (as "
+                       "for barrier)"),
+    "manifest": ("--no-manifest-data", "train only on the --data tasks"),
+    "limit": ("--train-limit", "training examples per task (--limit, its old spelling, still works)")})
+def curve(adapter_a, adapter_b, out, space, path_kind, steps, points_per_step, batch_size, lr, limit_alias, **study):
+    """Fit a curve between ADAPTER_A and ADAPTER_B (Garipov et al., 2018; a quadratic Bézier by default); save its
+    control point(s).
 
-    Measure along it with: modeconn barrier A B --path bezier --control OUT --space SPACE
+    Measure along it with: modeconn barrier A B --path KIND --control OUT --space SPACE
     """
     from .analysis.bezier import CurveConfig
     from .analysis.measure import fit_curve
     from .outdir import claim
 
-    config = CurveConfig(steps=steps, points_per_step=points_per_step, batch_size=batch_size, lr=lr, seed=seed,
-                         max_length=max_length)
-    tasks = _data(data, prompt_field, answer_field)
-    with claim(out, "curve", inputs=_inputs(adapter_a, adapter_b, data, base)) as claimed:
-        fit = fit_curve(adapter_a, adapter_b, tasks, space, base, limit, not no_manifest_data, device, allow_pickle, config,
-                        dtype=dtype)
+    from .errors import ConfigError
+
+    if limit_alias is not None:
+        if study["limit"] is not None:
+            raise ConfigError("--limit is the old spelling of --train-limit; give one of them")
+        study["limit"] = limit_alias
+    settings = _settings(**study)
+    config = CurveConfig(steps=steps, points_per_step=points_per_step, batch_size=batch_size, lr=lr, seed=settings.seed,
+                         max_length=settings.max_length, path=path_kind)
+    with claim(out, "curve", inputs=_inputs(adapter_a, adapter_b, settings.data, settings.base)) as claimed:
+        fit = fit_curve([adapter_a, adapter_b], settings, space=space, config=config)
         fit.save(claimed.root)
     out_dir = claimed.root
     click.echo(f"fitted in {space} space: training loss {fit.history[0]:.4f} → {sum(fit.history[-10:]) / len(fit.history[-10:]):.4f} "
@@ -386,9 +390,12 @@ def _train_config_options(f):
 
     from .continual.config import TrainConfig
 
-    from .continual.config import OPTIMIZERS, PRECISIONS, SCHEDULERS
+    from .continual.config import DTYPES, OPTIMIZERS, SCHEDULERS
+    from .continual.old_names import PRECISION_VALUES
 
-    choices = {"precision": PRECISIONS, "lr_scheduler": SCHEDULERS, "schedule_scope": ("task", "stream"),
+    f = click.option("--precision", "precision", type=click.Choice(list(PRECISION_VALUES)), default=None, hidden=True,
+                     help="the old name of --dtype (fp32, bf16, fp16, auto)")(f)
+    choices = {"dtype": DTYPES, "lr_scheduler": SCHEDULERS, "schedule_scope": ("task", "stream"),
                "optimizer": OPTIMIZERS}
     for spec in reversed(fields(TrainConfig)):
         default = spec.default if spec.default is not MISSING else spec.default_factory()
@@ -405,9 +412,15 @@ def _train_config_options(f):
 
 
 def _method_options(f):
-    """One flag per method option, from the methods' own declarations (``continual.registry.declared_options``)."""
-    from .continual.registry import declared_options
+    """One flag per method option, from the methods' own declarations (``continual.methods.registry.declared_options``)."""
+    from .continual.methods.registry import declared_options
+    from .continual.old_names import OLD_KEYS
 
+    for old, new in OLD_KEYS.items():  # the old spellings of renamed method options, hidden
+        if new in declared_options():
+            opt = declared_options()[new]
+            f = click.option(f"--{old}", old, type=click.Choice(list(opt.choices)) if opt.choices else opt.type,
+                             default=None, hidden=True, help=f"the old name of --{opt.flag}")(f)
     for key, opt in reversed(declared_options().items()):
         defaults = sorted(set(map(str, opt.defaults.values())))
         shown = defaults[0] if len(defaults) == 1 else ", ".join(f"{m} {d}" for m, d in opt.defaults.items())
@@ -426,21 +439,31 @@ def _protocols():
     return PROTOCOLS
 
 
+def _request(name: str):
+    """A name of the training request's module: the train flags' defaults and choices are read there."""
+    from .continual import request
+
+    return getattr(request, name)
+
+
 def _method_names() -> str:
-    from .continual.registry import METHODS
+    from .continual.methods.registry import METHODS
 
     return ", ".join(METHODS)
 
 
 @cli.command()
-@click.option("--method", default=None, help=f"{_method_names()}  [default: seq]")
+@click.option("--method", default=None, help=f"{_method_names()}  [default: {_request('DEFAULT_METHOD')}]")
 @click.option("--protocol", default=None, type=click.Choice(list(_protocols())),
               help="a named setting (task order, metrics, test rows, training settings) that your other options "
-                   "override: trace (TRACE + MedMCQA + JEC-QA as LLMCL lays them out, the I-LoRA paper's setting) or "
-                   "embedded (the embedded stream)")
+                   "override: trace (TRACE + MedMCQA + JEC-QA as LLMCL lays them out, the I-LoRA paper's setting), "
+                   "standard-cl (O-LoRA's CL_Benchmark as it lays it out) or embedded (the embedded stream)")
 @click.option("--tasks", default=None,
-              help="a sequence.json (or its folder), or a folder of task folders (TRACE/LLMCL format); required, here or in --config")
-@click.option("--order", default=None, help="comma-separated task names: the training order (default: the manifest's, or sorted)")
+              help="a sequence.json (or its folder), or a folder of task folders (TRACE/LLMCL format; standard-cl: "
+                   "the folder holding CL_Benchmark/); required, here or in --config")
+@click.option("--order", default=None, help="comma-separated task names: the training order (default: the manifest's, "
+                                            "or sorted); with --protocol standard-cl also O-LoRA's order1, order2, "
+                                            "order3 or long [order1]")
 @click.option("--out", required=True, help="run folder: one adapter per task, sequence.json, metrics.json")
 @click.option("--name", default=None, help="the run's name in sequence.json [the --out folder's name]; "
                                            "NAME-seedN groups runs for modeconn compare")
@@ -448,31 +471,32 @@ def _method_names() -> str:
 @click.option("--base", default=None, help="base model (default: the manifest's, else 'tiny-llama')")
 @_train_config_options
 @_method_options
-@click.option("--eval-split", type=click.Choice(["eval", "test"]), default=None, help="split of the accuracy matrix [test]")
-@click.option("--eval-limit", type=int, default=None, help="examples per task for the accuracy matrix [all]")
-@click.option("--eval-rows", type=click.Choice(["first", "last"]), default=None,
-              help="with --eval-limit: score the first or the last rows of each split [first]")
+@click.option("--eval-split", type=click.Choice(list(_request("EVAL_SPLITS"))), default=None,
+              help=_request("help_of")("eval_split"))
+@click.option("--eval-limit", type=int, default=None, help=_request("help_of")("eval_limit"))
+@click.option("--eval-rows", type=click.Choice(list(_request("EVAL_ROWS"))), default=None,
+              help=_request("help_of")("eval_rows"))
 @click.option("--prompt-field", default=None, help="the records' field holding the prompt, for every task whose "
                                                    "sequence.json entry names none [prompt; else input, instruction or question]")
 @click.option("--answer-field", default=None, help="the records' field holding the answer, likewise; numbers and booleans "
                                                    "are read in JSON's spelling (3, 2.5, true) [answer; else output, response or answer]")
-@click.option("--device", default=None, help="cpu, cuda or cuda:N (several processes: launch with accelerate) [cpu]")
-@click.option("--report-to", type=click.Choice(["none", "tensorboard", "wandb"]), default=None,
-              help="also log each step to TensorBoard (event files in OUT/logs) or Weights & Biases (offline unless "
-                   "WANDB_MODE says otherwise) [none]; train_log.jsonl is always written")
+@click.option("--device", default=None, help=_request("help_of")("device"))
+@click.option("--report-to", type=click.Choice(list(_request("TRACKERS"))), default=None,
+              help=_request("help_of")("report_to"))
 @click.option("--allow-pickle", is_flag=True, help="allow a base model whose weights are only pickles (*.bin)")
 @click.option("--resume", is_flag=True, help="continue the interrupted run in --out (same settings), or start it")
 @click.option("--stop-after-steps", type=POSITIVE, default=None,
               help="stop after this many steps, leaving a state for --resume")
-def train(out, name, config_file, allow_pickle, resume, stop_after_steps, **flags):
+@click.option("--state-every", type=click.IntRange(min=0), default=_request("STATE_EVERY"),
+              help=f"save the resumable state every N optimizer steps (0: only after each task) [{_request('STATE_EVERY')}]")
+def train(out, name, config_file, allow_pickle, resume, stop_after_steps, state_every, **flags):
     """Train a continual LoRA sequence; write per-task adapters, sequence.json and metrics.json (AP, BWT, FWT)."""
     from pathlib import Path
 
-    from .continual import get_method, train_sequence
+    from .continual import train_sequence
     from .continual.options import read_config_file, resolve
     from .continual.state import STATE_DIR
     from .errors import ConfigError
-    from .evaluator.models import DEFAULT_BASE
     from .outdir import check_apart
 
     out_dir = Path(out)
@@ -482,14 +506,9 @@ def train(out, name, config_file, allow_pickle, resume, stop_after_steps, **flag
         raise ConfigError(f"{out_dir} holds a finished run; choose another --out (nothing was overwritten)")
     if (out_dir / STATE_DIR).exists() and not resume:
         raise ConfigError(f"{out_dir} holds an interrupted run; pass --resume to continue it, or choose another --out")
-    strategy = get_method(request.method, seed=request.config.seed, **request.options)
     try:
-        run = train_sequence(request.base or DEFAULT_BASE, request.tasks, strategy, request.config,
-                             out_dir, name=name,
-                             device=request.device, eval_split=request.eval_split, eval_limit=request.eval_limit,
-                             resume=resume, stop_after=stop_after_steps, metrics_by_task=request.metrics,
-                             allow_pickle=allow_pickle, report_to=request.report_to, eval_rows=request.eval_rows,
-                             protocol=request.protocol, data_fields=request.data_fields)
+        run = train_sequence(request, out_dir, name=name, resume=resume, state_every=state_every,
+                             stop_after=stop_after_steps, allow_pickle=allow_pickle)
     except KeyboardInterrupt:
         from .errors import Interrupted
 
@@ -500,7 +519,7 @@ def train(out, name, config_file, allow_pickle, resume, stop_after_steps, **flag
     if not run.complete:
         click.echo(f"stopped after {stop_after_steps} steps; run the same command with --resume to continue")
         return
-    click.echo(f"{request.method}: {len(run.sequence.tasks)} tasks → {out_dir}")
+    click.echo(f"{request.method.name}: {len(run.sequence.tasks)} tasks → {out_dir}")
     click.echo(run.metrics.table())
 
 
@@ -536,10 +555,16 @@ def compare(runs, baseline, out, primary, seed, as_json):
 @click.option("--grid", type=click.IntRange(min=2), default=9, show_default=True, help="plane points per axis")
 @click.option("--baseline", default="er", show_default=True, help="comparison baseline (when among the runs)")
 @click.option("--seed", type=int, default=0, show_default=True)
-def report(runs, out, points, limit, curves, curve_steps, grid, baseline, seed):
+@click.option("--space", type=click.Choice(["factor", "delta", "both"]), default="factor", show_default=True,
+              help="the paths' space; both: the consecutive barriers in each, one after the other (the plane: factor)")
+@click.option("--accuracy/--no-accuracy", default=False, show_default=True,
+              help="score the paths by accuracy too (greedy decoding, and rank classification where the tasks have "
+                   "choices); off by default: decoding is the slow part")
+def report(runs, out, points, limit, curves, curve_steps, grid, baseline, seed, space, accuracy):
     """The report page for any runs or task sequences: accuracy matrices, consecutive barriers (line and fitted
-    curve), the plane through the largest barrier, the method comparison, and every result's settings. Results
-    already in OUT with the same settings are read back, not recomputed."""
+    curve), the plane through the largest barrier (with any slow and fast learners the runs keep marked on it), the
+    method comparison, and every result's settings. Results already in OUT with the same settings are read back, not
+    recomputed."""
     from pathlib import Path
 
     from . import checks
@@ -551,7 +576,7 @@ def report(runs, out, points, limit, curves, curve_steps, grid, baseline, seed):
     checks.seed("seed", seed)
     folders = [Path(r) for r in runs]
     labels = labels_of(folders)
-    config = ReportConfig(points, limit, curves, curve_steps, grid, seed, baseline)
+    config = ReportConfig(points, limit, curves, curve_steps, grid=grid, seed=seed, baseline=baseline, space=space, accuracy=accuracy)
     with claim(out, owned=[*labels, *REPORT_FILES], inputs=_inputs(runs)) as claimed:
         results = gather([str(f) for f in folders], claimed.root, config)
         write_json(claimed.root / "report.json", results.to_json())
@@ -575,7 +600,7 @@ def demo(out, methods, max_train, epochs, eval_limit, limit, curve_steps, seed):
     from .demo.run import run_demo
 
     chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
-    config = DemoConfig(chosen, max_train, epochs, eval_limit, limit, curve_steps=curve_steps, seed=seed)
+    config = DemoConfig(chosen, max_train, epochs, eval_limit, limit=limit, curve_steps=curve_steps, seed=seed)
     result = run_demo(out, config)
     click.echo(f"report: {result.out / 'report.html'}  ({result.seconds / 60:.1f} min)")
     for line in result.summary_lines():

@@ -25,6 +25,7 @@ from typing import Iterable, Iterator
 
 from .errors import OutputError
 from .files import TEMP_PREFIX, atomic_write
+from .ranks import main_process
 
 LOCK = ".modeconn.lock"
 RECORD = ".modeconn.owned.json"
@@ -38,11 +39,6 @@ OWNED = {
     "curve": ["adapter_config.json", "adapter_model.safetensors", "curve.json", "README.md"],
     "curves": ["*"],  # sweep --curves-out: one control-point folder per pair, A-B/
 }
-
-
-def main_process() -> bool:
-    """False on the other ranks of ``accelerate launch`` / torchrun (they compute, but only rank 0 writes)."""
-    return os.environ.get("RANK", "0") == "0"
 
 
 @dataclass(frozen=True)

@@ -53,12 +53,13 @@ def main() -> None:
     if "seq" in stages:
         import os
 
-        from modeconn.continual import TrainConfig, get_method, train_sequence
+        from modeconn.continual import TrainConfig, TrainRequest, get_method, train_sequence
         from modeconn.continual.config import EMBEDDED_TRAINING
 
         os.environ["MODECONN_CHECKPOINTS"] = str(out.resolve())
         config = TrainConfig(**EMBEDDED_TRAINING, epochs=5, seed=args.seed)
-        train_sequence("tiny-llama", [(t, out / "data" / t) for t in TASKS], get_method("seq"), config, out / "seq", name="embedded-seq")
+        train_sequence(TrainRequest("tiny-llama", [(t, out / "data" / t) for t in TASKS], get_method("seq"), config),
+                       out / "seq", name="embedded-seq")
     if "smollm2" in stages:
         build_smollm2(out, args.seed)
 
@@ -68,12 +69,13 @@ def build_smollm2(out: Path, seed: int) -> None:
     loader reads them back as float32) so the four fit in a few MB."""
     from safetensors.torch import load_file, save_file
 
-    from modeconn.continual import TrainConfig, get_method, train_sequence
+    from modeconn.continual import TrainConfig, TrainRequest, get_method, train_sequence
 
     target = out / "smollm2"
     config = TrainConfig(**SMOLLM2_TRAINING, seed=seed)
-    train_sequence("smollm2-135m", [(t, out / "data" / t) for t in TASKS], get_method("seq"), config, target,
-                   name="smollm2-seq", eval_limit=SMOLLM2_EVAL_LIMIT)
+    train_sequence(TrainRequest("smollm2-135m", [(t, out / "data" / t) for t in TASKS], get_method("seq"), config,
+                                eval_limit=SMOLLM2_EVAL_LIMIT),
+                   target, name="smollm2-seq")
     for task in TASKS:
         weights = target / task / "adapter_model.safetensors"
         save_file({k: v.half().contiguous() for k, v in load_file(weights).items()}, weights)

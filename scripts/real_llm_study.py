@@ -79,17 +79,19 @@ def sequence_phase(args, seq) -> dict:
     Bézier curve fitted on their training data (loss; accuracy with --curve-accuracy), then the plane of the largest
     straight-line joint gap through its control point."""
     from modeconn.analysis.bezier import CurveConfig
+    from dataclasses import replace
+
     from modeconn.analysis.measure import fit_curve, measure_barrier, measure_plane
-    from modeconn.evaluator.evaluate import EvalConfig
+    from modeconn.analysis.settings import StudySettings
     from modeconn.plots.kinds import save_result
 
     names = [t.name for t in seq.tasks]
     curve_config = CurveConfig(steps=args.curve_steps, batch_size=args.curve_batch, points_per_step=args.curve_t,
                                seed=args.seed)
-    pairs, common = [], dict(points=args.points, limit=args.limit, manifest=False, seed=args.seed)
+    pairs, common = [], StudySettings(limit=args.limit, manifest=False, seed=args.seed, progress=False)
     for a, b in zip(names, names[1:]):  # every straight line first (a result already in --out is read back)
         line = _cached(args.out / "pairs" / f"{a}-{b}-line", lambda: measure_barrier(
-            *_ends(seq, a, b), _data(seq, a, b), eval_config=EvalConfig(progress=False), **common))
+            _ends(seq, a, b), replace(common, data=_data(seq, a, b)), points=args.points))
         pairs.append({"from": a, "to": b, "joint_gap_line": line.joint_gap,
                       "barrier_line": {t: line.tasks[t].barrier for t in (a, b)},
                       "endpoint_accuracy": {a: line.tasks[a].accuracy[0], b: line.tasks[b].accuracy[-1]},
@@ -100,17 +102,18 @@ def sequence_phase(args, seq) -> dict:
         a, b = pair["from"], pair["to"]
         control = args.out / "curves" / f"{a}-{b}"
         if not (control / "curve.json").is_file():
-            fit_curve(*_ends(seq, a, b), _data(seq, a, b), limit=args.train_limit, manifest=False, config=curve_config,
-                      progress=False).save(control)
+            fit_curve(_ends(seq, a, b), replace(common, data=_data(seq, a, b), limit=args.train_limit),
+                      config=curve_config).save(control)
         curve = _cached(args.out / "pairs" / f"{a}-{b}-curve", lambda: measure_barrier(
-            *_ends(seq, a, b), _data(seq, a, b), path="bezier", control=str(control),
-            eval_config=EvalConfig(accuracy=args.curve_accuracy, progress=False), **common))
+            _ends(seq, a, b), replace(common, data=_data(seq, a, b), accuracy=args.curve_accuracy), points=args.points,
+            path="bezier", control=str(control)))
         pair.update({"joint_gap_curve": curve.joint_gap, "barrier_curve": {t: curve.tasks[t].barrier for t in (a, b)},
                      "best_on_curve": best_joint(curve, a, b) if args.curve_accuracy else None})
         print(json.dumps(pair), flush=True)
     a, b = largest["from"], largest["to"]
-    plane = measure_plane(*_ends(seq, a, b), str(args.out / "curves" / f"{a}-{b}"), _data(seq, a, b), grid=args.grid,
-                          limit=args.limit, manifest=False, seed=args.seed, curve_points=args.plane_curve_points)
+    plane = measure_plane([*_ends(seq, a, b), str(args.out / "curves" / f"{a}-{b}")],
+                          replace(common, data=_data(seq, a, b), progress=True), grid=args.grid,
+                          curve_points=args.plane_curve_points)
     save_result(plane, args.out / "plane")
     return {"sequence": str(args.sequence), "base": seq.base_model, "tasks": names,
             "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -141,23 +144,25 @@ def ilora_phase(args, seq, a: str, b: str) -> dict:
     """Step 4: I-LoRA on the same tasks and settings; its slow adapters on the plane of three of its fast minima (the
     pair's two and the one before, else after, them), at their projections."""
     from modeconn.analysis.measure import measure_plane
-    from modeconn.continual import TrainConfig, get_method, train_sequence
+    from modeconn.analysis.settings import StudySettings
+    from modeconn.continual import TrainConfig, TrainRequest, get_method, train_sequence
 
     names = [t.name for t in seq.tasks]
-    options = {"ema": 0.9, "gamma": 1.0, "buffer_fraction": 0.025}  # selected on the embedded stream's eval split
+    options = {"ilora_ema": 0.9, "ilora_gamma": 1.0, "buffer_fraction": 0.025}  # selected on the embedded stream's eval split
     if not (args.ilora_run / "metrics.json").is_file():
         settings = json.loads((args.sequence / "train_config.json").read_text())
         config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
-        train_sequence(seq.base_model, [(t.name, seq.data_dir(t)) for t in seq.tasks],
-                       get_method("ilora", seed=args.seed, **options), config, args.ilora_run, name="ilora")
+        train_sequence(TrainRequest(seq.base_model, [(t.name, seq.data_dir(t)) for t in seq.tasks],
+                                    get_method("ilora", seed=args.seed, **options), config),
+                       args.ilora_run, name="ilora")
     k = names.index(a)
     third = names[k - 1] if k > 0 else names[k + 2]
     fast = [str(args.ilora_run / "fast" / n) for n in (a, b, third)]
     slows = [str(args.ilora_run / "slow" / n) for n in (a, b)]
     # the same plane made earlier (or by `modeconn plane --mark`) is read back
     placed = _cached(args.out / "ilora-plane", lambda: measure_plane(
-        *fast, _data(seq, a, b), grid=args.grid, limit=args.limit, manifest=False, seed=args.seed, curve=False,
-        marks=slows), kind="plane")
+        fast, StudySettings(data=_data(seq, a, b), manifest=False, limit=args.limit, seed=args.seed), grid=args.grid,
+        curve=False, marks=slows), kind="plane")
     size = placed.points[1][0]  # the distance between the pair's fast minima
     ilora = json.loads((args.ilora_run / "metrics.json").read_text())
     labels = [f"fast/{n}" for n in (a, b, third)] + [f"slow/{n}" for n in (a, b)]

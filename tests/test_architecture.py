@@ -24,7 +24,7 @@ ALLOWED = {
 }
 
 
-CORE = ("errors", "files", "provenance", "checks", "outdir")
+CORE = ("errors", "files", "provenance", "checks", "outdir", "ranks", "results")
 
 
 def module_name(path: Path) -> str:

@@ -532,32 +532,38 @@ def _api_cases():
     return {
         "load_adapter allow_pickle='no'": (lambda o: modeconn.load_adapter(NEWS, allow_pickle="no"), "allow_pickle must be True or False"),
         "load_adapter(5)": (lambda o: modeconn.load_adapter(5), "location must be"),
-        "measure_barrier data=str": (lambda o: modeconn.measure_barrier(NEWS, GLOSS, data=str(DATA / "news")), "single str"),
-        "measure_barrier data=[5]": (lambda o: modeconn.measure_barrier(NEWS, GLOSS, data=[5]), "5"),
-        "measure_barrier eval_config='fast'": (lambda o: modeconn.measure_barrier(NEWS, GLOSS, eval_config="fast"),
-                                               "eval_config must be an EvalConfig"),
-        "measure_barrier base=5": (lambda o: modeconn.measure_barrier(NEWS, GLOSS, base=5), "base must be"),
-        "measure_barrier allow_pickle='no'": (lambda o: modeconn.measure_barrier(NEWS, GLOSS, allow_pickle="no"), "allow_pickle"),
-        "measure_barrier control on a line": (lambda o: modeconn.measure_barrier(NEWS, GLOSS, control=FORTUNE),
+        "measure_barrier data=str": (lambda o: modeconn.measure_barrier([NEWS, GLOSS], modeconn.StudySettings(data=str(DATA / "news"))),
+                                     "single str"),
+        "measure_barrier data=[5]": (lambda o: modeconn.measure_barrier([NEWS, GLOSS], modeconn.StudySettings(data=[5])), "5"),
+        "measure_barrier settings={}": (lambda o: modeconn.measure_barrier([NEWS, GLOSS], {}),
+                                        "settings must be a StudySettings"),
+        "measure_barrier(a, b)": (lambda o: modeconn.measure_barrier(NEWS, GLOSS), "takes its adapters as one list"),
+        "measure_barrier base=5": (lambda o: modeconn.measure_barrier([NEWS, GLOSS], modeconn.StudySettings(base=5)), "base must be"),
+        "measure_barrier allow_pickle='no'": (lambda o: modeconn.StudySettings(allow_pickle="no"), "allow_pickle"),
+        "measure_barrier control on a line": (lambda o: modeconn.measure_barrier([NEWS, GLOSS], control=FORTUNE),
                                               "control has no effect"),
-        "measure_barrier b=5": (lambda o: modeconn.measure_barrier(NEWS, 5), "b must be"),
+        "measure_barrier b=5": (lambda o: modeconn.measure_barrier([NEWS, 5]), "adapters[1] must be"),
+        "measure_barrier three adapters": (lambda o: modeconn.measure_barrier([NEWS, GLOSS, FORTUNE]), "must list 2 adapters"),
+        "StudySettings prompt_field without data": (lambda o: modeconn.StudySettings(prompt_field="text"), "--data"),
         "Study.open([])": (lambda o: Study.open([]), "locations must list at least 1"),
         "Study.open(str)": (lambda o: Study.open(NEWS), "single str"),
         "sweep curves_out without bezier": (lambda o: modeconn.sweep_sequence(str(SEQ), curves_out=str(o)), "curves_out has no effect"),
         "sweep bezier='yes'": (lambda o: modeconn.sweep_sequence(str(SEQ), bezier="yes"), "bezier must be True or False"),
-        "measure_plane marks=str": (lambda o: modeconn.measure_plane(NEWS, GLOSS, FORTUNE, marks=NEWS), "single str"),
-        "fit_curve config={}": (lambda o: modeconn.fit_curve(NEWS, GLOSS, config={}), "config must be a CurveConfig"),
+        "measure_plane marks=str": (lambda o: modeconn.measure_plane([NEWS, GLOSS, FORTUNE], marks=NEWS), "single str"),
+        "fit_curve config={}": (lambda o: modeconn.fit_curve([NEWS, GLOSS], config={}), "config must be a CurveConfig"),
         "evaluate_path(None, ...)": (lambda o: modeconn.evaluate_path(None, None, None, [0.0], {}), "model must be a model"),
         "evaluate_path tokenizer None": (lambda o: modeconn.evaluate_path(torch.nn.Linear(1, 1), None, None, [0.0], {}),
                                          "tokenizer must be"),
         "load_task_data(str)": (lambda o: modeconn.load_task_data(str(DATA / "news")), "single str"),
-        "train_sequence tasks=str": (lambda o: modeconn.train_sequence("tiny-llama", str(SEQ), seq, config, o),
+        "TrainRequest tasks=str": (lambda o: modeconn.TrainRequest("tiny-llama", str(SEQ), seq, config),
                                      "tasks must be a non-empty list of (task name, task folder) pairs"),
-        "train_sequence config={}": (lambda o: modeconn.train_sequence("tiny-llama", news, seq, {}, o), "config must be a TrainConfig"),
-        "train_sequence base=5": (lambda o: modeconn.train_sequence(5, news, seq, config, o), "base must be"),
-        "train_sequence resume='no'": (lambda o: modeconn.train_sequence("tiny-llama", news, seq, config, o, resume="no"),
+        "TrainRequest config={}": (lambda o: modeconn.TrainRequest("tiny-llama", news, seq, {}), "config must be a TrainConfig"),
+        "TrainRequest base=5": (lambda o: modeconn.TrainRequest(5, news, seq, config), "base must be"),
+        "train_sequence resume='no'": (lambda o: modeconn.train_sequence(modeconn.TrainRequest("tiny-llama", news, seq, config),
+                                                                         o, resume="no"),
                                        "resume must be True or False"),
-        "train_sequence method='seq'": (lambda o: modeconn.train_sequence("tiny-llama", news, "seq", config, o),
+        "train_sequence request=str": (lambda o: modeconn.train_sequence("tiny-llama", o), "request must be a TrainRequest"),
+        "TrainRequest method='seq'": (lambda o: modeconn.TrainRequest("tiny-llama", news, "seq", config),
                                         "method must be a continual method"),
     }
 
@@ -629,11 +635,12 @@ def test_a_skipped_fp16_step_logs_null_not_nan(tmp_path):
     from modeconn.plots.kinds import load_result
 
     lines = []
-    run = SimpleNamespace(accelerator=SimpleNamespace(is_main_process=True, log_with=None), world=1)
     folder = SimpleNamespace(log_step=lambda record: lines.append(json.dumps(record, allow_nan=False)))
     for step, norm in ((1, float("inf")), (2, 0.5)):
-        _log(run, folder, SimpleNamespace(global_step=step, epoch=0), "news",
-             StepResult(1.0, norm, 8, {}, skipped=norm != 0.5, loss_scale=65536.0), 1e-3, 0.1)
+        run = SimpleNamespace(accelerator=SimpleNamespace(is_main_process=True, log_with=None), world=1,
+                              run=SimpleNamespace(global_step=step, epoch=0))
+        _log(run, folder, StepResult(1.0, norm, 8, {}, skipped=norm != 0.5, loss_scale=65536.0), task="news", lr=1e-3,
+             seconds=0.1)
     first = json.loads(lines[0])
     assert first["grad_norm"] is None and first["not_finite"] == ["grad_norm"] and first["skipped"] is True
     assert "not_finite" not in json.loads(lines[1])

@@ -6,6 +6,7 @@ import json
 import math
 import shlex
 import shutil
+import subprocess
 import sys
 from argparse import Namespace
 from pathlib import Path
@@ -62,6 +63,11 @@ class FakeRuns:
             self.made.append((cmd, out))
 
 
+# the driver's options besides the run sizes, as its command line leaves them by default
+EMBEDDED = {"protocol": "embedded", "order": None, "precision": None, "max_length": None, "state_every": None,
+            "dry_run": False}
+
+
 @pytest.fixture()
 def driver(tmp_path, monkeypatch):
     results = tmp_path / "results"
@@ -73,7 +79,8 @@ def driver(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["continual.py", "select"])
     args = Namespace(base="tiny-llama", tasks=["news", "gloss"], data=tmp_path / "data", max_train=8, epochs=1,
                      batch_size=4, eval_limit=4, seeds=[0, 1, 2], methods=["er", "ilora", "agem"], select_seeds=[100, 101],
-                     selection="tiny-llama", runs=tmp_path / "runs", jobs=1, lr_grid=None, variants=["er", "ilora"])
+                     selection="tiny-llama", runs=tmp_path / "runs", jobs=1, lr_grid=None, variants=["er", "ilora"],
+                     **EMBEDDED)
     return args, fake, results
 
 
@@ -181,7 +188,8 @@ def test_edges_extend_the_grid_and_ties_go_to_the_smaller_lr():
 
 
 def test_commands_skip_finished_runs_and_resume_interrupted_ones(tmp_path):
-    args = Namespace(data=tmp_path, tasks=["news"], base="tiny-llama", epochs=1, batch_size=4, max_train=8, eval_limit=4)
+    args = Namespace(data=tmp_path, tasks=["news"], base="tiny-llama", epochs=1, batch_size=4, max_train=8, eval_limit=4,
+                     **EMBEDDED)
     cmd = bench.train_args(args, "gem", {"optimizer": "sgd", "margin": 0.5}, 1e-3, 0, "eval", tmp_path / "r", "r")
     assert "--resume" in cmd and flag(cmd, "--optimizer") == "sgd" and flag(cmd, "--gem-margin") == "0.5"
     assert shlex.split(bench.recorded_command(cmd))[:2] == ["modeconn", "train"]
@@ -204,3 +212,67 @@ def test_summary_reads_todays_results_and_keeps_what_select_stored(driver):
     assert record["selection"]["tiny-llama"]["er"]["lr"] == 1e-3  # the earlier protocol's choice, still readable
     text = (results / "continual.md").read_text()
     assert "| ilora | 8 |" in text and "one budget" in text and "before the one-budget protocol" in text
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred")  # the fake scores' paired differences are constant
+def test_the_standard_cl_stream_has_its_own_runs_results_and_entry(driver):
+    args, fake, results = driver
+    args.__dict__.update(protocol="standard-cl", order="order1", base="smollm2-135m", data=Path("/data/cl"),
+                         precision="auto", selection=None)
+    embedded = json.loads((results / "continual.json").read_text())["bases"]
+    bench.select(args)
+    assert {out.parent.name for _, out in fake.made} == {"select-smollm2-135m_standard-cl-order1"}
+    cmd = fake.made[0][0]
+    assert (flag(cmd, "--protocol"), flag(cmd, "--order"), flag(cmd, "--tasks"), flag(cmd, "--precision"),
+            flag(cmd, "--rank")) == ("standard-cl", "order1", "/data/cl", "auto", "8")
+    assert flag(cmd, "--state-every") is None and flag(cmd, "--max-length") is None
+    # more seeds for some variants: a second report call adds them to the same comparison
+    bench.report(args)
+    args.variants, args.seeds = ["er", "ilora"], [3, 4]
+    bench.report(args)
+    args.seeds = [0, 1, 2, 3, 4]
+    bench.controlled(args)
+    record = json.loads((results / "continual.json").read_text())
+    stream = record["bases"]["smollm2-135m"]["streams"]["standard-cl-order1"]
+    assert set(stream) == {"selection", "selection_settings", "memory", "controlled"}
+    assert {k: v for k, v in record["bases"]["smollm2-135m"].items() if k != "streams"} == embedded["smollm2-135m"]
+    assert record["bases"]["tiny-llama"] == embedded["tiny-llama"]
+    folder = results / "continual_smollm2-135m_standard-cl-order1"
+    groups = json.loads((folder / "compare.json").read_text())["groups"]
+    assert {label: len(g["seeds"]) for label, g in groups.items()} == {"er": 5, "ilora": 5}
+    assert (results / "controlled_smollm2-135m_standard-cl-order1" / "compare.json").is_file()
+    bench.summary(args)
+    summed = json.loads((results / "continual.json").read_text())["bases"]["smollm2-135m"]["streams"]["standard-cl-order1"]
+    assert {"selection", "memory", "comparison", "controlled"} <= set(summed)
+    assert "## smollm2-135m, standard-cl-order1" in (results / "continual.md").read_text()
+
+
+def test_a_dry_run_prints_each_command_and_what_it_would_do_and_runs_nothing(tmp_path):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "continual.py"), "select", "--protocol", "standard-cl", "--order",
+           "agnews,amazon", "--data", str(tmp_path / "cl"), "--base", "smollm2-135m", "--methods", "er",
+           "--lr-grid", "0.001", "--runs", str(runs), "--results", str(results), "--dry-run"]
+    folder = runs / "one-budget" / "select-smollm2-135m_standard-cl-agnews+amazon"
+    (folder / "er-lr0.001-seed100" / ".state").mkdir(parents=True)
+    (folder / "er-lr0.001-seed100" / ".state" / "state.json").write_text(json.dumps({"global_step": 7}))
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "# er-lr0.001-seed100: resumed from step 7" and lines[2] == "# er-lr0.001-seed101: started"
+    assert shlex.split(lines[3])[3:9] == ["train", "--protocol", "standard-cl", "--method", "er", "--tasks"]
+    assert flag(shlex.split(lines[3]), "--order") == "agnews,amazon"
+    assert not results.exists() and not (folder / "er-lr0.001-seed101").exists()
+    refused = subprocess.run([*cmd[:3], "--protocol", "standard-cl", "--dry-run"], capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert refused.returncode == 2 and "needs --order and --data" in refused.stderr
+
+
+def test_unfinished_runs_resume_or_restart_and_finished_ones_match_without_resume(tmp_path):
+    runs = sys.modules["benchmarks.continual_runs"]
+    cmd = ["python", "-m", "modeconn", "train", "--out", str(tmp_path), "--resume"]
+    assert runs.start_of(cmd, tmp_path) == ("started", cmd)
+    (tmp_path / "train_log.jsonl").write_text('{"step": 1, "task": "a"}\n')
+    how, again = runs.start_of(cmd, tmp_path)
+    assert how.startswith("restarted") and again == cmd[:-1]
+    (tmp_path / "metrics.json").write_text(json.dumps({"made_by": {"command": runs.recorded_command(again)}}))
+    assert runs.finished(cmd, tmp_path)

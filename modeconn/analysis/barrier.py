@@ -15,12 +15,14 @@ number a curve between them can lower.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from ..evaluator.evaluate import PathEvaluation
-from ..files import json_text, nan_for_null
+from ..files import nan_for_null
+from ..results import JsonResult
 
 FACTOR_NOTE = (
     "factor space interpolates A and B separately: the path depends on how each ΔW is factorised, so it is "
@@ -103,12 +105,14 @@ class TaskBarrier:
     accuracy_drop_min_endpoint: float | None = None
     metric: str = "exact_match"
     cut_prompts: int = 0  # prompts cut from the left to fit max_length
+    rank_accuracy: list[float] | None = None  # rank classification over the task's choices (evaluator/rank.py)
 
     @classmethod
     def from_json(cls, data: dict) -> "TaskBarrier":
         """A non-finite number was written as null: it comes back as NaN (a missing accuracy stays None)."""
         data = dict(data)
         data["loss"], data["accuracy"] = nan_for_null(data["loss"]), nan_for_null(data.get("accuracy"))
+        data["rank_accuracy"] = nan_for_null(data.get("rank_accuracy"))
         numbers = ["barrier", "barrier_t", "barrier_mean_endpoint", "barrier_max_endpoint", "barrier_max_endpoint_t"]
         if data["accuracy"] is not None:
             numbers += ["accuracy_drop", "accuracy_drop_t", "accuracy_drop_min_endpoint"]
@@ -118,10 +122,11 @@ class TaskBarrier:
 
 
 def task_barrier(t: list[float], loss: list[float], accuracy: list[float] | None, examples: int,
-                 metric: str = "exact_match", cut_prompts: int = 0) -> TaskBarrier:
+                 metric: str = "exact_match", cut_prompts: int = 0, rank_accuracy: list[float] | None = None) -> TaskBarrier:
     b, mean, worst = loss_barrier(t, loss), mean_endpoint_barrier(t, loss), max_endpoint_barrier(t, loss)
-    out = TaskBarrier(loss, accuracy, examples, b.value, b.t, mean.value, worst.value, worst.t, metric=metric,
-                      cut_prompts=cut_prompts)
+    out = TaskBarrier(loss, accuracy, examples, b.value, barrier_t=b.t, barrier_mean_endpoint=mean.value,
+                      barrier_max_endpoint=worst.value, barrier_max_endpoint_t=worst.t, metric=metric,
+                      cut_prompts=cut_prompts, rank_accuracy=rank_accuracy)
     if accuracy is not None:
         d, dm = accuracy_drop(t, accuracy), min_endpoint_accuracy_drop(t, accuracy)
         out.accuracy_drop, out.accuracy_drop_t, out.accuracy_drop_min_endpoint = d.value, d.t, dm.value
@@ -129,7 +134,9 @@ def task_barrier(t: list[float], loss: list[float], accuracy: list[float] | None
 
 
 @dataclass
-class BarrierResult:
+class BarrierResult(JsonResult):
+    kind: ClassVar[str] = "barrier"
+
     """Loss and accuracy along one path for each task, with its barriers; ``barrier.json`` is ``to_json()``."""
 
     path: str
@@ -149,38 +156,36 @@ class BarrierResult:
     @classmethod
     def from_evaluation(cls, evaluation: PathEvaluation, path: str, space: str, adapters: list[str], base_model: str,
                         **kwargs) -> "BarrierResult":
-        tasks = {n: task_barrier(evaluation.t, c.loss, c.accuracy, c.examples, c.metric, c.cut_prompts)
+        tasks = {n: task_barrier(evaluation.t, c.loss, c.accuracy, c.examples, metric=c.metric, cut_prompts=c.cut_prompts,
+                                 rank_accuracy=c.rank_accuracy)
                  for n, c in evaluation.tasks.items()}
         note = FACTOR_NOTE if space == "factor" else DELTA_NOTE
         gap = joint_gap(evaluation.t, [c.loss for c in evaluation.tasks.values()]) if len(tasks) > 1 else None
-        return cls(path, space, list(evaluation.t), tasks, adapters, base_model, space_note=note, **kwargs,
+        return cls(path, space, list(evaluation.t), tasks, adapters=adapters, base_model=base_model, space_note=note,
+                   **kwargs,
                    joint_gap=gap.value if gap else None, joint_gap_t=gap.t if gap else None)
 
-    def to_json(self) -> dict:
-        return {"kind": "barrier", **asdict(self)}
-
     @classmethod
-    def from_json(cls, data: dict) -> "BarrierResult":
-        data = {k: v for k, v in data.items() if k != "kind"}
+    def from_fields(cls, data: dict) -> "BarrierResult":
         data["tasks"] = {n: TaskBarrier.from_json(v) for n, v in data["tasks"].items()}
         if len(data["tasks"]) > 1:
             data["joint_gap"] = math.nan if data.get("joint_gap") is None else data["joint_gap"]
             data["joint_gap_t"] = math.nan if data.get("joint_gap_t") is None else data["joint_gap_t"]
         return cls(**data)
 
-    def dumps(self) -> str:
-        return json_text(self.to_json())
-
     def table(self) -> str:
         """The readable table: loss (and accuracy) per task at each t, then the barriers."""
         names = list(self.tasks)
-        head = f"{'t':>6} " + " ".join(f"{n[:14] + ' loss':>20}{'acc':>7}" for n in names)
+        ranked = any(tb.rank_accuracy is not None for tb in self.tasks.values())  # a column only where some task has it
+        head = f"{'t':>6} " + " ".join(f"{n[:14] + ' loss':>20}{'acc':>7}" + (f"{'rank':>7}" if ranked else "") for n in names)
         lines = [f"{self.path} path in {self.space} space: {self.adapters[0]} → {self.adapters[-1]}", head]
         for i, t in enumerate(self.t):
             cells = []
             for n in names:
                 tb = self.tasks[n]
                 acc = f"{tb.accuracy[i]:7.3f}" if tb.accuracy is not None else f"{'-':>7}"
+                if ranked:
+                    acc += f"{tb.rank_accuracy[i]:7.3f}" if tb.rank_accuracy is not None else f"{'-':>7}"
                 cells.append(f"{tb.loss[i]:20.4f}{acc}")
             lines.append(f"{t:6.3f} " + " ".join(cells))
         lines.append("")

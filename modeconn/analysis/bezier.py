@@ -1,6 +1,6 @@
-"""Fit a quadratic Bézier curve between two LoRA minima (Garipov et al., 2018): train the control point θ_c of
-φ(t) = (1−t)²θ_a + 2t(1−t)θ_c + t²θ_b to minimise E_{t~U(0,1)} L(φ(t)), several t per step in one batched pass,
-with gradients flowing into θ_c only.
+"""Fit a curve's free points between two LoRA minima (Garipov et al., 2018), for any path kind with free points
+(quadratic Bézier control point, polygonal chain bend, cubic Bézier controls…): train them to minimise
+E_{t~U(0,1)} L(φ(t)), several t per step in one batched pass, with gradients flowing into the free points only.
 """
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from tqdm import tqdm
 
 from .. import checks
 from ..errors import ConfigError, NonFiniteError
-from ..evaluator.data import Example, encode, resolve_max_length
+from ..evaluator.data import Encoded, Example, encode, resolve_max_length
 from ..evaluator.batch import scored_batch
 from ..evaluator.evaluate import points_nll
+from ..evaluator.fields import max_length_field
 from ..evaluator.layer import inject_path
 from ..lora.adapters import LoraWeights
-from ..lora.paths import bezier_path, linear_path
+from ..lora.path_kinds import curved, path_kind
+from ..lora.paths import LoraPath, kind_path, linear_path
 
 CURVE_RECORD = "curve.json"
 
@@ -29,11 +31,13 @@ class CurveConfig:
     points_per_step: int = field(default=4, metadata={"help": "t values sampled per step, scored in one forward pass"})
     batch_size: int = field(default=8, metadata={"help": "examples per step (each scored at every sampled t)"})
     lr: float = field(default=1e-2, metadata={"help": "Adam learning rate for the control point"})
-    max_length: int | None = field(default=None, metadata={
-        "help": "tokens per example (None: 1024, or the base's positions if fewer; as every command)"})
+    max_length: int | None = max_length_field()
     seed: int = field(default=0, metadata={"help": "seed for t samples and batches"})
+    path: str = field(default="bezier", metadata={"help": "the kind of curve whose free points are fitted"})
 
     def __post_init__(self):
+        if not path_kind(checks.text("path", self.path)).free:
+            raise ConfigError(f"a {self.path} path has no free point to fit; choose one of {', '.join(curved())}")
         for name in ("steps", "points_per_step", "batch_size"):
             checks.count(name, getattr(self, name), 1, 1 << 24)
         checks.optional_count("max_length", self.max_length, 2)
@@ -43,27 +47,44 @@ class CurveConfig:
 
 @dataclass
 class CurveFit:
-    control: LoraWeights
+    controls: list[LoraWeights]  # the free points, in path order
     space: str
     endpoints: list[str]
     history: list[float]  # training loss per step
     config: CurveConfig
     made_by: dict = field(default_factory=dict)  # settings, versions, command (provenance.made_by)
+    path: str = "bezier"
+
+    @property
+    def control(self) -> LoraWeights:
+        """The first free point (a quadratic Bézier's only control point)."""
+        return self.controls[0]
+
+    def folders(self) -> list[str]:
+        """Where each free point is saved inside the curve's folder: one point at its root (a peft adapter folder
+        ``modeconn plane`` takes as C), several in ``control_1/``, ``control_2/``, …"""
+        return [""] if len(self.controls) == 1 else [f"control_{k + 1}" for k in range(len(self.controls))]
 
     def to_json(self) -> dict:
-        return {"kind": "bezier_curve", "space": self.space, "endpoints": self.endpoints, "history": self.history,
-                "config": asdict(self.config), "base_model": self.control.base_model, "made_by": self.made_by}
+        return {"kind": "bezier_curve", "path": self.path, "controls": self.folders(), "space": self.space,
+                "endpoints": self.endpoints, "history": self.history, "config": asdict(self.config),
+                "base_model": self.controls[0].base_model, "made_by": self.made_by}
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, allow_nan=False)
 
     def save(self, folder) -> None:
-        """The control point as a peft adapter, plus ``curve.json`` (endpoints, space, training history), written
-        into ``folder`` together."""
+        """The free points as peft adapters, plus ``curve.json`` (path kind, endpoints, space, training history),
+        written into ``folder`` together."""
         from ..files import write_all
         from ..lora.adapters import adapter_files
 
-        write_all(folder, {**adapter_files(self.control), CURVE_RECORD: self.dumps() + "\n"})
+        if len(self.controls) == 1:
+            write_all(folder, {**adapter_files(self.control), CURVE_RECORD: self.dumps() + "\n"})
+            return
+        for sub, point in zip(self.folders(), self.controls):
+            write_all(Path(folder) / sub, adapter_files(point))
+        write_all(folder, {CURVE_RECORD: self.dumps() + "\n"})  # last: a folder with its record holds every point
 
 
 def read_curve(control: str | Path) -> dict | None:
@@ -85,19 +106,49 @@ def fitted_between(record: dict | None, a: str | Path, b: str | Path, space: str
     return ends == [Path(a).resolve(), Path(b).resolve()] and record.get("space") == space
 
 
+def control_folders(control: str | Path, kind: str) -> list[str]:
+    """The adapter folders of a curve's free points: ``control`` itself for one point, else the subfolders its
+    ``curve.json`` lists (what ``modeconn curve --path KIND`` wrote)."""
+    free = path_kind(kind).free
+    if free == 1:
+        return [str(control)]
+    record = read_curve(control) or {}
+    found = record.get("controls")
+    if record.get("path") != kind or not isinstance(found, list) or len(found) != free:
+        raise ConfigError(f"{control}: not a {kind} curve's folder (its curve.json should name {free} control points); "
+                          f"fit one with: modeconn curve A B --path {kind} --out FOLDER")
+    return [str(Path(control) / checks.text("controls", name)) for name in found]
+
+
 def midpoint(a: LoraWeights, b: LoraWeights, space: str) -> LoraWeights:
     """The straight-line midpoint, the control point's initial value (the curve then starts as the line)."""
     return linear_path(a, b, space, base_given=True).at(0.5)
 
 
-def fit_bezier(model, tokenizer, a: LoraWeights, b: LoraWeights, train: list[Example], space: str = "factor",
-               config: CurveConfig = CurveConfig(), progress: bool = True) -> CurveFit:
-    """Train the control point on ``train`` (usually the union of both tasks' training data)."""
+def start_path(kind: str, a: LoraWeights, b: LoraWeights, space: str) -> LoraPath:
+    """The ``kind`` path a fit starts from: each free point on the straight line at the kind's ``start`` t."""
+    line = linear_path(a, b, space, base_given=True)
+    return kind_path(kind, a, [line.at(t) for t in path_kind(kind).start], b, space=space)
+
+
+def fit_bezier(model, tokenizer, a: LoraWeights, b: LoraWeights, train: list[Example] | list[Encoded],
+               space: str = "factor", config: CurveConfig = CurveConfig(), progress: bool = True) -> CurveFit:
+    """A quadratic Bézier curve's control point fitted between ``a`` and ``b`` (``fit_path`` from the midpoint)."""
+    return fit_path(model, tokenizer, start_path("bezier", a, b, space), train, config=config, progress=progress)
+
+
+def fit_path(model, tokenizer, start: LoraPath, train: list[Example] | list[Encoded], config: CurveConfig = CurveConfig(),
+             progress: bool = True) -> CurveFit:
+    """Train the free points of ``start`` (its kind's anchors between the ends) on ``train`` (usually the union of
+    both tasks' training data): Examples, or already encoded at the config's max_length (a Study's, encoded once)."""
     if not train:
         raise ConfigError("fitting a curve needs training examples")
     generator = torch.Generator().manual_seed(config.seed)  # t samples and batches: nothing else draws at random
-    path = bezier_path(a, midpoint(a, b, space), b, space)
-    encoded = encode(tokenizer, train, resolve_max_length(model, config.max_length))
+    path, space = start, start.space
+    a, b = path.anchors[0], path.anchors[-1]
+    free = tuple(range(1, len(path.anchors) - 1))
+    encoded = train if isinstance(train[0], Encoded) else encode(tokenizer, train,
+                                                                 resolve_max_length(model, config.max_length))
     device = next(model.parameters()).device
     frozen = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in frozen:
@@ -105,9 +156,9 @@ def fit_bezier(model, tokenizer, a: LoraWeights, b: LoraWeights, train: list[Exa
     model.eval()
     history = []
     try:
-        with inject_path(model, path, trainable=1) as injected:
+        with inject_path(model, path, trainable=free) as injected:
             optimizer = torch.optim.Adam(injected.parameters(), lr=config.lr)
-            for _ in tqdm(range(config.steps), desc="fitting Bézier control point", disable=not progress, leave=False):
+            for _ in tqdm(range(config.steps), desc=f"fitting the {path.kind} curve", disable=not progress, leave=False):
                 chosen = torch.randint(len(encoded), (config.batch_size,), generator=generator).tolist()
                 items = [encoded[i] for i in chosen]
                 ts = torch.rand(config.points_per_step, generator=generator)
@@ -122,10 +173,12 @@ def fit_bezier(model, tokenizer, a: LoraWeights, b: LoraWeights, train: list[Exa
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 history.append(loss.item())
-            factors = {m: (layer.control_a.detach().cpu().clone(), layer.control_b.detach().cpu().clone())
-                       for m, layer in injected.layers.items()}
+            points = [{m: layer.free_factors(k) for m, layer in injected.layers.items()} for k in range(len(free))]
     finally:
         for p, flag in frozen:
             p.requires_grad_(flag)
-    control = LoraWeights(factors, {m: 1.0 for m in factors}, a.base_model, f"bezier control ({space})", a.config)
-    return CurveFit(control, space, [a.source, b.source], history, config)
+    name = "bezier control" if path.kind == "bezier" else f"{path.kind} point"
+    controls = [LoraWeights(factors, {m: 1.0 for m in factors}, a.base_model,
+                            f"{name} ({space})" if len(points) == 1 else f"{name} {k + 1} ({space})", config=a.config)
+                for k, factors in enumerate(points)]
+    return CurveFit(controls, space, [a.source, b.source], history, config=config, path=path.kind)

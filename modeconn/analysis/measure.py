@@ -1,21 +1,24 @@
 """One-call analyses for Python users and the CLI: checkpoints → study → span and points → evaluator → result.
 
-Each function opens a ``Study`` (adapters, tasks, base model) once, builds the points it measures as coefficients
-over the study's adapters, scores them in batched passes, and returns a result that records its settings.
+Each function takes the adapters it measures and one ``StudySettings`` (what to score and how), opens a ``Study``
+(adapters, tasks, base model) once, builds the points it measures as coefficients over the study's adapters, scores
+them in batched passes, and returns a result that records its settings.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from os import PathLike
 
 import torch
 
 from .. import checks
 from ..errors import ConfigError, DataError
-from ..evaluator.data import encode_counted, resolve_max_length
 from ..evaluator.evaluate import EvalConfig, PathEvaluation
-from ..lora.paths import LoraPath, Span, bernstein, uniform_ts
+from ..lora.path_kinds import names, path_kind
+from ..lora.paths import LoraPath, Span, uniform_ts
 from .barrier import BarrierResult
-from .bezier import fitted_between, read_curve
+from .bezier import control_folders, fitted_between, read_curve
+from .settings import ACCURACY, StudySettings
 from .study import Study
 from .surface import SurfaceResult, SurfaceTask
 
@@ -25,91 +28,90 @@ def _evaluate_path(study: Study, path: LoraPath, ts: list[float], config: EvalCo
     return PathEvaluation(list(ts), study.evaluate(path, path.coefficients(ts), config, shared=shared))
 
 
-def measure_barrier(
-    a: str,
-    b: str,
-    data: list[str] | None = None,
-    space: str = "factor",
-    points: int = 11,
-    path: str = "linear",
-    control: str | None = None,
-    base: str | None = None,
-    split: str = "eval",
-    limit: int | None = None,
-    manifest: bool = True,
-    seed: int = 0,
-    device: str = "cpu",
-    allow_pickle: bool = False,
-    eval_config: EvalConfig = EvalConfig(),
-    adaptive=None,
-    device_map: str | None = None,
-) -> BarrierResult:
-    """Loss and accuracy of each task along the path from adapter ``a`` to ``b``, with its barriers.
+def _adapters(adapters, settings, n: int, what: str) -> list[str]:
+    """The adapters an analysis measures (``n`` of them) and its settings, checked at the door."""
+    if isinstance(settings, (str, bytes)) or hasattr(settings, "__fspath__"):
+        raise ConfigError(f"{what} takes its adapters as one list, then a StudySettings: {what}([{', '.join('ABCD'[:n])}], "
+                          "StudySettings(...), ...)")
+    checks.instance("settings", settings, StudySettings, "a StudySettings (e.g. StudySettings(limit=24))")
+    found = checks.texts("adapters", adapters)
+    if len(found) != n:
+        raise ConfigError(f"adapters must list {n} adapters, got {len(found)}")
+    return found
+
+
+def measure_barrier(adapters, settings: StudySettings = StudySettings(), *, space: str = "factor", points: int = 11,
+                    path: str = "linear", control: str | None = None, adaptive=None) -> BarrierResult:
+    """Loss and accuracy of each task along the path from ``adapters[0]`` to ``adapters[1]``, with its barriers.
 
     ``adaptive`` (a ``SearchConfig``) replaces the uniform grid of ``points`` by the adaptive search of search.py."""
     from .search import SearchConfig
 
-    checks.text("a", a), checks.text("b", b), checks.text("control", control, optional=True)
+    a, b = _adapters(adapters, settings, 2, "measure_barrier")
+    checks.text("control", control, optional=True)
     if adaptive is not None:
         checks.instance("adaptive", adaptive, SearchConfig, "a SearchConfig or None")
-    if control is not None and path != "bezier":
+    kind = path_kind(checks.text("path", path))
+    if control is not None and not kind.free:
         raise ConfigError(f"control has no effect on a {path!r} path: pass path='bezier' with it, or leave control out")
     ts = uniform_ts(points)
     extra = {}
-    if path == "bezier":
+    if kind.free:
         if control is None:
-            raise DataError("a Bézier path needs control=ADAPTER (the curve's control-point adapter)")
+            raise DataError(f"a {path} path needs control=FOLDER (the curve's control-point adapter, or the folder "
+                            f"`modeconn curve --path {path}` wrote)")
         fitted = read_curve(control)
         if fitted is not None and fitted.get("space") != space:
             raise DataError(f"{control} was fitted in {fitted.get('space')} space; pass space='{fitted.get('space')}'")
-        locations, extra = [a, control, b], {"control": str(control)}
-    elif path == "linear":
-        locations = [a, b]
+        if fitted is not None and fitted.get("path", "bezier") != path:
+            raise DataError(f"{control} holds a fitted {fitted.get('path', 'bezier')} curve; pass "
+                            f"path='{fitted.get('path', 'bezier')}'")
+        locations, extra = [a, *control_folders(control, path), b], {"control": str(control)}
     else:
-        raise ConfigError(f"unknown path '{path}'; choose 'linear' or 'bezier'")
-    study = Study.open(locations, data or [], space=space, split=split, limit=limit, manifest=manifest, base=base,
-                       seed=seed, device=device, allow_pickle=allow_pickle, eval_config=eval_config, manifest_from=[a, b],
-                       device_map=device_map)
+        locations = [a, b]
+    study = Study.open(locations, settings.with_accuracy(ACCURACY["barrier"]), space=space, manifest_from=[a, b])
     the_path = LoraPath(tuple(study.adapters), space, path)
-    settings = {"path": path, "points": points}
+    options = {"path": path, "points": points}
     if adaptive is not None:
         from .search import adaptive_evaluation
 
         evaluation = adaptive_evaluation(lambda ts: study.evaluate(the_path, the_path.coefficients(ts)), adaptive)
         extra["adaptive"] = {"evaluations": len(evaluation.t), **asdict(adaptive)}
-        settings = {"path": path, "adaptive": asdict(adaptive)}
+        options = {"path": path, "adaptive": asdict(adaptive)}
     else:
         evaluation = _evaluate_path(study, the_path, ts)
-    return BarrierResult.from_evaluation(evaluation, path, space, [str(a), str(b)], study.base_name, split=split, seed=seed,
-                                         extra=extra, made_by=study.made_by(**settings))
+    return BarrierResult.from_evaluation(evaluation, path, space, [str(a), str(b)], base_model=study.base_name, split=study.split,
+                                         seed=study.seed, extra=extra, made_by=study.made_by(**options))
 
 
-def fit_curve(
-    a: str,
-    b: str,
-    data: list[str] | None = None,
-    space: str = "factor",
-    base: str | None = None,
-    limit: int | None = None,
-    manifest: bool = True,
-    device: str = "cpu",
-    allow_pickle: bool = False,
-    config=None,
-    progress: bool = True,
-    device_map: str | None = None,
-    dtype: str = "float32",
-):
-    """Fit a quadratic Bézier control point between adapters ``a`` and ``b`` on both tasks' training data, the base in
-    ``dtype`` (the control point's factors stay float32)."""
-    from .bezier import CurveConfig, fit_bezier
+def _curve_config(config, settings: StudySettings):
+    """The curve fitting's config: ``config`` (checked), else the defaults with the settings' seed; its max_length is
+    the settings' (one length for the whole study)."""
+    from .bezier import CurveConfig
 
-    checks.text("a", a), checks.text("b", b), checks.flag("progress", progress)
-    config = CurveConfig() if config is None else checks.instance("config", config, CurveConfig, "a CurveConfig or None")
-    study = Study.open([a, b], data or [], space=space, split="train", limit=limit, manifest=manifest, base=base,
-                       seed=config.seed, device=device, allow_pickle=allow_pickle, device_map=device_map,
-                       eval_config=EvalConfig(max_length=config.max_length, dtype=dtype))
-    train = [example for examples in study.tasks().values() for example in examples]
-    fit = fit_bezier(study.model, study.tokenizer, *study.adapters, train, space, config, progress)
+    if config is None:
+        return CurveConfig(seed=settings.seed, max_length=settings.max_length)
+    checks.instance("curve_config", config, CurveConfig, "a CurveConfig or None")
+    if config.max_length is not None and config.max_length != settings.max_length:
+        raise ConfigError(f"the curve config's max_length ({config.max_length}) differs from the settings' "
+                          f"({settings.max_length}); set max_length in the StudySettings only")
+    return replace(config, max_length=settings.max_length)
+
+
+def fit_curve(adapters, settings: StudySettings = StudySettings(), *, space: str = "factor", config=None):
+    """Fit the free points of a curve (the config's ``path``: a quadratic Bézier control point by default) between
+    ``adapters[0]`` and ``adapters[1]`` on both tasks' training data (the settings' ``limit`` examples per task), the
+    base in the settings' dtype (the free points stay float32)."""
+    from .bezier import CurveConfig, fit_path, start_path
+
+    a, b = _adapters(adapters, settings, 2, "fit_curve")
+    if config is not None and not isinstance(config, CurveConfig):
+        checks.instance("config", config, CurveConfig, "a CurveConfig or None")
+    config = _curve_config(config, settings)
+    study = Study.open([a, b], replace(settings, split="train", accuracy=False), space=space)
+    train = [item for encoded, _ in study.encoded().values() for item in encoded]
+    fit = fit_path(study.model, study.tokenizer, start_path(config.path, *study.adapters, space), train=train,
+                   config=config, progress=settings.progress)
     fit.endpoints = [str(a), str(b)]
     fit.made_by = study.made_by(**{f"curve_{k}": v for k, v in asdict(config).items()})
     return fit
@@ -123,48 +125,32 @@ def _split_surface(curves, shape: tuple[int, int], n_points: int, n_curve: int =
     for name, c in curves.items():
         grid = nx * ny
         out[name] = SurfaceTask(rows(c.loss[:grid]), rows(c.accuracy[:grid]) if c.accuracy is not None else None,
-                                c.loss[grid : grid + n_points], c.examples, c.metric,
-                                c.loss[grid + n_points : grid + n_points + n_curve] if n_curve else None, c.cut_prompts)
+                                c.loss[grid : grid + n_points], c.examples, metric=c.metric,
+                                curve_loss=c.loss[grid + n_points : grid + n_points + n_curve] if n_curve else None,
+                                cut_prompts=c.cut_prompts,
+                                rank_accuracy=rows(c.rank_accuracy[:grid]) if c.rank_accuracy is not None else None)
     return out
 
 
-def measure_plane(
-    a: str,
-    b: str,
-    c: str,
-    data: list[str] | None = None,
-    space: str = "factor",
-    grid: int = 21,
-    margin: float = 0.2,
-    curve: bool | None = None,
-    curve_points: int = 41,
-    base: str | None = None,
-    split: str = "eval",
-    limit: int | None = None,
-    manifest: bool = True,
-    seed: int = 0,
-    device: str = "cpu",
-    allow_pickle: bool = False,
-    eval_config: EvalConfig = EvalConfig(accuracy=False),
-    device_map: str | None = None,
-    marks: tuple[str, ...] | list[str] = (),
-) -> SurfaceResult:
-    """Loss of each task on a grid over the plane through adapters ``a``, ``b``, ``c`` (Garipov et al.'s figure).
+def measure_plane(adapters, settings: StudySettings = StudySettings(), *, space: str = "factor", grid: int = 21,
+                  margin: float = 0.2, curve: bool | None = None, curve_points: int = 41,
+                  marks: tuple[str, ...] | list[str] = ()) -> SurfaceResult:
+    """Loss of each task on a grid over the plane through the three ``adapters`` a, b, c (Garipov et al.'s figure).
 
-    ``curve`` draws the quadratic Bézier a → b with control point ``c`` on the plane (default: when ``c`` holds a
-    curve.json fitted between ``a`` and ``b``). ``marks``: further adapters placed on the plane at their orthogonal
+    ``curve`` draws the quadratic Bézier a → b with control point c on the plane (default: when c holds a
+    curve.json fitted between a and b). ``marks``: further adapters placed on the plane at their orthogonal
     projection (I-LoRA's slow learner among the fast minima, say); each one's own loss is scored, and its distance
     from the plane is recorded in ``extra["marks"]``."""
     from ..lora.plane import gram, grid_axes, place, plane_basis
 
-    checks.text("a", a), checks.text("b", b), checks.text("c", c), checks.texts("marks", marks)
+    a, b, c = _adapters(adapters, settings, 3, "measure_plane")
+    checks.texts("marks", marks)
     if curve is not None:
         checks.flag("curve", curve)
     grid_axes(torch.zeros(1, 2), grid, margin)  # checks grid and margin before any loading
     names = [str(a), str(b), str(c), *map(str, marks)]
     n = len(names)
-    study = Study.open(names, data or [], space=space, split=split, limit=limit, manifest=manifest, base=base, seed=seed,
-                       device=device, allow_pickle=allow_pickle, eval_config=eval_config, device_map=device_map)
+    study = Study.open(names, settings.with_accuracy(ACCURACY["plane"]), space=space)
     g = gram(study.adapters, space)
     basis = plane_basis(g[:3, :3], tuple(names[:3]))
     placed = [place(g, basis, k) for k in range(3, n)]  # (x, y, distance from the plane) of each mark
@@ -173,96 +159,78 @@ def measure_plane(
     xy = torch.tensor([[x, y] for y in ys for x in xs], dtype=torch.float64)
     curve = fitted_between(read_curve(c), a, b, space) if curve is None else curve
     ts = uniform_ts(curve_points) if curve else []
-    on_curve = bernstein(torch.tensor(ts), 2)[:, [0, 2, 1]]  # Bernstein weights (a, c, b) reordered to anchors (a, b, c)
+    drawn = path_kind(_plane_curve(read_curve(c)))
+    on_curve = drawn.coefficients(torch.tensor(ts))[:, [0, 2, 1]]  # weights of (a, c, b) reordered to anchors (a, b, c)
     pad = lambda w: torch.nn.functional.pad(w, (0, n - 3))  # noqa: E731  (the marks take no part in the plane's points)
     coeffs = torch.cat([pad(basis.coefficients(xy)), torch.eye(n, dtype=torch.float64), pad(on_curve)])
     curves = study.evaluate(Span(tuple(study.adapters), space), coeffs)
     size = float(basis.coords[1, 0])
     extra = {"marks": {name: {"x": x, "y": y, "off_plane": off, "off_plane_relative": off / size}
                        for name, (x, y, off) in zip(names[3:], placed)}} if marks else {}
-    return SurfaceResult("plane", space, xs, ys, coords.tolist(), names,
-                         _split_surface(curves, (len(ys), len(xs)), n, len(ts)), names, study.base_name, split, seed,
-                         {"t": ts, "xy": (on_curve @ basis.coords).tolist()} if curve else None, extra=extra,
+    return SurfaceResult("plane", space, xs, ys, points=coords.tolist(), labels=names,
+                         tasks=_split_surface(curves, (len(ys), len(xs)), n, len(ts)), adapters=names,
+                         base_model=study.base_name, split=study.split,
+                         seed=study.seed, curve={"t": ts, "xy": (on_curve @ basis.coords).tolist()} if curve else None, extra=extra,
                          made_by=study.made_by(grid=grid, margin=margin, curve_points=len(ts), marks=len(placed)))
 
 
-def measure_landscape(
-    adapter: str,
-    data: list[str] | None = None,
-    dimensions: int = 2,
-    grid: int = 21,
-    span: float = 1.0,
-    base: str | None = None,
-    split: str = "eval",
-    limit: int | None = None,
-    manifest: bool = True,
-    seed: int = 0,
-    device: str = "cpu",
-    allow_pickle: bool = False,
-    eval_config: EvalConfig = EvalConfig(accuracy=False),
-    device_map: str | None = None,
-) -> SurfaceResult:
-    """Loss around ``adapter`` along one or two filter-normalised random directions (Li et al., 2018), α, β ∈ [−span, span]."""
+def _plane_curve(record: dict | None) -> str:
+    """The kind of curve drawn on a plane through a, b and c: the one c's curve.json records, if it has one free point."""
+    kind = (record or {}).get("path", "bezier")
+    return kind if isinstance(kind, str) and kind in names() and path_kind(kind).free == 1 else "bezier"
+
+
+def measure_landscape(adapter: str, settings: StudySettings = StudySettings(), *, dimensions: int = 2, grid: int = 21,
+                      span: float = 1.0) -> SurfaceResult:
+    """Loss around ``adapter`` along one or two filter-normalised random directions (Li et al., 2018), α, β ∈
+    [−span, span]; the settings' seed picks the directions."""
     from ..lora.directions import landscape_coefficients, random_span
     from ..lora.plane import check_grid
 
-    checks.text("adapter", adapter)
+    (adapter,) = _adapters([adapter] if isinstance(adapter, (str, PathLike)) else adapter, settings, 1,
+                           "measure_landscape")
     checks.choice("dimensions", dimensions, (1, 2))
     check_grid(grid, dimensions)
     checks.finite("span", span, 0, low_open=True)
-    study = Study.open([adapter], data or [], space="factor", split=split, limit=limit, manifest=manifest, base=base,
-                       seed=seed, device=device, allow_pickle=allow_pickle, eval_config=eval_config, device_map=device_map)
-    the_span = random_span(study.adapters[0], dimensions, seed)
+    study = Study.open([adapter], settings.with_accuracy(ACCURACY["landscape"]), space="factor")
+    the_span = random_span(study.adapters[0], dimensions, study.seed)
     axis = torch.linspace(-span, span, grid, dtype=torch.float64).tolist()
     ys = axis if dimensions == 2 else [0.0]
     coeffs = torch.cat([landscape_coefficients(axis, ys if dimensions == 2 else None),
                         torch.eye(dimensions + 1, dtype=torch.float64)[:1]])
     curves = study.evaluate(the_span, coeffs)
-    return SurfaceResult("random", "factor", axis, ys, [[0.0, 0.0]], [str(adapter)],
-                         _split_surface(curves, (len(ys), len(axis)), 1), [str(adapter)], study.base_name, split, seed,
+    return SurfaceResult("landscape", "factor", axis, ys, points=[[0.0, 0.0]], labels=[str(adapter)],
+                         tasks=_split_surface(curves, (len(ys), len(axis)), 1), adapters=[str(adapter)],
+                         base_model=study.base_name, split=study.split,
+                         seed=study.seed,
                          extra={"directions": "filter-normalised Gaussian, per LoRA factor row (Li et al., 2018)", "span": span},
                          made_by=study.made_by(dimensions=dimensions, grid=grid, span=span))
 
 
-def sweep_sequence(
-    sequence: str,
-    space: str = "factor",
-    points: int = 11,
-    pairs: str = "all",
-    bezier: bool = False,
-    curve_config=None,
-    base: str | None = None,
-    split: str = "eval",
-    limit: int | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    allow_pickle: bool = False,
-    eval_config: EvalConfig = EvalConfig(accuracy=False),
-    progress: bool = True,
-    curves_out: str | None = None,
-    device_map: str | None = None,
-):
+def sweep_sequence(sequence: str, settings: StudySettings = StudySettings(), *, space: str = "factor", points: int = 11,
+                   pairs: str = "all", bezier: bool = False, curve_config=None, curves_out: str | None = None):
     """Barriers between the task adapters of a sequence, every pair (or consecutive ones), scored on every task;
-    with ``bezier`` a curve is fitted for each pair on its two tasks' training data and measured the same way
-    (``curves_out``: also save each control point there as ``A-B/``, a folder ``modeconn plane`` can take)."""
+    with ``bezier`` a curve (the curve config's ``path``, a quadratic Bézier by default) is fitted for each pair on its
+    two tasks' training data and measured the same way (``curves_out``: also save each curve there as ``A-B/``, a
+    folder ``modeconn plane`` or ``barrier --control`` can take)."""
     from pathlib import Path
 
     from tqdm import tqdm
 
-    from ..lora.paths import bezier_path, linear_path
+    from ..lora.paths import kind_path, linear_path
     from ..lora.sequence import load_sequence
-    from .bezier import CurveConfig, fit_bezier
+    from .bezier import fit_path, start_path
     from .sweep import PairResult, SweepResult
 
     if pairs not in ("all", "consecutive"):
         raise ConfigError(f"pairs must be 'all' or 'consecutive', got {pairs!r}")
-    checks.text("sequence", sequence), checks.flag("bezier", bezier), checks.flag("progress", progress)
+    checks.text("sequence", sequence), checks.flag("bezier", bezier)
+    checks.instance("settings", settings, StudySettings, "a StudySettings (e.g. StudySettings(limit=24))")
     checks.text("curves_out", curves_out, optional=True)
     if curves_out is not None and not bezier:
         raise ConfigError("curves_out has no effect without bezier=True (there are no fitted curves to save): pass both, "
                           "or leave curves_out out")
-    if curve_config is not None:
-        checks.instance("curve_config", curve_config, CurveConfig, "a CurveConfig or None")
+    config = _curve_config(curve_config, settings)
     ts = uniform_ts(points)
     seq = load_sequence(sequence)
     if len(seq.tasks) < 2:
@@ -271,40 +239,39 @@ def sweep_sequence(
     if curves_out is not None:
         _check_pair_names(names, pairs, curves_out)
     ends_of = [str(seq.adapter_dir(t)) for t in seq.tasks]
-    study = Study.open(ends_of, space=space, split=split, limit=limit, base=base, seed=seed, device=device,
-                       allow_pickle=allow_pickle, eval_config=eval_config, sequence=seq, device_map=device_map)
-    train = study.tasks("train") if bezier else {}
-    for examples in train.values():  # the curves' training answers must fit too, before any work
-        encode_counted(study.tokenizer, examples, resolve_max_length(study.model, curve_config and curve_config.max_length))
-    adapters = study.adapters
+    study = Study.open(ends_of, settings.with_accuracy(ACCURACY["sweep"]), space=space, sequence=seq)
+    train = study.encoded("train") if bezier else {}  # the curves' training answers must fit too, before any work
+    adapters, split, seed = study.adapters, study.split, study.seed
     todo = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names)) if pairs == "all" or j == i + 1]
     quiet = replace(study.eval_config, progress=False)
-    config = curve_config or CurveConfig(seed=seed)
     done = []  # this process's share of the pairs (all of them in one process), gathered below
     for i, j in tqdm([todo[k] for k in study.processes.share(len(todo))], desc="adapter pairs",
-                     disable=not (progress and study.processes.main)):
+                     disable=not (settings.progress and study.processes.main)):
         ends = [ends_of[i], ends_of[j]]
         line = _evaluate_path(study, linear_path(adapters[i], adapters[j], space, True), ts, quiet, shared=False)
-        pair = PairResult(i, j, BarrierResult.from_evaluation(line, "linear", space, ends, seq.base_model, split=split, seed=seed))
+        pair = PairResult(i, j, {"linear": BarrierResult.from_evaluation(line, "linear", space, ends,
+                                                                         base_model=seq.base_model, split=split, seed=seed)})
         fit = None
         if bezier:
-            fit = fit_bezier(study.model, study.tokenizer, adapters[i], adapters[j], train[names[i]] + train[names[j]], space,
-                             config, False)
+            fit = fit_path(study.model, study.tokenizer, start_path(config.path, adapters[i], adapters[j], space),
+                           train=train[names[i]][0] + train[names[j]][0], config=config, progress=False)
             fit.endpoints = ends
-            curve = _evaluate_path(study, bezier_path(adapters[i], fit.control, adapters[j], space, True), ts, quiet,
-                                   shared=False)
-            pair.bezier = BarrierResult.from_evaluation(curve, "bezier", space, ends, seq.base_model, split=split, seed=seed,
-                                                        extra={"fit_loss_first": fit.history[0], "fit_loss_last": fit.history[-1]})
+            curve = _evaluate_path(study, kind_path(config.path, adapters[i], fit.controls, adapters[j], space=space,
+                                                  base_given=True), ts,
+                                   quiet, shared=False)
+            pair.paths[config.path] = BarrierResult.from_evaluation(
+                curve, config.path, space, ends, base_model=seq.base_model, split=split, seed=seed,
+                extra={"fit_loss_first": fit.history[0], "fit_loss_last": fit.history[-1]})
         done.append((pair, fit))
     done = study.processes.gather(done)
     results = [pair for pair, _ in done]
     if curves_out is not None and study.processes.main:
         for pair, fit in done:
             fit.save(Path(curves_out) / f"{names[pair.a]}-{names[pair.b]}")
-    settings = {"points": points, "pairs": pairs, "bezier": bezier,
-                **({f"curve_{k}": v for k, v in asdict(config).items()} if bezier else {})}
-    return SweepResult(str(sequence), names, ends_of, space, study.base_name, results, split, seed,
-                       {"points": points, "pairs": pairs}, made_by=study.made_by(**settings))
+    options = {"points": points, "pairs": pairs, "bezier": bezier,
+               **({f"curve_{k}": v for k, v in asdict(config).items()} if bezier else {})}
+    return SweepResult(str(sequence), names, ends_of, space, base_model=study.base_name, pairs=results, split=split, seed=seed,
+                       extra={"points": points, "pairs": pairs}, made_by=study.made_by(**options))
 
 
 def _check_pair_names(names: list[str], pairs: str, curves_out: str) -> None:

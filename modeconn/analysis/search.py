@@ -55,7 +55,7 @@ def adaptive_evaluation(evaluate: Callable[[list[float]], dict[str, TaskCurve]],
     """``evaluate(ts)`` scores a list of t (one batched call per round); returns every evaluated point, sorted."""
     ts = sorted(set(config.coarse) | {0.0, 1.0})
     curves = evaluate(ts)
-    scored = {t: {name: (c.loss[i], c.accuracy[i] if c.accuracy else None) for name, c in curves.items()} for i, t in enumerate(ts)}
+    scored = {t: _point(curves, i) for i, t in enumerate(ts)}
     meta = {name: (c.examples, c.metric) for name, c in curves.items()}
     while len(scored) < config.max_points:
         t = np.array(sorted(scored))
@@ -70,10 +70,17 @@ def adaptive_evaluation(evaluate: Callable[[list[float]], dict[str, TaskCurve]],
             break
         more = evaluate(new)
         for i, x in enumerate(new):
-            scored[x] = {name: (c.loss[i], c.accuracy[i] if c.accuracy else None) for name, c in more.items()}
+            scored[x] = _point(more, i)
     t = sorted(scored)
     tasks = {}
     for name, (examples, metric) in meta.items():
-        acc = [scored[x][name][1] for x in t]
-        tasks[name] = TaskCurve([scored[x][name][0] for x in t], None if acc[0] is None else acc, examples, metric)
+        acc, rank = [scored[x][name][1] for x in t], [scored[x][name][2] for x in t]
+        tasks[name] = TaskCurve([scored[x][name][0] for x in t], None if acc[0] is None else acc, examples, metric,
+                                rank_accuracy=None if rank[0] is None else rank)
     return PathEvaluation(t, tasks)
+
+
+def _point(curves: dict[str, TaskCurve], i: int) -> dict[str, tuple]:
+    """Point ``i`` of each task's curves: (loss, accuracy, rank accuracy), the accuracies None where not scored."""
+    return {name: (c.loss[i], c.accuracy[i] if c.accuracy else None, c.rank_accuracy[i] if c.rank_accuracy else None)
+            for name, c in curves.items()}

@@ -1,7 +1,7 @@
 """What every analysis sets up once: the adapters (loaded and checked), the tasks to score them on (from the
 sequence manifest beside them and from ``data``), the base model, and the settings every result records.
 
-    study = Study.open(["runs/seq/news", "runs/seq/gloss"], space="delta", limit=24)
+    study = Study.open(["runs/seq/news", "runs/seq/gloss"], StudySettings(limit=24), space="delta")
     curves = study.evaluate(linear_path(*study.adapters, "delta", True), coefficients)
 """
 from __future__ import annotations
@@ -14,8 +14,7 @@ import torch
 from .. import checks
 from ..errors import CheckpointError, DataError
 from ..evaluator.budget import auto_budget
-from ..evaluator.data import Example, Fields, read_data
-from ..evaluator.data import encode_counted, resolve_max_length
+from ..evaluator.data import Encoded, Example, Fields, encode_counted, read_data, resolve_max_length
 from ..evaluator.evaluate import DTYPES, EvalConfig, TaskCurve, evaluate_points
 from ..evaluator.precision import resolve_dtype
 from ..evaluator.processes import Processes, processes
@@ -24,6 +23,7 @@ from ..evaluator.scoring import get_scorer
 from ..lora.adapters import LoraWeights, check_compatible, load_adapter
 from ..lora.sequence import MANIFEST, Sequence, load_sequence
 from ..provenance import made_by
+from .settings import StudySettings
 
 
 @dataclass(frozen=True)
@@ -104,69 +104,68 @@ class Study:
     base_name: str
     model: object
     tokenizer: object
-    split: str = "eval"
-    limit: int | None = None
-    seed: int = 0
-    device: str = "cpu"
-    eval_config: EvalConfig = EvalConfig()
+    settings: StudySettings = StudySettings()  # as resolved: dtype, max_length and the token budget as used
     processes: Processes = Processes()
-    device_map: str | None = None
     _loaded: dict = field(default_factory=dict, repr=False)
+    _encoded: dict = field(default_factory=dict, repr=False)  # split → task → (encoded, prompts cut): encoded once
     _fields: dict = field(default_factory=dict, repr=False)  # task → the record fields its prompt and answer came from
 
     @classmethod
-    def open(cls, locations: list[str], data: list[str] | tuple = (), *, space: str = "factor", split: str = "eval",
-             limit: int | None = None, manifest: bool = True, base: str | None = None, seed: int = 0,
-             device: str = "cpu", allow_pickle: bool = False, eval_config: EvalConfig = EvalConfig(),
-             manifest_from: list[str] | None = None, sequence: Sequence | None = None,
-             device_map: str | None = None) -> "Study":
+    def open(cls, locations: list[str], settings: StudySettings = StudySettings(), *, space: str = "factor",
+             manifest_from: list[str] | None = None, sequence: Sequence | None = None) -> "Study":
         """Load and check the adapters at ``locations`` (for one span in ``space``), gather the tasks — those of the
-        manifest beside the adapters in ``manifest_from`` (default: all; or of ``sequence``), plus ``data`` — load
-        ``split`` of each, then load the base model (``base``, else the manifest's, else the adapters') in the
-        config's dtype, on ``device`` (or spread by ``device_map="auto"``). Under ``accelerate launch`` the points of
-        each evaluation are shared among the processes. ``data``: ``[NAME=]PATH`` strings, or ``TaskSource``s that
-        name their records' fields (``TaskSource("x", Path("x.csv"), fields=Fields("text", "label"))``)."""
+        manifest beside the adapters in ``manifest_from`` (default: all; or of ``sequence``), plus the settings'
+        ``data`` — load the settings' split of each, then load the base model (the settings' ``base``, else the
+        manifest's, else the adapters') in the settings' dtype, on their device (or spread by ``device_map="auto"``).
+        Under ``accelerate launch`` the points of each evaluation are shared among the processes. ``data``:
+        ``[NAME=]PATH`` strings, or ``TaskSource``s that name their records' fields
+        (``TaskSource("x", Path("x.csv"), fields=Fields("text", "label"))``)."""
         locations = checks.texts("locations", locations, low=1)  # Study.open([]) or one string: refused here
-        checks.text("base", base, optional=True), checks.flag("allow_pickle", allow_pickle)
-        checks.flag("manifest", manifest)
-        checks.instance("eval_config", eval_config, EvalConfig, "an EvalConfig (e.g. EvalConfig(accuracy=False))")
+        checks.instance("settings", settings, StudySettings, "a StudySettings (e.g. StudySettings(limit=24))")
         if sequence is not None:
             checks.instance("sequence", sequence, Sequence, "a Sequence (modeconn.load_sequence(path))")
         checks.choice("space", space, ("factor", "delta"))
-        checks.choice("split", split, ("train", "eval", "test"))
-        limit, seed = checks.optional_count("limit", limit), checks.seed("seed", seed)
-        checks.device("device", device)
-        if device_map is not None:
-            checks.choice("device_map", device_map, ("auto",))
-        group, device = processes(device)
+        group, device = processes(settings.device)
         locations = [str(p) for p in locations]
-        adapters = [load_adapter(p, allow_pickle) for p in locations]
-        check_compatible(adapters, space, base_given=bool(base))
+        adapters = [load_adapter(p, settings.allow_pickle) for p in locations]
+        check_compatible(adapters, space, base_given=bool(settings.base))
         if sequence is not None:
             manifests, sources = [sequence], {s.name: s for s in sequence_sources(sequence)}
         else:
             manifests, sources = _manifest_sources(manifest_from or locations)
-        if not manifest:
+        if not settings.manifest:
             sources = {}
-        sources.update(data_sources(data or []))
+        sources.update(data_sources(settings.data, Fields(settings.prompt_field, settings.answer_field)))
         if not sources:
-            what, hint = ("training", "TASK_FOLDER") if split == "train" else ("evaluation", "FILE_OR_TASK_FOLDER")
+            what, hint = ("training", "TASK_FOLDER") if settings.split == "train" else ("evaluation", "FILE_OR_TASK_FOLDER")
             raise DataError(f"no {what} data: the adapters have no sequence.json beside them; pass data={hint}")
-        study = cls(locations, adapters, space, sources, "", None, None, split, limit, seed, device, eval_config, group,
-                    device_map)
-        study.tasks(split)  # read every task before the (slower) base model, so bad data fails fast
-        study.base_name = base or next((s.base_model for s in manifests), None) or adapters[0].base_model or ""
+        study = cls(locations, adapters, space, sources, base_name="", model=None, tokenizer=None,
+                    settings=replace(settings, device=device), processes=group)
+        study.tasks()  # read every task before the (slower) base model, so bad data fails fast
+        study.base_name = settings.base or next((s.base_model for s in manifests), None) or adapters[0].base_model or ""
         if not study.base_name:
             raise CheckpointError("the adapter does not name its base model; pass base=NAME")
-        eval_config = replace(eval_config, dtype=resolve_dtype(eval_config.dtype, "cuda" if device_map else device))
-        study.model, study.tokenizer = load_base(study.base_name, device=device, dtype=DTYPES[eval_config.dtype],
-                                                 allow_pickle=allow_pickle, device_map=device_map)
-        study.eval_config = replace(eval_config, max_batch_tokens=eval_config.max_batch_tokens or auto_budget(study.model),
-                                    max_length=resolve_max_length(study.model, eval_config.max_length),
-                                    progress=eval_config.progress and group.main)
-        for examples in study.tasks().values():  # an answer longer than max_length is refused before any work
-            encode_counted(study.tokenizer, examples, study.eval_config.max_length)
+        dtype = resolve_dtype(settings.dtype, "cuda" if settings.device_map else device)
+        study.model, study.tokenizer = load_base(study.base_name, device=device, dtype=DTYPES[dtype],
+                                                 allow_pickle=settings.allow_pickle, device_map=settings.device_map)
+        study.settings = replace(study.settings, dtype=dtype,
+                                 max_batch_tokens=settings.max_batch_tokens or auto_budget(study.model),
+                                 max_length=resolve_max_length(study.model, settings.max_length),
+                                 progress=settings.progress and group.main)
+        study.encoded()  # an answer longer than max_length is refused before any work
         return study
+
+    @property
+    def eval_config(self) -> EvalConfig:
+        return self.settings.eval_config()
+
+    @property
+    def split(self) -> str:
+        return self.settings.split
+
+    @property
+    def seed(self) -> int:
+        return self.settings.seed
 
     @property
     def metrics(self) -> dict[str, str]:
@@ -176,10 +175,18 @@ class Study:
         """Every task's examples of ``split`` (default: the study's), read once."""
         split = split or self.split
         if split not in self._loaded:
-            read = {name: source.read(split, self.limit) for name, source in self.sources.items()}
+            read = {name: source.read(split, self.settings.limit) for name, source in self.sources.items()}
             self._fields.update({name: used for name, (_, used) in read.items()})
             self._loaded[split] = {name: examples for name, (examples, _) in read.items()}
         return self._loaded[split]
+
+    def encoded(self, split: str | None = None) -> dict[str, tuple[list[Encoded], int]]:
+        """Every task's examples of ``split`` tokenized at the study's max_length, with the prompts cut: once."""
+        split = split or self.split
+        if split not in self._encoded:
+            self._encoded[split] = {name: encode_counted(self.tokenizer, examples, self.settings.max_length)
+                                    for name, examples in self.tasks(split).items()}
+        return self._encoded[split]
 
     def evaluate(self, span, coefficients, config: EvalConfig | None = None, split: str | None = None,
                  shared: bool = True) -> dict[str, TaskCurve]:
@@ -187,23 +194,24 @@ class Study:
         several processes each scores its share of the points (``shared=False``: all, for work shared otherwise)."""
         config = config or self.eval_config
         coefficients = torch.as_tensor(coefficients)
+        tasks = self.tasks(split)
+        encoded = self.encoded(split) if config.max_length == self.settings.max_length else None
         if not shared or self.processes.world == 1:
-            return evaluate_points(self.model, self.tokenizer, span, coefficients, self.tasks(split), config, self.metrics)
+            return evaluate_points(self.model, self.tokenizer, span, coefficients, tasks=tasks, config=config,
+                                   metrics=self.metrics, encoded=encoded)
         mine = self.processes.share(len(coefficients))
-        curves = (evaluate_points(self.model, self.tokenizer, span, coefficients[mine], self.tasks(split), config,
-                                  self.metrics) if mine else {})
-        points = self.processes.gather([{n: (c.loss[i], c.accuracy[i] if c.accuracy else None) for n, c in curves.items()}
+        curves = (evaluate_points(self.model, self.tokenizer, span, coefficients[mine], tasks=tasks, config=config,
+                                  metrics=self.metrics, encoded=encoded) if mine else {})
+        points = self.processes.gather([{n: (c.loss[i], c.accuracy[i] if c.accuracy else None,
+                                             c.rank_accuracy[i] if c.rank_accuracy else None) for n, c in curves.items()}
                                         for i in range(len(mine))])
         about = self.processes.gather([{n: (c.examples, c.metric, c.cut_prompts) for n, c in curves.items()}] if curves else [])
         return _assemble(points, about[0])
 
-    def settings(self, **extra) -> dict:
+    def record(self, **extra) -> dict:
         """The resolved settings of an analysis on this study, for its result's ``made_by``."""
-        config = self.eval_config
-        return {"space": self.space, "split": self.split, "limit": self.limit, "max_length": config.max_length,
-                "dtype": config.dtype, "max_batch_tokens": config.max_batch_tokens, "accuracy": config.accuracy,
-                "seed": self.seed, "device": self.device, **({"device_map": self.device_map} if self.device_map else {}),
-                "processes": self.processes.world, "base": self.base_name, **self.data_fields(), **extra}
+        return {"space": self.space, **self.settings.record(), "processes": self.processes.world,
+                "base": self.base_name, **self.data_fields(), **extra}
 
     def data_fields(self) -> dict:
         """``{"data_fields": {task: {"prompt": ..., "answer": ...}}}`` where a task's data used other names than
@@ -212,7 +220,7 @@ class Study:
         return {"data_fields": other} if other else {}
 
     def made_by(self, **extra) -> dict:
-        return made_by(self.settings(**extra))
+        return made_by(self.record(**extra))
 
 
 def _assemble(points: list[dict], about: dict) -> dict[str, TaskCurve]:
@@ -220,8 +228,9 @@ def _assemble(points: list[dict], about: dict) -> dict[str, TaskCurve]:
     out = {}
     for name, (examples, metric, cut) in about.items():
         losses = [p[name][0] for p in points]
-        accuracy = [p[name][1] for p in points]
-        out[name] = TaskCurve(losses, None if accuracy[0] is None else accuracy, examples, metric, cut)
+        accuracy, rank = [p[name][1] for p in points], [p[name][2] for p in points]
+        out[name] = TaskCurve(losses, None if accuracy[0] is None else accuracy, examples, metric, cut_prompts=cut,
+                              rank_accuracy=None if rank[0] is None else rank)
     return out
 
 

@@ -6,10 +6,11 @@ plane points, or the centre of a landscape) carry their own exact numbers in ``a
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..files import json_text, nan_for_null
+from ..files import nan_for_null
+from ..results import JsonResult
 
 
 @dataclass
@@ -21,11 +22,12 @@ class SurfaceTask:
     metric: str = "exact_match"
     curve_loss: list[float] | None = None  # loss along the Bézier curve drawn on a plane, if any
     cut_prompts: int = 0  # prompts cut from the left to fit max_length
+    rank_accuracy: list[list[float]] | None = None  # rank classification over the task's choices, grid as accuracy
 
 
 @dataclass
-class SurfaceResult:
-    kind: str  # "plane" (three points, orthonormal axes) or "random" (filter-normalised directions around a point)
+class SurfaceResult(JsonResult):
+    kind: str  # "plane" (three points, orthonormal axes) or "landscape" (filter-normalised directions around a point)
     space: str
     x: list[float]
     y: list[float]
@@ -44,23 +46,18 @@ class SurfaceResult:
     def one_dimensional(self) -> bool:
         return len(self.y) == 1
 
-    def to_json(self) -> dict:
-        return {**asdict(self), "kind": self.kind}
-
     @classmethod
-    def from_json(cls, data: dict) -> "SurfaceResult":
-        data = dict(data)
+    def from_fields(cls, data: dict) -> "SurfaceResult":
+        if data.get("kind") == "random":  # landscapes written before the kind was named for its command
+            data["kind"] = "landscape"
         tasks = {}
         for name, v in data["tasks"].items():
             v = dict(v)
-            for key in ("loss", "accuracy", "at_points", "curve_loss"):
+            for key in ("loss", "accuracy", "at_points", "curve_loss", "rank_accuracy"):
                 v[key] = nan_for_null(v.get(key))
             tasks[name] = SurfaceTask(**v)
         data["tasks"] = tasks
         return cls(**data)
-
-    def dumps(self) -> str:
-        return json_text(self.to_json())
 
     def mean_loss(self) -> list[list[float]]:
         """The grid of the tasks' mean loss: the joint objective a Bézier curve between two tasks is fitted to."""

@@ -1,4 +1,4 @@
-"""Barriers between every pair of task minima in a sequence (linear, and fitted Bézier curves), as matrices.
+"""Barriers between every pair of task minima in a sequence (linear, and fitted curves of any kind), as matrices.
 
 ``matrix(measure, path)[task][i][j]`` is task's barrier on the path from adapter i to adapter j (null where not
 measured); ``joint(path)[i][j]`` is the pair's joint gap over tasks i and j. The consecutive pairs (i, i+1) follow
@@ -6,9 +6,10 @@ the training order: the quantity the I-LoRA paper's analysis looks at.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-from ..files import json_text
+from ..results import JsonResult
 
 from .barrier import BarrierResult, joint_gap
 
@@ -19,15 +20,31 @@ MEASURES = {"barrier": "barrier", "mean": "barrier_mean_endpoint", "max": "barri
 class PairResult:
     a: int
     b: int
-    linear: BarrierResult
-    bezier: BarrierResult | None = None
+    paths: dict[str, BarrierResult]  # path kind → the pair's barrier along it ("linear" always)
+
+    @property
+    def linear(self) -> BarrierResult:
+        return self.paths["linear"]
+
+    @property
+    def bezier(self) -> BarrierResult | None:
+        return self.paths.get("bezier")
 
     def get(self, path: str) -> BarrierResult | None:
-        return self.linear if path == "linear" else self.bezier
+        return self.paths.get(path)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "PairResult":
+        """A pair as written now (``paths`` by kind), or before (``linear`` and ``bezier`` fields)."""
+        found = data["paths"] if "paths" in data else {k: data.get(k) for k in ("linear", "bezier")}
+        return cls(data["a"], data["b"], {k: BarrierResult.from_json(v) for k, v in found.items() if v})
 
 
 @dataclass
-class SweepResult:
+class SweepResult(JsonResult):
+    kind: ClassVar[str] = "sweep"
+    json_derived: ClassVar[tuple[str, ...]] = ("matrices",)
+
     sequence: str
     tasks: list[str]  # the training order; adapter i was trained on tasks[i]
     adapters: list[str]
@@ -40,7 +57,9 @@ class SweepResult:
     made_by: dict = field(default_factory=dict)  # settings, versions, command (provenance.made_by)
 
     def paths(self) -> list[str]:
-        return ["linear"] + (["bezier"] if any(p.bezier for p in self.pairs) else [])
+        """The path kinds measured, the straight line first."""
+        found = {k for p in self.pairs for k in p.paths} - {"linear"}
+        return ["linear"] + sorted(found, key=lambda k: (k != "bezier", k))
 
     def matrix(self, measure: str = "barrier", path: str = "linear") -> dict[str, list[list[float | None]]]:
         """Per evaluated task, the symmetric matrix of ``measure`` over adapter pairs; zeros on the diagonal."""
@@ -82,23 +101,17 @@ class SweepResult:
             rows.append(row)
         return rows
 
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["pairs"] = [{"a": p.a, "b": p.b, "linear": p.linear.to_json(), "bezier": p.bezier.to_json() if p.bezier else None}
-                         for p in self.pairs]
-        summary = {path: {"joint_gap": self.joint(path), "consecutive": self.consecutive(path),
-                          **{m: self.matrix(m, path) for m in MEASURES}} for path in self.paths()}
-        return {"kind": "sweep", **data, "matrices": summary}
+    def json_summary(self) -> dict:
+        """Each pair's paths in their own JSON, and each path kind's matrices."""
+        pairs = [{"a": p.a, "b": p.b, "paths": {k: r.to_json() for k, r in p.paths.items()}} for p in self.pairs]
+        matrices = {path: {"joint_gap": self.joint(path), "consecutive": self.consecutive(path),
+                           **{m: self.matrix(m, path) for m in MEASURES}} for path in self.paths()}
+        return {"pairs": pairs, "matrices": matrices}
 
     @classmethod
-    def from_json(cls, data: dict) -> "SweepResult":
-        data = {k: v for k, v in data.items() if k not in ("kind", "matrices")}
-        data["pairs"] = [PairResult(p["a"], p["b"], BarrierResult.from_json(p["linear"]),
-                                    BarrierResult.from_json(p["bezier"]) if p.get("bezier") else None) for p in data["pairs"]]
+    def from_fields(cls, data: dict) -> "SweepResult":
+        data["pairs"] = [PairResult.from_json(p) for p in data["pairs"]]
         return cls(**data)
-
-    def dumps(self) -> str:
-        return json_text(self.to_json())
 
     def table(self) -> str:
         lines = [f"sweep over {' → '.join(self.tasks)} ({self.space} space)", ""]

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 from ..checks import load_json_text
 from ..errors import DataError
-from ..files import json_text
+from ..results import JsonResult
 from .compare_check import ALPHA, MEASURES, check_comparison, settings_record
 
 RANGES = {"AP": (0.0, 1.0), "BWT": (-1.0, 1.0), "FWT": (-1.0, 1.0)}
@@ -145,11 +146,14 @@ def _label(folder: Path, record: dict) -> tuple[str, int]:
     method = record.get("method", folder.name)
     if not isinstance(options, dict) or not isinstance(method, str):
         raise DataError(f"{where}: 'method' should be a name and settings.options a mapping; fix or remove that run")
-    from .registry import METHODS
+    from .old_names import new_options
+
+    options = new_options(method, options)  # a run recorded before its method's options were renamed
+    from .methods.registry import METHODS
 
     defaults = {}
     if method in METHODS:
-        from .methods import option_fields
+        from .methods.option import option_fields
 
         defaults = {f.name: f.default for f in option_fields(METHODS[method])}
     changed = [f"{k}={v}" for k, v in sorted(options.items()) if defaults.get(k, object()) != v]
@@ -181,10 +185,10 @@ def read_runs(paths: list[str]) -> list[Run]:
                 raise DataError(f"{where}: no AP; fix or remove that run")
             if "accuracy" in record:
                 _matrix(record["accuracy"], f"{where}: accuracy")
-            runs.append(Run(label, seed, scores, str(folder), _learned(record, str(where))))
+            runs.append(Run(label, seed, scores, str(folder), learned=_learned(record, str(where))))
             other = _other_learner(record, str(where))
             if other is not None:
-                runs.append(Run(f"{label}:{other[0]}", seed, other[1], str(folder), other[2]))
+                runs.append(Run(f"{label}:{other[0]}", seed, other[1], str(folder), learned=other[2]))
     return runs
 
 
@@ -219,7 +223,9 @@ def _other_learner(record: dict, where: str) -> tuple[str, dict, list | None] | 
 
 
 @dataclass
-class Comparison:
+class Comparison(JsonResult):
+    kind: ClassVar[str] = "comparison"
+
     baseline: str
     groups: dict[str, dict]  # label -> {"seeds", "runs", "AP", "BWT", "FWT", "learned"}
     summary: dict[str, dict] = field(default_factory=dict)  # label -> measure -> {mean, low, high, pi_low, pi_high, n}
@@ -231,18 +237,12 @@ class Comparison:
     not_learned: list[str] = field(default_factory=list)
     made_by: dict | None = None
 
-    def to_json(self) -> dict:
-        return {"kind": "comparison", **asdict(self)}
-
     @classmethod
-    def from_json(cls, data: dict) -> "Comparison":
+    def from_fields(cls, data: dict) -> "Comparison":
         """Read a compare.json back, its shapes and types checked (ValueError names the first bad field)."""
-        result = cls(**{k: v for k, v in data.items() if k != "kind"})
+        result = cls(**data)
         check_comparison(result)
         return result
-
-    def dumps(self) -> str:
-        return json_text(self.to_json())
 
     def table(self) -> str:
         from .compare_table import comparison_table
@@ -276,7 +276,7 @@ def check_labels(runs: list[Run], baseline: str, primary: str | None) -> None:
                         f"{[g for g in groups if g != baseline]}")
 
 
-def compare(runs: list[Run], baseline: str = "er", primary: str | None = None, seed: int = 0,
+def compare(runs: list[Run], baseline: str = "er", primary: str | None = None, seed: int = 0, *,
             resamples: int = 9999) -> Comparison:
     """Group, summarise, and pair every group with ``baseline`` by seed; p-values Holm-adjusted over the family of
     every compared group but ``primary`` (see the module's docstring); ``seed`` fixes the bootstrap's resampling."""

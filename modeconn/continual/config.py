@@ -7,7 +7,7 @@ from .. import checks
 from ..errors import ConfigError
 
 
-PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+DTYPES = ("float32", "bfloat16", "float16", "auto")
 SCHEDULERS = ("constant", "linear", "cosine")
 OPTIMIZERS = ("adamw", "sgd")
 
@@ -34,10 +34,10 @@ class TrainConfig:
                                       "positions if fewer; the same default as the analysis commands)")
     max_train: int | None = _f(None, "use at most this many training examples per task (None: all of them)")
     seed: int = _f(0, "seed for LoRA initialisation and data order")
-    precision: str = _f("fp32", "fp32, bf16 or fp16: the base weights are loaded in it, frozen, and the forward runs under "
-                                "autocast; LoRA weights, optimizer state and the loss stay fp32; fp16 gets loss scaling; "
-                                "auto: bf16 where the device multiplies it fast (CUDA with bf16, a CPU with AVX512-BF16 "
-                                "or AMX), else fp32, recorded as resolved")
+    dtype: str = _f("float32", "float32, bfloat16 or float16: the base weights are loaded in it, frozen, and the forward "
+                               "runs under autocast; LoRA weights, optimizer state and the loss stay float32; float16 gets "
+                               "loss scaling; auto: bfloat16 where the device multiplies it fast (CUDA with bf16, a CPU "
+                               "with AVX512-BF16 or AMX), else float32, recorded as resolved")
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass instead of keeping them "
                                              "(less memory, about a third more time)")
     grad_accum: int = _f(1, "micro-batches of batch_size per optimizer step: the effective batch is "
@@ -60,7 +60,7 @@ class TrainConfig:
         set_("alpha", checks.finite("alpha", self.alpha, 0, low_open=True))
         set_("dropout", checks.finite("dropout", self.dropout, 0, 1, high_open=True))
         set_("lr", checks.finite("lr", self.lr, 0, low_open=True))
-        checks.choice("precision", self.precision, PRECISIONS)
+        checks.choice("dtype", self.dtype, DTYPES)
         checks.choice("optimizer", self.optimizer, OPTIMIZERS)
         if not isinstance(self.gradient_checkpointing, bool):
             raise ConfigError(f"gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}")
@@ -81,10 +81,10 @@ class TrainConfig:
         set_("target_modules", tuple(targets))
 
     def resolved(self, device: str) -> "TrainConfig":
-        """This config with ``precision="auto"`` turned into what ``device`` runs fast (bf16 or fp32)."""
-        from ..evaluator.precision import resolve_precision
+        """This config with ``dtype="auto"`` turned into what ``device`` runs fast (bfloat16 or float32)."""
+        from ..evaluator.precision import resolve_dtype
 
-        return replace(self, precision=resolve_precision(self.precision, device))
+        return replace(self, dtype=resolve_dtype(self.dtype, device))
 
     def to_json(self) -> dict:
         d = asdict(self)

@@ -11,11 +11,18 @@ a joint (multi-task) run uses its final row. The margin is the normal 95% margin
 (read one-sided: a 2.5% chance that a model no better than the base clears it), chosen over an exact binomial test
 because it also covers a task metric that is a mean of [0, 1] scores rather than a count (its variance is at most
 p(1 − p)). A base at 0 has margin 0, so there one correct answer counts as learned.
+
+Where every task's examples carry their choices, the rank-classification accuracy (``evaluator/rank.py``) is recorded
+beside it, row for row (``rank_accuracy``, ``initial_rank_accuracy``, ``rank_AP``, ``rank_BWT``); the task's own metric
+stays the primary one (AP, BWT, FWT and ``learned`` are computed from it).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ..results import JsonResult
 
 LEARNED_Z = 1.96  # the 95% normal quantile of the learned-or-not margin
 
@@ -26,7 +33,9 @@ def signed(value: float | None) -> str:
 
 
 @dataclass
-class ContinualMetrics:
+class ContinualMetrics(JsonResult):
+    kind: ClassVar[str] = "continual_metrics"
+
     tasks: list[str]
     accuracy: list[list[float]] = field(default_factory=list)  # row i: after training task i
     loss: list[list[float]] = field(default_factory=list)
@@ -35,10 +44,14 @@ class ContinualMetrics:
     split: str = "test"
     joint: bool = False  # a multi-task run trained once on every task: only AP (the final row) means something
     eval_examples: list[int] | None = None  # examples scored per task (the n of the learned-or-not margin)
+    rank_accuracy: list[list[float]] | None = None  # rank classification, rows as ``accuracy`` (tasks with choices)
+    initial_rank_accuracy: list[float] | None = None
 
-    def add_row(self, accuracy: list[float], loss: list[float]) -> None:
+    def add_row(self, accuracy: list[float], loss: list[float], rank: list[float] | None = None) -> None:
         self.accuracy.append(list(accuracy))
         self.loss.append(list(loss))
+        if rank is not None:
+            self.rank_accuracy = (self.rank_accuracy or []) + [list(rank)]
 
     @property
     def ap(self) -> float:
@@ -46,10 +59,21 @@ class ContinualMetrics:
 
     @property
     def bwt(self) -> float | None:
-        t = len(self.accuracy)
+        return self._bwt(self.accuracy)
+
+    @property
+    def rank_ap(self) -> float | None:
+        return sum(self.rank_accuracy[-1]) / len(self.rank_accuracy[-1]) if self.rank_accuracy else None
+
+    @property
+    def rank_bwt(self) -> float | None:
+        return self._bwt(self.rank_accuracy) if self.rank_accuracy else None
+
+    def _bwt(self, matrix: list[list[float]]) -> float | None:
+        t = len(matrix)
         if t < 2 or self.joint:
             return None
-        return sum(self.accuracy[-1][j] - self.accuracy[j][j] for j in range(t - 1)) / (t - 1)
+        return sum(matrix[-1][j] - matrix[j][j] for j in range(t - 1)) / (t - 1)
 
     @property
     def fwt(self) -> float | None:
@@ -79,14 +103,18 @@ class ContinualMetrics:
             rows = self.accuracy
         return [row[j] - self.initial_accuracy[j] > margins[j] for j, row in enumerate(rows)]
 
-    def to_json(self) -> dict:
-        return {"kind": "continual_metrics", **asdict(self), "AP": self.ap, "BWT": self.bwt, "FWT": self.fwt,
-                "base_accuracy": self.initial_accuracy, "learned_margin": self.learned_margin, "learned": self.learned}
+    def json_summary(self) -> dict:
+        """AP, BWT, FWT and what was learned, recomputed from the matrix on reading."""
+        return {"AP": self.ap, "BWT": self.bwt, "FWT": self.fwt, "base_accuracy": self.initial_accuracy,
+                "learned_margin": self.learned_margin, "learned": self.learned, "rank_AP": self.rank_ap,
+                "rank_BWT": self.rank_bwt}
 
     @classmethod
-    def from_json(cls, data: dict) -> "ContinualMetrics":
-        """Read the matrix back from a run's ``metrics.json`` (AP, BWT, FWT and ``learned`` are recomputed from it)."""
-        keys = ("tasks", "accuracy", "loss", "initial_accuracy", "initial_loss", "split", "joint", "eval_examples")
+    def from_fields(cls, data: dict) -> "ContinualMetrics":
+        """The matrix from a run's ``metrics.json`` (AP, BWT, FWT and ``learned`` are recomputed from it); a run
+        record's other keys beside it are left alone."""
+        keys = ("tasks", "accuracy", "loss", "initial_accuracy", "initial_loss", "split", "joint", "eval_examples",
+                "rank_accuracy", "initial_rank_accuracy")
         return cls(**{k: data[k] for k in keys if k in data})
 
     def table(self) -> str:
@@ -97,4 +125,7 @@ class ContinualMetrics:
         for name, row in zip(self.tasks, self.accuracy):
             lines.append(f"{name:<{width}} " + " ".join(f"{a:>{width}.3f}" for a in row))
         lines.append(f"AP {self.ap:.3f}   BWT {signed(self.bwt)}   FWT {signed(self.fwt)}   ({self.split} split, each task's metric)")
+        if self.rank_accuracy:
+            lines.append(f"rank AP {self.rank_ap:.3f}   rank BWT {signed(self.rank_bwt)}   (rank classification over "
+                         "each task's choices)")
         return "\n".join(lines)

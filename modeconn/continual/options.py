@@ -4,7 +4,7 @@ The method options are not listed here: they come from the methods' own declarat
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 from .. import checks
@@ -12,31 +12,14 @@ from ..errors import ConfigError, DataError
 from ..evaluator.data import Fields, split_file
 from ..lora.sequence import MANIFEST, load_sequence
 from .config import TrainConfig
-from .registry import declared_options
+from .methods.registry import declared_options
+from .old_names import OLD_KEYS, new_keys
+from .request import DEFAULT_METHOD, EVAL_ROWS, EVAL_SPLITS, TRACKERS, TrainRequest, default
 
-RUN_DEFAULTS = {"method": "seq", "tasks": None, "order": None, "base": None, "eval_split": "test", "eval_limit": None,
-                "eval_rows": "first", "device": "cpu", "report_to": "none",
-                "protocol": None, "prompt_field": None,
-                "answer_field": None}  # the settings of a run that are not TrainConfig's or a method's
-
-
-@dataclass(frozen=True)
-class TrainRequest:
-    """Everything `modeconn train` resolved from its flags and config file, checked, before any work starts."""
-
-    method: str
-    config: TrainConfig
-    options: dict
-    tasks: list[tuple[str, Path]]
-    base: str | None
-    metrics: dict[str, str]
-    eval_split: str
-    eval_limit: int | None
-    device: str
-    report_to: str = "none"
-    eval_rows: str = "first"  # with eval_limit: the first or the last rows of the split (TRACE: the last 500)
-    protocol: dict | None = None  # the named protocol, its preset and what the user overrode
-    data_fields: dict | None = None  # task → the data.Fields named for it (its manifest entry's, else the flags')
+# the settings of a run that are neither TrainConfig's nor a method's; the request's defaults are read from its fields
+RUN_DEFAULTS = {"method": DEFAULT_METHOD, "tasks": None, "order": None, "base": None,
+                **{key: default(key) for key in ("eval_split", "eval_limit", "eval_rows", "device", "report_to")},
+                "protocol": None, "prompt_field": None, "answer_field": None}
 
 
 def read_config_file(path: str | None) -> dict:
@@ -87,7 +70,7 @@ def _unique_keys_loader():
 
 def _run_settings(values: dict) -> dict:
     """The run keys, checked: method, tasks, order, base, eval_split, eval_limit, device."""
-    from .registry import METHODS
+    from .methods.registry import METHODS
 
     out = {**RUN_DEFAULTS, **{k: v for k, v in values.items() if k in RUN_DEFAULTS}}
     checks.choice("method", out["method"], sorted(METHODS))
@@ -100,20 +83,20 @@ def _run_settings(values: dict) -> dict:
     if order is not None and (not isinstance(order, list) or not all(isinstance(n, str) for n in order)):
         raise ConfigError(f"order must be task names, got {out['order']!r}")
     out["order"] = order
-    checks.choice("eval_split", out["eval_split"], ("eval", "test"))
-    checks.choice("eval_rows", out["eval_rows"], ("first", "last"))
+    checks.choice("eval_split", out["eval_split"], EVAL_SPLITS)
+    checks.choice("eval_rows", out["eval_rows"], EVAL_ROWS)
     if out["protocol"] is not None:
         from .protocols import PROTOCOLS
 
         checks.choice("protocol", out["protocol"], sorted(PROTOCOLS))
     out["eval_limit"] = checks.optional_count("eval_limit", out["eval_limit"])
     out["device"] = checks.device("device", out["device"])
-    checks.choice("report_to", out["report_to"], ("none", "tensorboard", "wandb"))
+    checks.choice("report_to", out["report_to"], TRACKERS)
     Fields(out["prompt_field"], out["answer_field"])
     return out
 
 
-def _settings(method: str, values: dict) -> tuple[TrainConfig, dict]:
+def _settings(method: str, values: dict) -> tuple[TrainConfig, object]:
     declared = declared_options()
     config = TrainConfig(**{f.name: values[f.name] for f in fields(TrainConfig) if f.name in values})
     options = {opt.name: values[key] for key, opt in declared.items() if key in values and method in opt.defaults}
@@ -121,10 +104,9 @@ def _settings(method: str, values: dict) -> tuple[TrainConfig, dict]:
     if foreign:
         key, opt = foreign[0]
         raise ConfigError(f"{key} is an option of {' / '.join(opt.defaults)}, not of method {method!r}")
-    from .registry import get_method
+    from .methods.registry import get_method
 
-    get_method(method, seed=config.seed, **options)  # checks the options against the method's declaration
-    return config, options
+    return config, get_method(method, seed=config.seed, **options)  # checks the options against their declaration
 
 
 def resolve(flag_values: dict, file_values: dict | None = None, config_file: str | None = None) -> TrainRequest:
@@ -133,9 +115,14 @@ def resolve(flag_values: dict, file_values: dict | None = None, config_file: str
     The file is checked on its own first, so a bad value in it is reported with the file's name."""
     file_values = file_values or {}
     known = {f.name for f in fields(TrainConfig)} | set(declared_options()) | set(RUN_DEFAULTS)
-    unknown = sorted(set(file_values) - known)
+    unknown = sorted(set(file_values) - known - set(OLD_KEYS))
     if unknown:
         raise ConfigError(f"{config_file}: unknown key(s) {unknown}; known keys: {sorted(known)}")
+    try:
+        file_values = new_keys(file_values)
+    except ConfigError as exc:
+        raise ConfigError(f"{config_file}: {exc}") from None
+    flag_values = new_keys(flag_values)
     if file_values:
         try:
             run = _run_settings(file_values)
@@ -156,8 +143,12 @@ def resolve(flag_values: dict, file_values: dict | None = None, config_file: str
     if run["tasks"] is None:
         need = f"--tasks PATH_TO_{protocol.upper()}" if protocol else "--tasks (a sequence.json or a folder of task folders)"
         raise ConfigError(f"no tasks: pass {need}, or 'tasks' in --config")
-    config, options = _settings(run["method"], merged)
-    if protocol is not None and run["order"] is None:
+    config, method = _settings(run["method"], merged)
+    _check_named_order(run["order"], protocol)
+    if protocol is not None and chosen.orders:
+        tasks, manifest_base = chosen.cl_benchmark_folders(Path(run["tasks"]), run["order"]), None
+        metrics = chosen.task_metrics(tasks)
+    elif protocol is not None and run["order"] is None:
         tasks, manifest_base, metrics = chosen.task_folders(Path(run["tasks"])), None, dict(chosen.metrics)
         for name, folder in tasks:
             split_file(folder, "train")
@@ -166,9 +157,21 @@ def resolve(flag_values: dict, file_values: dict | None = None, config_file: str
         if protocol is not None:
             metrics = {**metrics, **{t: m for t, m in chosen.metrics.items() if t in dict(tasks)}}
     record = None if protocol is None else chosen.record(given, tasks, metrics)
-    return TrainRequest(run["method"], config, options, tasks, run["base"] or manifest_base, metrics, run["eval_split"],
-                        run["eval_limit"], run["device"], run["report_to"], run["eval_rows"], record,
-                        named_fields(run["tasks"], tasks, Fields(run["prompt_field"], run["answer_field"])))
+    from ..evaluator.models import DEFAULT_BASE
+
+    return TrainRequest(run["base"] or manifest_base or DEFAULT_BASE, tasks, method, config, metrics=metrics,
+                        eval_split=run["eval_split"], eval_limit=run["eval_limit"], eval_rows=run["eval_rows"],
+                        device=run["device"], report_to=run["report_to"], protocol=record,
+                        data_fields=named_fields(run["tasks"], tasks, Fields(run["prompt_field"], run["answer_field"])))
+
+
+def _check_named_order(order: list[str] | None, protocol: str | None) -> None:
+    """``--order order1`` (one of O-LoRA's orders by name) is refused outside ``--protocol standard-cl``."""
+    from .protocols import STANDARD_CL_ORDERS
+
+    if order and len(order) == 1 and order[0] in STANDARD_CL_ORDERS and protocol != "standard-cl":
+        raise ConfigError(f"--order {order[0]} names one of O-LoRA's task orders, which only --protocol standard-cl "
+                          "knows; add --protocol standard-cl, or list the task names")
 
 
 def named_fields(root: str, tasks: list[tuple[str, Path]], given: Fields) -> dict:

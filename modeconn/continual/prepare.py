@@ -3,6 +3,7 @@ the tokenised tasks, the evaluation settings, and the state to continue from (to
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,13 +11,16 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError
-from ..evaluator.data import Encoded, Example, Fields, collate, encode, read_split, resolve_max_length
-from ..evaluator.evaluate import EvalConfig, evaluate_model
+from ..evaluator.data import Encoded, Example, Fields, collate, encode_counted, read_split, resolve_max_length
+from ..evaluator.evaluate import DTYPES, EvalConfig, evaluate_model
 from ..evaluator.models import load_base
 from ..evaluator.scoring import get_scorer
+from ..evaluator.standard_cl import carve_records
 from .config import TrainConfig
-from .methods import FAST, Method
+from .methods.base import FAST
+from .methods.protocol import Method
 from .metrics import ContinualMetrics
+from .request import TrainRequest
 from .run_folder import RunFolder
 from .state import RunState, read_state
 
@@ -26,6 +30,7 @@ class Prepared:
     """A run ready for its loop. ``trained`` is the model the steps call (DDP-wrapped with several processes)."""
 
     accelerator: object
+    request: TrainRequest  # what is trained, with its config resolved
     model: object  # the PeftModel
     trained: object
     tokenizer: object
@@ -41,6 +46,7 @@ class Prepared:
     max_length: int = 0  # the input length used (the config's, or the shared default capped by the base's positions)
     device: torch.device = torch.device("cpu")  # where the model and its batches live
     data_fields: dict | None = None  # task → the record fields its prompt and answer were read from
+    cut_prompts: dict | None = None  # task → prompts cut from the left to fit max_length, per split (tasks with any)
 
     @property
     def rank(self) -> int:
@@ -53,30 +59,33 @@ class Prepared:
     def to_device(self, examples: list[Encoded]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device) for k, v in collate(examples, self.tokenizer.pad_token_id).items()}
 
-    def scores(self, method: Method, trained: int, key=None) -> tuple[list[float], list[float]]:
-        """Accuracy and loss on every task's evaluation split, each task scored by the model the method evaluates it
-        with after ``trained`` tasks (or all by ``key``); then the method's trained adapter is the only trainable one
-        again."""
+    def scores(self, method: Method, trained: int, key=None) -> tuple[list[float], list[float], list[float] | None]:
+        """Accuracy, loss and rank-classification accuracy (None unless every task's examples carry their choices) on
+        every task's evaluation split, each task scored by the model the method evaluates it with after ``trained``
+        tasks (or all by ``key``); then the method's trained adapter is the only trainable one again."""
         names = list(self.tests)
         plan = [key] * len(names) if key is not None else method.evaluation_plan(trained, len(names))
         curves = {}
         for key in dict.fromkeys(plan):  # each distinct key once, on the tasks it scores
             scorer = method.evaluation_scorer(self.model, key)
             tasks = {n: self.tests[n] for n, k in zip(names, plan) if k == key}
-            curves.update(evaluate_model(scorer.model, self.tokenizer, tasks, self.eval_config, self.metrics_by_task,
-                                         transform=scorer.transform))
+            curves.update(evaluate_model(scorer.model, self.tokenizer, tasks, self.eval_config,
+                                         metrics=self.metrics_by_task, transform=scorer.transform))
         method.restore_training(self.model)
-        return [curves[n].accuracy[0] for n in names], [curves[n].loss[0] for n in names]
+        rank = [curves[n].rank_accuracy[0] for n in names if curves[n].rank_accuracy is not None]
+        return ([curves[n].accuracy[0] for n in names], [curves[n].loss[0] for n in names],
+                rank if len(rank) == len(names) else None)
 
 
-def fingerprint(base: str, tasks, method: Method, config: TrainConfig, eval_split: str, eval_limit, processes: int,
-                eval_rows: str = "first", protocol: dict | None = None, data_fields: dict | None = None) -> dict:
+def fingerprint(request: TrainRequest, processes: int) -> dict:
     """What must match for ``resume``: base, tasks, method and its options, training settings, evaluation, processes
     (and the protocol the settings came from, recorded with the run), and the data fields named per task."""
-    return {"base": base, "tasks": [[t, str(Path(f).resolve())] for t, f in tasks], "method": method.name,
-            "options": method.options, "config": config.to_json(), "eval_split": eval_split, "eval_limit": eval_limit,
-            "eval_rows": eval_rows, "processes": processes, "protocol": protocol,
-            "data_fields": {task: f.to_json() for task, f in data_fields.items()} if data_fields else None}
+    r = request
+    return {"base": r.base, "tasks": [[t, str(Path(f).resolve())] for t, f in r.tasks], "method": r.method.name,
+            "options": r.method.options, "config": r.config.to_json(), "eval_split": r.eval_split,
+            "eval_limit": r.eval_limit, "eval_rows": r.eval_rows, "processes": processes, "protocol": r.protocol,
+            "data_fields": {task: f.to_json() for task, f in r.data_fields.items()} if r.data_fields else None,
+            **({"eval_carve": carves} if (carves := carve_records(r.tasks)) else {})}
 
 
 def linear_modules(model) -> list[str]:
@@ -174,25 +183,22 @@ def run_device(accelerator, requested: str) -> torch.device:
     return torch.device(requested) if accelerator.num_processes == 1 else accelerator.device
 
 
-def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Method, config: TrainConfig, folder: RunFolder,
-            eval_split: str, eval_limit: int | None, resume: bool, metrics_by_task: dict[str, str],
-            allow_pickle: bool = False, device: str = "cpu", eval_rows: str = "first", protocol: dict | None = None,
-            data_fields: dict | None = None) -> Prepared:
-    """Set the run up; draws from the global RNG in a fixed order (the base, then the LoRA initialisation).
-    ``data_fields``: task → the ``Fields`` named for its data (others are recognised)."""
+def prepare(accelerator, request: TrainRequest, folder: RunFolder, *, resume: bool = False,
+            allow_pickle: bool = False) -> Prepared:
+    """Set the run up; draws from the global RNG in a fixed order (the base, then the LoRA initialisation)."""
     from peft import LoraConfig, get_peft_model
 
+    base, tasks, method, config = request.base, request.tasks, request.method, request.config
+    eval_split, eval_limit, metrics_by_task = request.eval_split, request.eval_limit, request.metrics
     for metric in metrics_by_task.values():
         get_scorer(metric)
-    prints = fingerprint(base, tasks, method, config, eval_split, eval_limit, accelerator.num_processes, eval_rows,
-                         protocol, data_fields)
+    prints = fingerprint(request, accelerator.num_processes)
     previous = read_state(folder.out) if resume else None
     if previous is not None and previous[0].fingerprint != prints:
         changed = sorted(k for k in prints if previous[0].fingerprint.get(k) != prints[k])
         raise ConfigError(f"resume: the run in {folder.out} was made with other settings ({', '.join(changed)} differ); "
                           "repeat its command or choose another output folder")
-    where = run_device(accelerator, device)
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    where = run_device(accelerator, request.device)
     engine = str(accelerator.distributed_type).rsplit(".", 1)[-1]
     if engine in ("FSDP", "DEEPSPEED", "MEGATRON_LM", "XLA"):
         raise ConfigError(f"modeconn train runs one process or DDP over several (CPUs or GPUs); {engine} is not supported "
@@ -200,13 +206,21 @@ def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Metho
     if accelerator.num_processes > 1 and not method.distributed:
         raise ConfigError(f"method {method.name} trains in one process: what it trains changes from task to task, which "
                           "DDP cannot follow; launch it without accelerate")
-    model, tokenizer = load_base(base, device=where, dtype=dtypes[config.precision], allow_pickle=allow_pickle)
+    model, tokenizer = load_base(base, device=where, dtype=DTYPES[config.dtype], allow_pickle=allow_pickle)
     targets = lora_targets(model, config)
     max_length = resolve_max_length(model, config.max_length)
-    named = data_fields or {}
+    named = request.data_fields or {}
     read = {task: read_split(path, "train", config.max_train, fields=named.get(task, Fields())) for task, path in tasks}
-    train_sets = [encode(tokenizer, read[task][0], max_length) for task, _ in tasks]
-    tests = {task: read_split(path, eval_split, eval_limit, eval_rows, named.get(task, Fields()))[0] for task, path in tasks}
+    counted = {task: encode_counted(tokenizer, read[task][0], max_length) for task, _ in tasks}
+    train_sets = [counted[task][0] for task, _ in tasks]
+    tests = {task: read_split(path, eval_split, eval_limit, rows=request.eval_rows, fields=named.get(task, Fields()))[0]
+             for task, path in tasks}
+    cut = {task: {"train": counted[task][1], eval_split: encode_counted(tokenizer, tests[task], max_length)[1]}
+           for task, _ in tasks}
+    cut = {task: n for task, n in cut.items() if any(n.values())}
+    if cut and accelerator.is_main_process:
+        print("modeconn: prompts cut from the left to fit max_length: " + ", ".join(
+            f"{task} {n['train']} train, {n[eval_split]} {eval_split}" for task, n in cut.items()), file=sys.stderr)
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
                       task_type="CAUSAL_LM")
     with warnings.catch_warnings():  # peft reads transformers' deprecated is_gradient_checkpointing (a FutureWarning)
@@ -222,16 +236,20 @@ def prepare(accelerator, base: str, tasks: list[tuple[str, Path]], method: Metho
         model.enable_input_require_grads()  # the hook peft needs: the frozen embeddings' output must carry gradients
     method.setup(model, len(tasks), max_length)
     trained = accelerator.prepare_model(model) if accelerator.num_processes > 1 else model  # DDP: forwards sync gradients
-    prepared = Prepared(accelerator, model, trained, tokenizer, tasks, train_sets, tests, metrics_by_task,
-                        EvalConfig(max_length=max_length, progress=False), torch.Generator().manual_seed(config.seed),
-                        RunState(prints), ContinualMetrics([t for t, _ in tasks], split=eval_split, joint=method.joint,
-                                                           eval_examples=[len(tests[t]) for t, _ in tasks]), None,
-                        max_length, where, {task: read[task][1] for task, _ in tasks})
+    metrics = ContinualMetrics([t for t, _ in tasks], split=eval_split, joint=method.joint,
+                               eval_examples=[len(tests[t]) for t, _ in tasks])
+    prepared = Prepared(accelerator, request, model=model, trained=trained, tokenizer=tokenizer, tasks=tasks,
+                        train_sets=train_sets, tests=tests, metrics_by_task=metrics_by_task,
+                        eval_config=EvalConfig(max_length=max_length, progress=False),
+                        generator=torch.Generator().manual_seed(config.seed), run=RunState(prints), metrics=metrics,
+                        resume_from=None, max_length=max_length, device=where,
+                        data_fields={task: read[task][1] for task, _ in tasks}, cut_prompts=cut)
     if previous is not None:
         prepared.run, prepared.resume_from = previous[0], previous[1:]
         prepared.metrics = ContinualMetrics(**prepared.run.metrics)
         if accelerator.is_main_process:
             folder.trim_log(prepared.run.global_step)
     else:
-        prepared.metrics.initial_accuracy, prepared.metrics.initial_loss = prepared.scores(method, 0)
+        (prepared.metrics.initial_accuracy, prepared.metrics.initial_loss,
+         prepared.metrics.initial_rank_accuracy) = prepared.scores(method, 0)
     return prepared

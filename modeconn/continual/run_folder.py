@@ -26,8 +26,7 @@ from ..lora.sequence import Sequence
 from ..outdir import Claimed, name_max
 from ..provenance import PYTHON_CALL, command
 from .adapter_io import save_peft_adapter
-from .metrics import ContinualMetrics
-from .state import RunState, clear_state, save_state
+from .state import clear_state, save_state
 
 
 def command_script() -> str:
@@ -76,18 +75,20 @@ class RunFolder:
         for label, adapter in method.saved_adapters.items():
             save_peft_adapter(model, adapter, self.claimed.path(label, task))
 
-    def checkpoint(self, run: RunState, metrics: ContinualMetrics, model, optimizer, generator, method, scaler,
-                   accelerator) -> None:
-        """Every process hands in its method state (its replay buffer) and RNG; the main process writes them all."""
+    def checkpoint(self, prepared, optimizer, scaler) -> None:
+        """Every process hands in its method state (its replay buffer) and RNG; the main process writes them all.
+        ``prepared``: the run as ``prepare`` set it up (its state, metrics, model, generator, method, accelerator)."""
         from accelerate.utils import gather_object
 
-        tensors, meta = method.state()
+        run, metrics, accelerator = prepared.run, prepared.metrics, prepared.accelerator
+        tensors, meta = prepared.request.method.state()
         metas, rngs = [meta], [torch.get_rng_state()]
         if accelerator.num_processes > 1:
             metas, rngs = gather_object(metas), gather_object(rngs)
         if accelerator.is_main_process:
             run.metrics, run.method_meta, run.scaler = asdict(metrics), metas, scaler.state_dict()
-            save_state(self.out, run, model, optimizer, generator, tensors, rngs)
+            save_state(self.out, run, prepared.model, optimizer, generator=prepared.generator, method_tensors=tensors,
+                       rng_states=rngs)
         accelerator.wait_for_everyone()
 
     def log_step(self, record: dict) -> None:

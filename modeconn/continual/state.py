@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..errors import StateError
-from .methods import trained_weight
+from .methods.base import trained_weight
 
 STATE_DIR = ".state"
 
@@ -53,7 +53,7 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.T
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def save_state(out: Path, run: RunState, model, optimizer, generator: torch.Generator, method_tensors: dict,
+def save_state(out: Path, run: RunState, model, optimizer, *, generator: torch.Generator, method_tensors: dict,
                rng_states: list[torch.Tensor]) -> None:
     """Write the whole state into a new folder, then swap it in, so a kill never leaves half a state.
     ``rng_states``: each process's torch RNG state (dropout), in rank order."""
@@ -86,6 +86,8 @@ def read_state(out: Path) -> tuple[RunState, dict, dict[str, torch.Tensor]] | No
         return None
     from safetensors.torch import load_file
 
+    from .old_names import new_fingerprint
+
     try:
         raw = json.loads((folder / "state.json").read_text())
         opt_meta = raw.pop("optimizer")
@@ -93,13 +95,14 @@ def read_state(out: Path) -> tuple[RunState, dict, dict[str, torch.Tensor]] | No
         tensors = load_file(folder / "state.safetensors")
         if not isinstance(state.fingerprint, dict) or "rng.generator" not in tensors or "rng.torch.0" not in tensors:
             raise ValueError("entries are missing")
+        state.fingerprint = new_fingerprint(state.fingerprint)  # a state saved before options were renamed
     except Exception as exc:  # json, safetensors and the dataclass raise many types for a damaged state
         raise StateError(f"the saved state in {folder} is damaged ({type(exc).__name__}: {str(exc)[:120]}); "
                          f"delete {folder} and run without --resume to start over, or choose another output folder") from None
     return state, opt_meta, tensors
 
 
-def restore(model, optimizer, generator: torch.Generator, opt_meta: dict, tensors: dict[str, torch.Tensor],
+def restore(model, optimizer, generator: torch.Generator, opt_meta: dict, *, tensors: dict[str, torch.Tensor],
             rank: int = 0) -> dict:
     """Load LoRA weights, optimizer and RNG states (``rank``'s own torch RNG); return the method's own tensors."""
     params = dict(model.named_parameters())

@@ -14,9 +14,10 @@ import torch
 
 from ..errors import NonFiniteError
 from .config import TrainConfig
-from .methods import Batch, Method, trained_weight
+from .methods.base import trained_weight
+from .methods.protocol import Batch
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -30,12 +31,12 @@ class StepResult:
 
 
 class Amp:
-    """Autocast and, for fp16, a loss scaler; both off in fp32."""
+    """Autocast and, for float16, a loss scaler; both off in float32."""
 
-    def __init__(self, precision: str, device: torch.device):
-        self.dtype = AMP_DTYPES.get(precision)
+    def __init__(self, dtype: str, device: torch.device):
+        self.dtype = AMP_DTYPES.get(dtype)
         self.device_type = device.type
-        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == "float16")
 
     def autocast(self):
         return torch.autocast(self.device_type, self.dtype) if self.dtype is not None else nullcontext()
@@ -66,10 +67,10 @@ def all_finite(value: torch.Tensor, run) -> bool:
     return bad.item() == 0
 
 
-def optimizer_step(run, method: Method, config: TrainConfig, optimizer, amp: Amp, window: list, lr: float,
-                   where: str, epoch: int = 0) -> StepResult:
-    """Train on ``window`` (the examples of one optimizer step, in the task's ``epoch``) and update; ``where`` names
-    the step in messages."""
+def optimizer_step(run, optimizer, amp: Amp, window: list, *, lr: float, where: str, epoch: int = 0) -> StepResult:
+    """Train ``run.request.method`` on ``window`` (the examples of one optimizer step, in the task's ``epoch``) and
+    update; ``where`` names the step in messages."""
+    method, config = run.request.method, run.request.config
     for group in optimizer.param_groups:
         group["lr"] = lr
     micro = [window[i : i + config.batch_size] for i in range(0, len(window), config.batch_size)]
@@ -105,4 +106,5 @@ def optimizer_step(run, method: Method, config: TrainConfig, optimizer, amp: Amp
     if not all_finite(torch.tensor(0.0 if weights_ok else float("nan")), run):
         raise nonfinite("LoRA weights", where)
     skipped = scale is not None and amp.scaler.get_scale() < scale
-    return StepResult(loss_sum, float(norm), sum(answer_tokens(b) for b in local), parts, skipped, scale)
+    return StepResult(loss=loss_sum, grad_norm=float(norm), tokens=sum(answer_tokens(b) for b in local), parts=parts,
+                      skipped=skipped, loss_scale=scale)

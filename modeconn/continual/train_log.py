@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from ..checks import load_json_text
 from ..errors import DataError
@@ -13,6 +14,8 @@ NUMBERS = ("loss", "ce_current", "ce_replay", "consistency", "lr", "grad_norm", 
 
 @dataclass
 class TrainLog:
+    kind: ClassVar[str] = "train_log"  # read from its JSON-lines file, not a JSON round trip
+
     steps: list[dict] = field(default_factory=list)
     source: str = ""
 

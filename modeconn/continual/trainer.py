@@ -13,19 +13,20 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ..errors import ConfigError
 from ..files import null_nonfinite
 from ..lora.sequence import Sequence, TaskEntry
 from .config import TrainConfig
-from .methods import FAST, Method, TaskContext, trained_weight
+from .methods.base import FAST, trained_weight
+from .methods.protocol import Method, TaskContext
 from .metrics import ContinualMetrics
 from .prepare import Prepared, prepare
+from .request import STATE_EVERY, TrainRequest
 from .run_folder import PICTURES, RunFolder, check_task_names, tracker_name
 from .schedule import lr_factor, schedule_position
 from .state import restore
@@ -64,93 +65,61 @@ class StepClock:
         return {task: seconds / steps for task, (steps, seconds) in self.by_task.items()}
 
 
-def train_sequence(
-    base: str,
-    tasks: list[tuple[str, Path]],
-    method: Method,
-    config: TrainConfig,
-    out: str | Path,
-    name: str | None = None,
-    device: str = "cpu",
-    eval_split: str = "test",
-    eval_limit: int | None = None,
-    progress: bool = True,
-    resume: bool = False,
-    state_every: int = 25,
-    stop_after: int | None = None,
-    metrics_by_task: dict[str, str] | None = None,
-    allow_pickle: bool = False,
-    report_to: str = "none",
-    eval_rows: str = "first",
-    protocol: dict | None = None,
-    data_fields: dict | None = None,
-) -> TrainRun:
-    """Train ``method`` on each ``(task name, task folder)`` in order; save adapters, manifest, metrics and the log.
+def train_sequence(request: TrainRequest, out: str | Path, *, name: str | None = None, progress: bool = True,
+                   resume: bool = False, state_every: int = STATE_EVERY, stop_after: int | None = None,
+                   allow_pickle: bool = False) -> TrainRun:
+    """Train ``request.method`` on each of ``request.tasks`` in order; save adapters, manifest, metrics and the log.
 
     ``resume=True`` continues from ``out/.state`` if a run with the same settings left one (else starts afresh);
     ``stop_after=N`` stops after N optimizer steps of this call, leaving that state (for time-limited jobs). Resuming
     is exact, with one process or several (each process's replay buffer and RNG are saved).
     The caller's global RNG is left as it was: the run seeds a forked one (for the LoRA initialisation and dropout).
     A non-finite loss, gradient or weight stops the run (``NonFiniteError``) before anything of that step is saved.
-    ``report_to``: ``tensorboard`` or ``wandb`` (offline unless ``WANDB_MODE`` says otherwise) also log there.
-    ``eval_rows="last"`` scores the last ``eval_limit`` rows of each split (TRACE's test rows); ``protocol``: the named
-    protocol the settings came from (`modeconn train --protocol`), recorded with the run. ``data_fields``: task →
-    ``Fields`` naming its records' prompt and answer fields (others: ``prompt``/``answer`` or a recognised pair).
+    ``request.report_to``: ``tensorboard`` or ``wandb`` (offline unless ``WANDB_MODE`` says otherwise) also log there.
     """
     from accelerate import Accelerator
 
     from .. import checks
     from ..outdir import claim
 
-    tasks = _task_pairs(tasks)
-    checks.text("base", base), checks.text("out", out), checks.text("name", name, optional=True)
-    checks.instance("config", config, TrainConfig, "a TrainConfig")
-    if not all(hasattr(method, a) for a in ("name", "training_step", "saved_adapters")):
-        raise ConfigError(f"method must be a continual method (modeconn.get_method('seq')), got {type(method).__name__}")
+    checks.instance("request", request, TrainRequest, "a TrainRequest (modeconn.TrainRequest)")
+    checks.text("out", out), checks.text("name", name, optional=True)
     for key, value in (("progress", progress), ("resume", resume), ("allow_pickle", allow_pickle)):
         checks.flag(key, value)
     checks.count("state_every", state_every, 0), checks.optional_count("stop_after", stop_after)
-    checks.device("device", device)
-    config = config.resolved(device)  # precision "auto": bf16 where the device multiplies it fast; recorded resolved
-    checks.choice("eval_split", eval_split, ("eval", "test"))
-    checks.optional_count("eval_limit", eval_limit)
-    checks.choice("report_to", report_to, ("none", "tensorboard", "wandb"))
-    checks.choice("eval_rows", eval_rows, ("first", "last"))
-    for task, _ in tasks:
-        checks.safe_name("task name", task)
-    checks.unique("task", [task for task, _ in tasks])
+    # dtype "auto": bfloat16 where the device multiplies it fast; recorded resolved
+    request = replace(request, config=request.config.resolved(request.device))
+    method, config, tasks, base = request.method, request.config, request.tasks, request.base
     check_task_names([task for task, _ in tasks], method, out)
-    _check_tracker(report_to)
-    metrics_by_task = {task: (metrics_by_task or {}).get(task, "exact_match") for task, _ in tasks}
+    _check_tracker(request.report_to)
     owned = [t for t, _ in tasks] + list(method.saved_adapters) + RunFolder.RECORDS + PICTURES
     inputs = [path for _, path in tasks] + ([base] if Path(base).exists() else [])
     with claim(out, owned=owned, inputs=inputs) as claimed:
         from .prepare import run_device
 
-        accelerator = Accelerator(cpu=device == "cpu", log_with=None if report_to == "none" else report_to,
-                                  project_dir=str(claimed.path("logs")))
+        accelerator = Accelerator(cpu=request.device == "cpu", project_dir=str(claimed.path("logs")),
+                                  log_with=None if request.report_to == "none" else request.report_to)
         folder = RunFolder(claimed)
-        where = run_device(accelerator, device)
+        where = run_device(accelerator, request.device)
         with torch.random.fork_rng(devices=[where] if where.type == "cuda" else []):
             torch.manual_seed(config.seed)
-            run = prepare(accelerator, base, tasks, method, config, folder, eval_split, eval_limit, resume, metrics_by_task,
-                          allow_pickle, device, eval_rows, protocol, data_fields)
+            run = prepare(accelerator, request, folder, resume=resume, allow_pickle=allow_pickle)
             checks.free_space(claimed.root, _planned_bytes(run, method, config),
                               f"training {len(tasks)} task{'s' if len(tasks) > 1 else ''}")
-            if report_to != "none":
-                kwargs = {"wandb": {"mode": os.environ.get("WANDB_MODE", "offline")}} if report_to == "wandb" else {}
+            if request.report_to != "none":
+                kwargs = {"wandb": {"mode": os.environ.get("WANDB_MODE", "offline")}} if request.report_to == "wandb" else {}
                 accelerator.init_trackers(tracker_name(name or claimed.root.name), config=_flat(run.run.fingerprint), init_kwargs=kwargs)
-            amp = Amp(config.precision, run.device)
+            amp = Amp(config.dtype, run.device)
             if run.run.scaler:
                 amp.scaler.load_state_dict(run.run.scaler)
-            clock = StepClock()
+            clock, controls = StepClock(), Controls(progress, state_every, stop_after)
             try:
                 for index in range(run.run.task_index, len(tasks)):
-                    if not train_task(run, method, config, folder, index, clock, amp, progress, state_every, stop_after):
+                    if not train_task(run, folder, index, clock=clock, amp=amp, controls=controls):
                         return TrainRun(None, run.metrics, complete=False)
-                return finish(run, method, config, folder, base, name, clock)
+                return finish(run, folder, name, clock)
             finally:
-                if report_to != "none":
+                if request.report_to != "none":
                     accelerator.end_training()
 
 
@@ -161,18 +130,6 @@ def _planned_bytes(run: Prepared, method: Method, config: TrainConfig) -> int:
     lora = sum(p.numel() * 4 for name, p in run.model.named_parameters() if trained_weight(name))
     steps = sum(steps_per_task(run, method, config))
     return lora * (len(run.tasks) * (1 + len(method.saved_adapters)) + 6) + steps * 512 + 2**20
-
-
-def _task_pairs(tasks) -> list[tuple[str, Path]]:
-    """The task stream as (name, folder) pairs; a string (one folder, or a manifest) is refused, not split up."""
-    from .. import checks
-
-    if isinstance(tasks, (str, bytes, os.PathLike)) or not isinstance(tasks, (list, tuple)) or not tasks or not all(
-            isinstance(t, (list, tuple)) and len(t) == 2 and isinstance(t[1], (str, os.PathLike)) for t in tasks):
-        raise ConfigError(f"tasks must be a non-empty list of (task name, task folder) pairs, e.g. [('news', "
-                          f"'data/news')], got {checks.short(tasks)}; for a sequence.json use "
-                          "modeconn.continual.options.resolve_tasks(path, None)[0]")
-    return [(name, Path(folder)) for name, folder in tasks]
 
 
 def _check_tracker(report_to: str) -> None:
@@ -203,22 +160,34 @@ def steps_per_task(run: Prepared, method: Method, config: TrainConfig) -> list[i
     return [config.epochs * -(-size // window) for size in sizes]
 
 
-def train_task(run: Prepared, method: Method, config: TrainConfig, folder: RunFolder, index: int, clock: StepClock,
-               amp: Amp, progress: bool, state_every: int, stop_after: int | None) -> bool:
+@dataclass(frozen=True)
+class Controls:
+    """How a call of the loop runs, not what it trains: a progress bar, how often to save state, when to stop."""
+
+    progress: bool = True
+    state_every: int = STATE_EVERY
+    stop_after: int | None = None
+
+
+def train_task(run: Prepared, folder: RunFolder, index: int, *, clock: StepClock, amp: Amp, controls: Controls) -> bool:
     """Train one task, evaluate, save; False if ``stop_after`` stopped it (its state saved for resuming)."""
+    method, config = run.request.method, run.request.config
+    progress, state_every, stop_after = controls.progress, controls.state_every, controls.stop_after
     task = run.tasks[index][0]
     examples = method.train_set(run.train_sets[: index + 1], len(run.tasks))
     stream = sum(len(method.train_set(run.train_sets[: i + 1], len(run.tasks))) for i in range(len(run.tasks))) // run.world
-    ctx = TaskContext(run.model, task, index, examples, run.to_device, config.batch_size, stream, len(run.tasks),
-                      run.tokenizer, tuple(run.tasks), run.max_length, run.metrics_by_task, run.data_fields or {})
+    ctx = TaskContext(run.model, task, index, examples, collate=run.to_device, batch_size=config.batch_size,
+                      stream_examples=stream, tasks=len(run.tasks), tokenizer=run.tokenizer, task_dirs=tuple(run.tasks),
+                      max_length=run.max_length, metrics=run.metrics_by_task, data_fields=run.data_fields or {})
     method.begin_task(ctx)
     optimizer = make_optimizer([p for p in run.model.parameters() if p.requires_grad], config)
     state, main = run.run, run.accelerator.is_main_process
     if run.resume_from is not None:
         opt_meta, tensors = run.resume_from
         mid_task = state.epoch > 0 or state.position > 0  # at a task boundary the next task starts a fresh optimizer
-        method.load_state(restore(run.model, optimizer if mid_task else None, run.generator, opt_meta, tensors, run.rank),
-                          state.method_meta[run.rank] if state.method_meta else {})
+        restored = restore(run.model, optimizer if mid_task else None, run.generator, opt_meta, tensors=tensors,
+                           rank=run.rank)
+        method.load_state(restored, state.method_meta[run.rank] if state.method_meta else {})
         run.resume_from = None
     run.model.train()
     window, steps = config.batch_size * config.grad_accum, steps_per_task(run, method, config)
@@ -233,23 +202,21 @@ def train_task(run: Prepared, method: Method, config: TrainConfig, folder: RunFo
                 step, total = schedule_position(config.schedule_scope, steps, index, state.task_step)
                 lr = config.lr * lr_factor(config.lr_scheduler, step, total, warmup(total))
                 started = time.perf_counter()
-                result = optimizer_step(run, method, config, optimizer, amp, chosen, lr,
-                                        f"task {task!r}, step {state.global_step + 1}", state.epoch)
+                result = optimizer_step(run, optimizer, amp, chosen, lr=lr, epoch=state.epoch,
+                                        where=f"task {task!r}, step {state.global_step + 1}")
                 seconds = time.perf_counter() - started
                 clock.add(task, seconds)
                 state.position += window
                 state.global_step += 1
                 state.task_step += 1
-                _log(run, folder, state, task, result, lr, seconds)
+                _log(run, folder, result, task=task, lr=lr, seconds=seconds)
                 bar.update()
                 bar.set_postfix(loss=f"{result.loss:.3f}")
                 if stop_after is not None and clock.steps >= stop_after:
-                    folder.checkpoint(state, run.metrics, run.model, optimizer, run.generator, method, amp.scaler,
-                                      run.accelerator)
+                    folder.checkpoint(run, optimizer, amp.scaler)
                     return False
                 if state_every and state.global_step % state_every == 0:
-                    folder.checkpoint(state, run.metrics, run.model, optimizer, run.generator, method, amp.scaler,
-                                      run.accelerator)
+                    folder.checkpoint(run, optimizer, amp.scaler)
             state.epoch, state.position, state.order = state.epoch + 1, 0, None
     run.model.eval()
     method.end_task(ctx)
@@ -259,12 +226,13 @@ def train_task(run: Prepared, method: Method, config: TrainConfig, folder: RunFo
     state.task_index, state.epoch, state.position, state.order, state.task_step = index + 1, 0, 0, None, 0
     if main:
         folder.save_task(run.model, method, task)
-    folder.checkpoint(state, run.metrics, run.model, optimizer, run.generator, method, amp.scaler, run.accelerator)
+    folder.checkpoint(run, optimizer, amp.scaler)
     return True
 
 
-def _log(run: Prepared, folder: RunFolder, state, task: str, result: StepResult, lr: float, seconds: float) -> None:
+def _log(run: Prepared, folder: RunFolder, result: StepResult, *, task: str, lr: float, seconds: float) -> None:
     """One line of train_log.jsonl per optimizer step (the main process's numbers), and the trackers'."""
+    state = run.run
     if not run.accelerator.is_main_process:
         return
     record = {"step": state.global_step, "task": task, "epoch": state.epoch, "loss": result.loss, **result.parts,
@@ -288,11 +256,11 @@ def _ranks_agree(accelerator, model) -> bool:
     return bool(torch.allclose(sums, sums[0].expand_as(sums), rtol=0, atol=1e-9))
 
 
-def finish(run: Prepared, method: Method, config: TrainConfig, folder: RunFolder, base: str, name: str | None,
-           clock: StepClock) -> TrainRun:
+def finish(run: Prepared, folder: RunFolder, name: str | None, clock: StepClock) -> TrainRun:
     """Check the ranks agree; on the main process write the manifest, metrics, config and command."""
     from ..provenance import made_by
 
+    method, config, base = run.request.method, run.request.config, run.request.base
     in_sync = _ranks_agree(run.accelerator, run.model)
     timing = dict(seconds_per_step=clock.per_step(), seconds_per_step_by_task=clock.per_task())
     if not run.accelerator.is_main_process:
@@ -302,13 +270,15 @@ def finish(run: Prepared, method: Method, config: TrainConfig, folder: RunFolder
     entries = tuple(TaskEntry(task, os.path.relpath(Path(path).resolve(), out.resolve()), task, run.metrics_by_task[task],
                               **({"prompt_field": used[task].prompt, "answer_field": used[task].answer} if task in used else {}))
                     for task, path in run.tasks)
-    seq = Sequence(name or out.name, base, entries, method.name, {"config": config.to_json(), "options": method.options}, out)
+    seq = Sequence(name or out.name, base, entries, method=method.name, root=out,
+                   extra={"config": config.to_json(), "options": method.options})
     targets = run.model.peft_config[FAST].target_modules
     settings = {**run.run.fingerprint, "world_size": run.world, "max_length_used": run.max_length,
                 "target_modules_used": sorted(targets) if isinstance(targets, (set, list)) else targets,
                 "effective_batch": config.batch_size * config.grad_accum * run.world,
                 "engine": str(run.accelerator.distributed_type).rsplit(".", 1)[-1],
-                **({"data_fields_used": {task: f.to_json() for task, f in used.items()}} if used else {})}
+                **({"data_fields_used": {task: f.to_json() for task, f in used.items()}} if used else {}),
+                **({"prompts_cut": run.cut_prompts} if run.cut_prompts else {})}
     extra = method.record()
     record = {"method": method.name, **run.metrics.to_json(), "memory_examples": method.memory_examples,
               "world_size": run.world, "ranks_in_sync": in_sync, **timing,

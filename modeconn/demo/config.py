@@ -31,7 +31,7 @@ class DemoConfig:
             raise ConfigError("points and grid must be at least 2")
         if self.tasks is not None and self.tasks < 2:
             raise ConfigError(f"the demo needs at least two tasks, got {self.tasks}")
-        from ..continual.registry import METHODS
+        from ..continual.methods.registry import METHODS
 
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:

@@ -62,7 +62,7 @@ def _consecutive_barriers(result) -> Section:
         "above the straight line between its endpoint losses).\n\n"
         f"Joint gap, line → fitted curve ({cfg.curve_steps} steps on {cfg.limit} training examples per task): "
         f"{pairs_text}. {verdict}"),
-        figure(sweep), ["sweep-seq/sweep.json", "sweep-seq/sweep.png"], settings_line(sweep.made_by))
+        figure(sweep), ["sweep-seq/sweep.json", "sweep-seq/sweep.png"], settings=settings_line(sweep.made_by))
 
 
 def _best_joint(path, pair: tuple[str, str]) -> tuple[float, list[float]]:
@@ -85,14 +85,14 @@ def _largest_pair(result) -> list[Section]:
             f"adapter (t = 0) to the {b} adapter (t = 1) of the seq run; dashed lines join each task's endpoint losses. "
             f"The joint gap is {big['linear_joint_gap']:.3f}. The point of the line best at the two together "
             f"(t = {t_line:.1f}) scores {acc_line[0]:.2f} on {a} and {acc_line[1]:.2f} on {b}."),
-            figure(line), ["path-linear/barrier.json", "path-linear/barrier.png"], settings_line(line.made_by)),
+            figure(line), ["path-linear/barrier.json", "path-linear/barrier.png"], settings=settings_line(line.made_by)),
         Section("The same pair along the fitted Bézier curve", (
             f"The same two adapters joined by the quadratic Bézier curve fitted between them. The joint gap falls to "
             f"{big['bezier_joint_gap']:.3f} (from {big['linear_joint_gap']:.3f} on the line); the point of the curve best "
             f"at the two together (t = {t_curve:.1f}) scores {acc_curve[0]:.2f} on {a} and {acc_curve[1]:.2f} on {b}. "
             "The curve was fitted on the two tasks' training data; it is a picture of the landscape between the minima, "
             "not a continual method."),
-            figure(curve), ["path-bezier/barrier.json", "path-bezier/barrier.png"], settings_line(curve.made_by)),
+            figure(curve), ["path-bezier/barrier.json", "path-bezier/barrier.png"], settings=settings_line(curve.made_by)),
     ]
 
 
@@ -105,7 +105,7 @@ def _plane(result) -> Section:
         f"adapter, the {b} adapter and the fitted control point; the dashed line is the straight path and the orange "
         "line the fitted curve; the white points are the two minima and the control point. Grid minimum of the mean "
         f"loss: {min(min(row) for row in plane.mean_loss()):.3f}."),
-        figure(plane), ["plane/plane.json", "plane/plane.png"], settings_line(plane.made_by))
+        figure(plane), ["plane/plane.json", "plane/plane.png"], settings=settings_line(plane.made_by))
 
 
 def _methods(result) -> Section:
@@ -133,4 +133,4 @@ def write_demo_report(result) -> None:
     footer = ("Every number on this page is in the JSON files beside it (demo.json gathers the summary); every figure "
               "is also a PNG in its folder, and `modeconn plot FOLDER/*.json` redraws it.")
     write_report(result.out / "report.html", render("modeconn: forgetting and mode connectivity in continual LoRA",
-                                                     intro, sections, summary, footer))
+                                                     intro, sections, summary, footer=footer))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .config import DemoConfig, DemoResult
@@ -35,10 +36,10 @@ def run_demo(out: str | Path = "demo_out", config: DemoConfig = DemoConfig(), pr
 def _run(out: Path, config: DemoConfig, progress: bool) -> DemoResult:
     from ..analysis.bezier import CurveConfig
     from ..analysis.measure import measure_barrier, measure_plane, sweep_sequence
-    from ..continual import TrainConfig, get_method, train_sequence
+    from ..analysis.settings import StudySettings
+    from ..continual import TrainConfig, TrainRequest, get_method, train_sequence
     from ..continual.config import EMBEDDED_TRAINING
     from ..continual.protocols import get_protocol
-    from ..evaluator.evaluate import EvalConfig
     from ..evaluator.models import checkpoints_dir
     from ..files import write_json
     from ..lora.sequence import load_sequence
@@ -55,17 +56,17 @@ def _run(out: Path, config: DemoConfig, progress: bool) -> DemoResult:
                                                 "max_train": config.max_train, "eval_limit": config.eval_limit},
                                                tasks, metrics)
     for name in config.methods:
-        run = train_sequence(embedded.base_model, tasks, get_method(name, seed=config.seed), train_config, out / "runs" / name,
-                             name=f"demo-{name}", eval_limit=config.eval_limit, progress=progress,
-                             metrics_by_task=metrics, protocol=protocol)
+        run = train_sequence(TrainRequest(embedded.base_model, tasks, get_method(name, seed=config.seed), train_config,
+                                          eval_limit=config.eval_limit, metrics=metrics, protocol=protocol),
+                             out / "runs" / name, name=f"demo-{name}", progress=progress)
         result.metrics[name] = run.metrics
-    losses = EvalConfig(accuracy=False, progress=False)
+    losses = StudySettings(limit=config.limit, seed=config.seed, accuracy=False, progress=False)
     curves = CurveConfig(steps=config.curve_steps, seed=config.seed)
     for name in config.methods:  # seq with fitted curves; the others' straight paths, to compare the methods
         seq = name == "seq"
-        sweep = sweep_sequence(str(out / "runs" / name), points=config.points, pairs="consecutive", bezier=seq,
-                               curve_config=curves, limit=config.limit, seed=config.seed, eval_config=losses,
-                               progress=progress, curves_out=str(out / "curves") if seq else None)
+        sweep = sweep_sequence(str(out / "runs" / name), replace(losses, progress=progress), points=config.points,
+                               pairs="consecutive", bezier=seq, curve_config=curves,
+                               curves_out=str(out / "curves") if seq else None)
         save_result(sweep, out / f"sweep-{name}")
         result.sweeps[name] = sweep
     rows = result.sweeps["seq"].consecutive("linear")
@@ -73,14 +74,13 @@ def _run(out: Path, config: DemoConfig, progress: bool) -> DemoResult:
     result.pair = (top["from"], top["to"])
     a, b = (str(out / "runs" / "seq" / t) for t in result.pair)
     control = str(out / "curves" / f"{result.pair[0]}-{result.pair[1]}")
-    decode = EvalConfig(progress=False)
+    decode = replace(losses, accuracy=True)
     for path in ("linear", "bezier"):
-        barrier = measure_barrier(a, b, points=config.points, path=path, control=control if path == "bezier" else None,
-                                  limit=config.limit, seed=config.seed, eval_config=decode)
+        barrier = measure_barrier([a, b], decode, points=config.points, path=path,
+                                  control=control if path == "bezier" else None)
         save_result(barrier, out / f"path-{path}")
         result.paths[path] = barrier
-    result.plane = measure_plane(a, b, control, grid=config.grid, limit=config.limit, seed=config.seed,
-                                 eval_config=losses)
+    result.plane = measure_plane([a, b, control], losses, grid=config.grid)
     save_result(result.plane, out / "plane")
     result.seconds = time.perf_counter() - started
     save_result(result.metrics, out / "methods")

@@ -67,7 +67,10 @@ class Budget:
 
 
 def is_oom(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    """torch's typed OOM, or one of the allocator messages accelerate knows (CUDA, HIP, XPU, MPS, CPU)."""
+    from accelerate.utils.memory import should_reduce_batch_size
+
+    return isinstance(exc, torch.OutOfMemoryError) or should_reduce_batch_size(exc)
 
 
 def split_on_oom(run, items: list, coeffs, budget: Budget, join_points, join_items):
@@ -80,7 +83,7 @@ def split_on_oom(run, items: list, coeffs, budget: Budget, join_points, join_ite
         if not is_oom(exc) or len(coeffs) * len(items) == 1:
             raise
     budget.shrink()
-    again = lambda i, c: split_on_oom(run, i, c, budget, join_points, join_items)  # noqa: E731
+    again = lambda i, c: split_on_oom(run, i, c, budget, join_points=join_points, join_items=join_items)  # noqa: E731
     if len(coeffs) > 1:
         half = len(coeffs) // 2
         return join_points(again(items, coeffs[:half]), again(items, coeffs[half:]))

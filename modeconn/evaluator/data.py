@@ -1,7 +1,7 @@
 """Task data: a task folder ``<task>/{train,eval,test}.<format>`` (the TRACE / LLMCL layout, any format ``formats``
-reads), a saved DatasetDict, or one data file; the prompt and answer of each record (``prompt``/``answer``, a
-recognised pair such as ``input``/``output``, or fields the user names); and its tokenisation as
-``bos + prompt + answer + eos``."""
+reads), an O-LoRA CL_Benchmark task folder (``standard_cl``), a saved DatasetDict, or one data file; the prompt and
+answer of each record (``prompt``/``answer``, a recognised pair such as ``input``/``output``, or fields the user
+names); and its tokenisation as ``bos + prompt + answer + eos``."""
 from __future__ import annotations
 
 import json
@@ -21,6 +21,7 @@ FIELDS_HINT = "name them with --prompt-field/--answer-field (prompt_field/answer
 class Example:
     prompt: str
     answer: str
+    choices: tuple[str, ...] | None = None  # the task's answer space, where it has a fixed one (rank classification)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def read_examples(path: str | Path, fields: Fields = Fields()) -> tuple[list[Exa
     rows = len(prompts)
     if single and rows == 1:  # one JSON object (several, one a line, are records)
         prompts, answers = _column_wise(where, used, prompts[0], answers[0])
-    examples = [Example(_text(where, i, "prompt", used.prompt, p), _text(where, i, "answer", used.answer, a))
+    examples = [Example(_text(where, i, "prompt", used.prompt, value=p), _text(where, i, "answer", used.answer, value=a))
                 for i, (p, a) in enumerate(zip(prompts, answers))]
     return examples, used
 
@@ -172,15 +173,21 @@ def _text(where: str, index: int, role: str, field: str, value) -> str:
 def load_split(task_dir: str | Path, split: str, limit: int | None = None, rows: str = "first",
                fields: Fields = Fields()) -> list[Example]:
     """One split of a task folder; with ``limit``, its first rows, or its last (``rows="last"``: TRACE's test rows)."""
-    return read_split(task_dir, split, limit, rows, fields)[0]
+    return read_split(task_dir, split, limit, rows, fields=fields)[0]
 
 
 def read_split(task_dir: str | Path, split: str, limit: int | None = None, rows: str = "first",
                fields: Fields = Fields()) -> tuple[list[Example], Fields]:
-    """``load_split`` and the fields it read."""
+    """``load_split`` and the fields it read; an O-LoRA CL_Benchmark task folder is read by ``standard_cl``."""
     from ..checks import optional_count
+    from . import standard_cl
 
     limit = optional_count("limit", limit)
+    if standard_cl.is_task(task_dir):
+        if (fields.prompt or fields.answer) and not fields.default:
+            raise ConfigError(f"{task_dir}: a CL_Benchmark task folder builds its prompt from sentence and label as "
+                              "O-LoRA does; drop --prompt-field/--answer-field (prompt_field/answer_field)")
+        return [Example(*row) for row in standard_cl.read_split(task_dir, split, limit, rows)], Fields(*PAIRS[0])
     examples, used = read_examples(split_file(task_dir, split), fields)
     if limit is None:
         return examples, used

@@ -12,44 +12,46 @@ from .. import checks
 from ..errors import ConfigError
 from ..lora.paths import LoraPath, Span
 from .budget import Budget, auto_budget, batches, points_per_chunk, split_on_oom
+from .choices import choice_nll
 from .data import Encoded, Example, encode_counted, resolve_max_length
+from .fields import DTYPE_CHOICES, dtype_field, max_batch_tokens_field, max_length_field
 from .batch import scored_batch
 from .forced import forced_pass, model_accuracy
 from .greedy import path_accuracy
 from .head import answer_nll, causal_lm
 from .layer import Unrouted, inject_path
+from .rank import choice_rows, rankable, ranked_accuracy
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    max_batch_tokens: int | None = field(default=None, metadata={
-        "help": "padded tokens per forward pass (points × examples × length); None: automatic (see auto_budget)"})
-    max_length: int | None = field(default=None, metadata={
-        "help": "tokens per example, prompts cut from the left; None: 1024, or fewer if the model has fewer positions"})
-    accuracy: bool = field(default=True, metadata={"help": "also decode greedily and score exact match"})
+    max_batch_tokens: int | None = max_batch_tokens_field()
+    max_length: int | None = max_length_field()
+    accuracy: bool = field(default=True, metadata={
+        "help": "also decode greedily and score exact match (and, where examples carry choices, rank-classify them)"})
     progress: bool = field(default=True, metadata={"help": "show tqdm progress bars"})
-    dtype: str = field(default="float32", metadata={
-        "help": "the precision the base model is loaded in (float32, bfloat16, float16; auto: bfloat16 where the device "
-                "multiplies it fast, else float32); LoRA terms and losses stay float32"})
+    dtype: str = dtype_field()
     share_prefix: bool = field(default=True, metadata={"help": "run layers before the first adapted one once for all points"})
 
     def __post_init__(self):
-        checks.choice("dtype", self.dtype, sorted(DTYPES) + ["auto"])
+        checks.choice("dtype", self.dtype, DTYPE_CHOICES)
         checks.optional_count("max_batch_tokens", self.max_batch_tokens)
         checks.optional_count("max_length", self.max_length, 2)
 
 
 @dataclass
 class TaskCurve:
-    """Loss (mean NLL per answer token, over the whole set) and accuracy (the task's metric) at each t."""
+    """Loss (mean NLL per answer token, over the whole set) and accuracy (the task's metric) at each t; where every
+    example carries its choices, also rank-classification accuracy (the lowest-NLL choice, ``rank.py``)."""
 
     loss: list[float]
     accuracy: list[float] | None = None
     examples: int = 0
     metric: str = "exact_match"
     cut_prompts: int = 0  # prompts cut from the left to fit max_length
+    rank_accuracy: list[float] | None = None
 
 
 @dataclass
@@ -66,11 +68,11 @@ def points_nll(model, batch, k: int, repeat=None) -> torch.Tensor:
     ids, mask, rows, cols, targets = batch
     b = ids.shape[0]
     offsets = (torch.arange(k, device=ids.device) * b).repeat_interleave(len(rows))
-    scored = (rows.repeat(k) + offsets, cols.repeat(k))
+    scored = {"rows": rows.repeat(k) + offsets, "cols": cols.repeat(k), "n_rows": k * b}
     if repeat is not None:  # rows: k·b from the first adapted layer on
         with repeat.expanded(k, b):
-            return answer_nll(model, ids, mask, targets.repeat(k), *scored, k * b)
-    return answer_nll(model, ids.repeat(k, 1), mask.repeat(k, 1), targets.repeat(k), *scored, k * b)
+            return answer_nll(model, ids, mask, targets.repeat(k), **scored)
+    return answer_nll(model, ids.repeat(k, 1), mask.repeat(k, 1), targets.repeat(k), **scored)
 
 
 def prefix_probe(model, encoded: list[Encoded], coeffs: torch.Tensor, injected, pad_id: int):
@@ -87,35 +89,45 @@ def prefix_probe(model, encoded: list[Encoded], coeffs: torch.Tensor, injected, 
 
 
 def _chunk_nll(model, items: list[Encoded], coeffs: torch.Tensor, injected, pad_id: int, budget: Budget, repeat) -> torch.Tensor:
-    """``[kc]`` summed answer NLL of each point in ``coeffs`` over ``items``; on out-of-memory, split and retry."""
+    """``[kc, b]`` summed answer NLL of each item at each point in ``coeffs``; on out-of-memory, split and retry."""
     device = next(model.parameters()).device
 
     def run(items, coeffs):
         with injected.points(coeffs, len(items)):
-            return points_nll(model, scored_batch(items, pad_id, device), len(coeffs), repeat).view(len(coeffs), -1).sum(1)
+            return points_nll(model, scored_batch(items, pad_id, device), len(coeffs), repeat).view(len(coeffs), -1)
 
-    return split_on_oom(run, items, coeffs, budget, lambda a, b: torch.cat([a, b]), lambda a, b: a + b)
+    return split_on_oom(run, items, coeffs, budget, join_points=lambda a, b: torch.cat([a, b]),
+                        join_items=lambda a, b: torch.cat([a, b], 1))
+
+
+def path_nll(model, encoded: list[Encoded], coeffs: torch.Tensor, injected, pad_id: int, budget: int | Budget,
+             bar=None, repeat=None) -> torch.Tensor:
+    """``[K, N]`` summed answer NLL of each of the N ``encoded`` at each path point (row of ``coeffs``), examples
+    batched by length within the token budget and the points chunked to fit it."""
+    budget = budget if isinstance(budget, Budget) else Budget(budget)
+    device = next(model.parameters()).device
+    k = coeffs.shape[0]
+    out = torch.zeros(k, len(encoded), dtype=torch.float64, device=device)  # filled on the device: no host sync per chunk
+    for batch in batches(encoded, lambda e: len(e.ids), 1, budget.tokens):
+        items = [encoded[i] for i in batch]
+        columns = torch.tensor(batch, device=device)
+        width = max(len(e.ids) for e in items)
+        start = 0
+        while start < k:  # the chunk size is recomputed each time: the budget may have shrunk
+            stop = min(k, start + points_per_chunk(len(items), width, budget.tokens))
+            out[start:stop, columns] = _chunk_nll(model, items, coeffs[start:stop], injected, pad_id=pad_id, budget=budget,
+                                                  repeat=repeat)
+            if bar is not None:
+                bar.update((stop - start) * len(items))
+            start = stop
+    return out
 
 
 def path_losses(model, encoded: list[Encoded], coeffs: torch.Tensor, injected, pad_id: int, budget: int | Budget,
                 bar=None, repeat=None) -> torch.Tensor:
     """``[K]`` token-weighted mean answer NLL of each path point (row of ``coeffs``) on ``encoded``."""
-    budget = budget if isinstance(budget, Budget) else Budget(budget)
-    device = next(model.parameters()).device
-    k = coeffs.shape[0]
-    totals = torch.zeros(k, dtype=torch.float64, device=device)  # accumulated on the device: no host sync per chunk
     n_tokens = sum(len(e.ids) - e.n_prompt for e in encoded)
-    for batch in batches(encoded, lambda e: len(e.ids), 1, budget.tokens):
-        items = [encoded[i] for i in batch]
-        width = max(len(e.ids) for e in items)
-        start = 0
-        while start < k:  # the chunk size is recomputed each time: the budget may have shrunk
-            stop = min(k, start + points_per_chunk(len(items), width, budget.tokens))
-            totals[start:stop] += _chunk_nll(model, items, coeffs[start:stop], injected, pad_id, budget, repeat)
-            if bar is not None:
-                bar.update((stop - start) * len(items))
-            start = stop
-    return totals / n_tokens
+    return path_nll(model, encoded, coeffs, injected, pad_id=pad_id, budget=budget, bar=bar, repeat=repeat).sum(1) / n_tokens
 
 
 def _check_door(model, tokenizer, tasks, config, span=None) -> None:
@@ -135,9 +147,12 @@ def _check_door(model, tokenizer, tasks, config, span=None) -> None:
 
 @torch.no_grad()
 def evaluate_points(model, tokenizer, span: Span, coeffs: torch.Tensor, tasks: dict[str, list[Example]],
-                    config: EvalConfig = EvalConfig(), metrics: dict[str, str] | None = None) -> dict[str, TaskCurve]:
+                    config: EvalConfig = EvalConfig(), metrics: dict[str, str] | None = None,
+                    encoded: dict | None = None) -> dict[str, TaskCurve]:
     """Score the points ``Σ_i coeffs[k, i] · θ_i`` of ``span`` on every task, all points batched together: loss, and
-    greedy decoding scored by each task's metric (``metrics[name]``, exact match by default)."""
+    greedy decoding scored by each task's metric (``metrics[name]``, exact match by default), and rank classification
+    where every example of a task has its choices. ``encoded``: each task's ``encode_counted`` at the config's
+    max_length, where the caller has it already (a Study encodes each task once)."""
     from .prefix import shared_prefix
 
     _check_door(model, tokenizer, tasks, config, span=span)
@@ -147,18 +162,28 @@ def evaluate_points(model, tokenizer, span: Span, coeffs: torch.Tensor, tasks: d
     out = {}
     budget = Budget(config.max_batch_tokens or auto_budget(model))
     max_length = resolve_max_length(model, config.max_length)
-    work = sum(len(ex) for ex in tasks.values()) * len(coeffs) * (2 if config.accuracy else 1)
-    prepared = {name: encode_counted(tokenizer, examples, max_length) for name, examples in tasks.items()}  # refuse first
+    prepared = encoded if encoded is not None else {  # refuse first
+        name: encode_counted(tokenizer, examples, max_length) for name, examples in tasks.items()}
+    ranked = {name: choice_rows(tokenizer, examples, max_length) for name, examples in tasks.items()
+              if config.accuracy and rankable(examples)}
+    work = len(coeffs) * (sum(len(ex) for ex in tasks.values()) * (2 if config.accuracy else 1)
+                          + sum(len(rows) for rows in ranked.values()))
     with inject_path(model, span) as injected, tqdm(total=work, desc="points × examples", disable=not config.progress, leave=False) as bar:
         for name, examples in tasks.items():
             encoded, cut = prepared[name]
-            probe = prefix_probe(model, encoded, coeffs, injected, tokenizer.pad_token_id)
+            probe = prefix_probe(model, encoded, coeffs, injected, pad_id=tokenizer.pad_token_id)
             with (shared_prefix(model, span.modules, probe) if config.share_prefix else nullcontext()) as repeat:
-                loss = path_losses(model, encoded, coeffs, injected, tokenizer.pad_token_id, budget, bar, repeat)
+                loss = path_losses(model, encoded, coeffs, injected, pad_id=tokenizer.pad_token_id, budget=budget, bar=bar,
+                                   repeat=repeat)
+                rank = (ranked_accuracy(path_nll(model, ranked[name], coeffs, injected, pad_id=tokenizer.pad_token_id,
+                                                 budget=budget, bar=bar, repeat=repeat), examples)
+                        if name in ranked else None)
             metric = metrics.get(name, "exact_match")
-            acc = (path_accuracy(model, tokenizer, examples, encoded, coeffs, injected, budget.tokens, bar, metric)
+            acc = (path_accuracy(model, tokenizer, list(zip(examples, encoded)), (coeffs, injected), budget=budget.tokens,
+                                 bar=bar, metric=metric)
                    if config.accuracy else None)
-            out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric, cut)
+            out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric, cut_prompts=cut,
+                                  rank_accuracy=rank.tolist() if rank is not None else None)
     return out
 
 
@@ -169,14 +194,15 @@ def evaluate_path(model, tokenizer, path: LoraPath, ts: list[float], tasks: dict
     if not isinstance(path, LoraPath):
         raise ConfigError(f"path must be a LoraPath (modeconn.linear_path(a, b)), got {type(path).__name__}")
     ts = [checks.finite("t", t, 0, 1) for t in checks.instance("ts", ts, (list, tuple), "a list of t in [0, 1]")]
-    return PathEvaluation(list(ts), evaluate_points(model, tokenizer, path, path.coefficients(ts), tasks, config, metrics))
+    return PathEvaluation(list(ts), evaluate_points(model, tokenizer, path, path.coefficients(ts), tasks=tasks, config=config,
+                                                    metrics=metrics))
 
 
 @torch.no_grad()
 def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: EvalConfig = EvalConfig(),
                    metrics: dict[str, str] | None = None, transform=None) -> dict[str, TaskCurve]:
-    """Score a model as it stands (e.g. a PeftModel with its active adapter): one point, the same loss and accuracy.
-    ``transform`` rewrites the encoded examples first (prompt methods prepend their virtual tokens)."""
+    """Score a model as it stands (e.g. a PeftModel with its active adapter): one point, the same loss and accuracies.
+    ``transform`` rewrites the encoded examples (and choice rows) first (prompt methods prepend their virtual tokens)."""
     _check_door(model, tokenizer, tasks, config)
     was_training = model.training
     model.eval()
@@ -191,9 +217,18 @@ def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: Ev
         metric = (metrics or {}).get(name, "exact_match")
         if config.accuracy:  # one pass gives the loss and the answers greedy decoding would reproduce; the rest decode
             loss, known = forced_pass(model, encoded, tokenizer.pad_token_id, budget)
-            acc = model_accuracy(model, tokenizer, examples, encoded, known, budget, metric)
+            acc = model_accuracy(model, tokenizer, examples, encoded, known=known, budget=budget, metric=metric)
         else:
-            loss, acc = path_losses(model, encoded, single, as_it_stands, tokenizer.pad_token_id, budget), None
-        out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric, cut)
+            loss, acc = path_losses(model, encoded, single, as_it_stands, pad_id=tokenizer.pad_token_id, budget=budget), None
+        rank = None
+        if config.accuracy and rankable(examples):
+            rows = choice_rows(tokenizer, examples, max_length)
+            as_rows = lambda part: path_nll(model, part, single, as_it_stands,  # noqa: E731
+                                            pad_id=tokenizer.pad_token_id, budget=budget)
+            nll = (as_rows(transform(rows)) if transform is not None  # prompt methods rewrite the rows: rows path
+                   else choice_nll(model, rows, examples, tokenizer.pad_token_id, budget=budget, rows_nll=as_rows))
+            rank = ranked_accuracy(nll, examples)
+        out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric, cut_prompts=cut,
+                              rank_accuracy=rank.tolist() if rank is not None else None)
     model.train(was_training)
     return out

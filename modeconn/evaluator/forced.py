@@ -57,8 +57,8 @@ def forced_pass(model, encoded: list[Encoded], pad_id: int, budget: int) -> tupl
         return per_row.view(1, -1).sum(1), wrong
 
     for batch in batches(encoded, lambda e: len(e.ids), 1, budget.tokens):
-        summed, wrong = split_on_oom(run, [encoded[i] for i in batch], torch.ones(1, 1), budget, None,
-                                     lambda a, b: (a[0] + b[0], torch.cat([a[1], b[1]])))
+        summed, wrong = split_on_oom(run, [encoded[i] for i in batch], torch.ones(1, 1), budget, join_points=None,
+                                     join_items=lambda a, b: (a[0] + b[0], torch.cat([a[1], b[1]])))
         total[0:1] += summed
         for i, misses in zip(batch, wrong.tolist()):
             known[i] = plain and misses == 0
@@ -78,6 +78,6 @@ def model_accuracy(model, tokenizer, examples: list[Example], encoded: list[Enco
     rest = [i for i, k in enumerate(known) if not k]
     if rest:
         max_new = max(len(e.ids) - e.n_prompt for e in encoded)  # all examples': a shorter limit could cut a text
-        correct += greedy_scores(model, tokenizer, [examples[i] for i in rest], [encoded[i] for i in rest],
-                                 torch.ones(1, 1), Unrouted(), budget, metric=metric, max_new=max_new)
+        correct += greedy_scores(model, tokenizer, [(examples[i], encoded[i]) for i in rest], (torch.ones(1, 1), Unrouted()),
+                                 budget=budget, metric=metric, max_new=max_new)
     return correct / len(examples)

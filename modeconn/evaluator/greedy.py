@@ -25,22 +25,25 @@ def _decode_chunk(model, tokenizer, items: list[Encoded], coeffs: torch.Tensor, 
         return tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
 
     # answers are point-major, so both halvings put them back by concatenation
-    return split_on_oom(run, items, coeffs, budget, list.__add__, list.__add__)
+    return split_on_oom(run, items, coeffs, budget, join_points=list.__add__, join_items=list.__add__)
 
 
-def path_accuracy(model, tokenizer, examples: list[Example], encoded: list[Encoded], coeffs: torch.Tensor, injected,
-                  budget: int | Budget, bar=None, metric: str = "exact_match") -> torch.Tensor:
-    """``[K]`` mean score (exact match by default) of greedy decoding at each path point (points batched like the loss).
+def path_accuracy(model, tokenizer, task: list[tuple[Example, Encoded]], points: tuple, *, budget: int | Budget, bar=None,
+                  metric: str = "exact_match") -> torch.Tensor:
+    """``[K]`` mean score (exact match by default) of greedy decoding of each ``(example, encoded)`` of ``task`` at each
+    path point (``points``: the coefficient rows and the injected layers that route them), points batched like the loss.
 
     The token budget of a decoding pass counts its KV cache too (``decode_budget``)."""
-    return greedy_scores(model, tokenizer, examples, encoded, coeffs, injected, budget, bar, metric) / len(examples)
+    return greedy_scores(model, tokenizer, task, points, budget=budget, bar=bar, metric=metric) / len(task)
 
 
-def greedy_scores(model, tokenizer, examples: list[Example], encoded: list[Encoded], coeffs: torch.Tensor, injected,
-                  budget: int | Budget, bar=None, metric: str = "exact_match", max_new: int | None = None) -> torch.Tensor:
+def greedy_scores(model, tokenizer, task: list[tuple[Example, Encoded]], points: tuple, *, budget: int | Budget,
+                  bar=None, metric: str = "exact_match", max_new: int | None = None) -> torch.Tensor:
     """``[K]`` summed score of greedy decoding at each path point, up to ``max_new`` new tokens (None: the longest
-    answer + eos of ``encoded``)."""
+    answer + eos of ``task``)."""
     score = get_scorer(metric)
+    coeffs, injected = points
+    examples, encoded = [e for e, _ in task], [c for _, c in task]
     from transformers import GenerationConfig
 
     budget = Budget(decode_budget(model, budget.tokens if isinstance(budget, Budget) else budget))
@@ -57,7 +60,7 @@ def greedy_scores(model, tokenizer, examples: list[Example], encoded: list[Encod
         start = 0
         while start < k:  # the chunk size is recomputed each time: the budget may have shrunk
             stop = min(k, start + points_per_chunk(len(items), width, budget.tokens))
-            texts = _decode_chunk(model, tokenizer, items, coeffs[start:stop], injected, gen, budget)
+            texts = _decode_chunk(model, tokenizer, items, coeffs[start:stop], injected=injected, gen=gen, budget=budget)
             hits = torch.tensor([score(t, answers[j % len(items)], sources[j % len(items)]) for j, t in enumerate(texts)], dtype=torch.float64)
             correct[start:stop] += hits.view(stop - start, len(items)).sum(1)
             if bar is not None:

@@ -43,10 +43,11 @@ class Routing:
 
 
 class PathLoraLayer(nn.Module):
-    """``trainable=i`` makes anchor i's factors parameters (a Bézier control point being fitted); the rest stay fixed."""
+    """``trainable=(i, …)`` makes those anchors' factors parameters (a curve's free points being fitted); the rest stay
+    fixed."""
 
     def __init__(self, base: nn.Module, a_stack: torch.Tensor, b_stack: torch.Tensor, ranks: list[int],
-                 space: str, routing: Routing, trainable: int | None = None, name: str = ""):
+                 space: str, routing: Routing, trainable: tuple[int, ...] = (), name: str = ""):
         super().__init__()
         self.base, self.name = base, name
         self.read_directly, self.called = False, False
@@ -54,12 +55,9 @@ class PathLoraLayer(nn.Module):
         self.register_buffer("b_stack", b_stack, persistent=False)  # [out, Σr]
         self.register_buffer("block", torch.repeat_interleave(torch.arange(len(ranks)), torch.tensor(ranks)), persistent=False)
         self.n, self.rank, self.space, self.routing = len(ranks), ranks[0], space, routing
-        self.span = None
-        if trainable is not None:
-            start = sum(ranks[:trainable])
-            self.span = (start, start + ranks[trainable])
-            self.control_a = nn.Parameter(a_stack[start : self.span[1]].clone())
-            self.control_b = nn.Parameter(b_stack[:, start : self.span[1]].clone())
+        self.spans = [(sum(ranks[:i]), sum(ranks[: i + 1])) for i in sorted(trainable)]
+        self.free = nn.ParameterList([nn.Parameter(t) for lo, hi in self.spans
+                                      for t in (a_stack[lo:hi].clone(), b_stack[:, lo:hi].clone())])
 
     def __getattr__(self, attr: str):
         try:
@@ -82,12 +80,18 @@ class PathLoraLayer(nn.Module):
         return self.base.bias
 
     def stacks(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.span is None:
+        if not self.spans:
             return self.a_stack, self.b_stack
-        lo, hi = self.span
-        a = torch.cat([self.a_stack[:lo], self.control_a, self.a_stack[hi:]], 0)
-        b = torch.cat([self.b_stack[:, :lo], self.control_b, self.b_stack[:, hi:]], 1)
-        return a, b
+        a_parts, b_parts, done = [], [], 0
+        for k, (lo, hi) in enumerate(self.spans):
+            a_parts += [self.a_stack[done:lo], self.free[2 * k]]
+            b_parts += [self.b_stack[:, done:lo], self.free[2 * k + 1]]
+            done = hi
+        return torch.cat([*a_parts, self.a_stack[done:]], 0), torch.cat([*b_parts, self.b_stack[:, done:]], 1)
+
+    def free_factors(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The k-th trainable anchor's (A, B), detached on the CPU."""
+        return self.free[2 * k].detach().cpu().clone(), self.free[2 * k + 1].detach().cpu().clone()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.called = True
@@ -168,8 +172,8 @@ class InjectedPath:
                                      f"{bypassed[0].rsplit('.', 1)[-1]} out of target_modules")
 
     def parameters(self) -> list[nn.Parameter]:
-        """The trainable anchor's factors in every layer (``inject_path(..., trainable=i)``), for an optimizer."""
-        return [p for layer in self.layers.values() if layer.span is not None for p in (layer.control_a, layer.control_b)]
+        """The trainable anchors' factors in every layer (``inject_path(..., trainable=(i, …))``), for an optimizer."""
+        return [p for layer in self.layers.values() for p in layer.free]
 
 
 class Unrouted:
@@ -181,9 +185,9 @@ class Unrouted:
 
 
 @contextmanager
-def inject_path(model: nn.Module, path: Span, trainable: int | None = None):
+def inject_path(model: nn.Module, path: Span, trainable: tuple[int, ...] = ()):
     """Temporarily replace each adapted module of ``model`` with a PathLoraLayer; yields the ``InjectedPath``
-    (with ``trainable=i``, each layer exposes anchor i's factors as ``control_a`` / ``control_b`` parameters)."""
+    (with ``trainable=(i, …)``, each layer holds those anchors' factors as parameters, ``free_factors(k)``)."""
     routing = Routing()
     replaced, layers, modules = [], {}, {}
     for name in path.modules:
@@ -205,7 +209,7 @@ def inject_path(model: nn.Module, path: Span, trainable: int | None = None):
                 )
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
-            layers[name] = PathLoraLayer(module, a, b, ranks, path.space, routing, trainable, name)
+            layers[name] = PathLoraLayer(module, a, b, ranks, space=path.space, routing=routing, trainable=trainable, name=name)
             setattr(parent, child, layers[name])
             replaced.append((parent_name, child, module))
         yield InjectedPath(model, layers, routing)

@@ -9,11 +9,15 @@
                    non-empty (C-STANCE, FOMC, MedMCQA, JEC-QA)
   trace_number     LLMCL's: the first match of \d+\.?\d* in each, equal as strings and non-empty (NumGLUE-cm)
   trace_scienceqa  LLMCL's: the first character of each, then ``trace_choice`` (ScienceQA answers "A\nBecause …")
+  olora_exact_match  O-LoRA's (src/compute_metrics.py:32-49, src/uie_trainer_lora.py:22-24): the prediction after its
+                   last "Answer:" (if any), stripped; then both lower-cased, ASCII punctuation removed, whitespace runs
+                   made one space (articles kept), and equal (its CL_Benchmark tasks under --protocol standard-cl)
 """
 from __future__ import annotations
 
 import math
 import re
+import string
 from collections import Counter
 from functools import lru_cache
 
@@ -72,6 +76,22 @@ def trace_number(prediction: str, reference: str) -> float:
 
 def trace_scienceqa(prediction: str, reference: str) -> float:
     return trace_choice(prediction[:1], reference[:1])
+
+
+_PUNCTUATION = set(string.punctuation)
+OLORA_ANSWER_PREFIX = "Answer:"  # O-LoRA src/uie_dataset_lora.py:28
+
+
+def _olora_normalize(text: str) -> str:
+    """O-LoRA's normalize_answer (src/compute_metrics.py:32-45): lower, drop string.punctuation, one space per run."""
+    return " ".join("".join(ch for ch in text.lower() if ch not in _PUNCTUATION).split())
+
+
+def olora_exact_match(prediction: str, reference: str) -> float:
+    # O-LoRA decodes prompt + generation and keeps what follows the last "Answer:" (uie_trainer_lora.py:22-24); the
+    # prediction here is the generation alone, so the same rule keeps it whole unless it says "Answer:" itself
+    prediction = prediction.split(OLORA_ANSWER_PREFIX)[-1].strip()
+    return float(_olora_normalize(prediction) == _olora_normalize(reference))
 
 
 @lru_cache(maxsize=1)
@@ -133,7 +153,8 @@ def sari(prediction: str, reference: str, source: str = "") -> float:
 
 
 SCORERS = {"exact_match": exact_match, "choice": choice, "numeric": numeric, "rouge_l": rouge_l, "sari": sari,
-           "trace_choice": trace_choice, "trace_number": trace_number, "trace_scienceqa": trace_scienceqa}
+           "trace_choice": trace_choice, "trace_number": trace_number, "trace_scienceqa": trace_scienceqa,
+           "olora_exact_match": olora_exact_match}
 NEEDS_SOURCE = {"sari"}  # metrics that also read the prompt
 
 

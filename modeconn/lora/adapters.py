@@ -59,7 +59,7 @@ class LoraWeights:
             r = a.shape[0]
             root = s[:r].sqrt()
             factors[m] = ((root[:, None] * vh[:r]).to(a.dtype), (u[:, :r] * root).to(b.dtype))
-        return LoraWeights(factors, {m: 1.0 for m in factors}, self.base_model, self.source + " (canonical)", self.config)
+        return LoraWeights(factors, {m: 1.0 for m in factors}, self.base_model, self.source + " (canonical)", config=self.config)
 
 
 def _resolve_folder(location: str) -> Path:
@@ -209,7 +209,7 @@ def load_adapter(location: str | Path, allow_pickle: bool = False) -> LoraWeight
             raise CheckpointError(f"{location}: module {module} has non-finite (NaN or inf) weights")
         factors[module] = (a, b)
         scaling[module] = _scaling(config, module, a.shape[0])
-    return LoraWeights(factors, scaling, config.get("base_model_name_or_path"), str(location), config)
+    return LoraWeights(factors, scaling, config.get("base_model_name_or_path"), str(location), config=config)
 
 
 def check_compatible(adapters: list[LoraWeights], space: str, base_given: bool = False) -> None:

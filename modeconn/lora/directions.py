@@ -32,7 +32,7 @@ def random_direction(weights: LoraWeights, generator: torch.Generator) -> dict[s
 def shifted(weights: LoraWeights, direction: dict[str, tuple[torch.Tensor, torch.Tensor]], name: str) -> LoraWeights:
     folded = weights.folded()
     factors = {m: (a + direction[m][0], b + direction[m][1]) for m, (a, b) in folded.items()}
-    return LoraWeights(factors, {m: 1.0 for m in factors}, weights.base_model, name, weights.config)
+    return LoraWeights(factors, {m: 1.0 for m in factors}, weights.base_model, name, config=weights.config)
 
 
 def random_span(weights: LoraWeights, dimensions: int, seed: int) -> Span:

@@ -1,4 +1,4 @@
-"""Polynomial paths between LoRA points: ``φ(t) = Σ_i c_i(t) · θ_i`` with linear or Bernstein coefficients.
+"""Paths between LoRA points: ``φ(t) = Σ_i c_i(t) · θ_i``, the coefficients c_i(t) given by the path's kind (path_kinds/).
 
 Two spaces. *factor*: A(t) = Σ c_i A_i and B(t) = Σ c_i B_i (ΔW is quadratic in t and depends on how each ΔW
 was factorised). *delta*: ΔW(t) = Σ c_i ΔW_i exactly, itself a LoRA of rank Σ r_i: ``[c_1 B_1 | c_2 B_2 | …]·[A_1; A_2; …]``.
@@ -6,24 +6,16 @@ was factorised). *delta*: ΔW(t) = Σ c_i ΔW_i exactly, itself a LoRA of rank �
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import comb
 
 import torch
 
 from .. import checks
 from ..errors import ConfigError
 from .adapters import LoraWeights, check_compatible
+from .path_kinds import path_kind
+from .path_kinds.bernstein import bernstein  # noqa: F401  (its home before path kinds had a folder)
 
 SPACES = ("factor", "delta")
-KINDS = ("linear", "bezier")
-
-
-def bernstein(t: torch.Tensor, degree: int) -> torch.Tensor:
-    """Coefficients ``C(n,k) t^k (1-t)^(n-k)`` for k = 0..n, shape ``[len(t), n+1]``; degree 1 is linear."""
-    t = torch.as_tensor(t, dtype=torch.float64).reshape(-1, 1)
-    k = torch.arange(degree + 1, dtype=torch.float64)
-    binom = torch.tensor([comb(degree, int(i)) for i in k], dtype=torch.float64)
-    return binom * t**k * (1 - t) ** (degree - k)
 
 
 @dataclass(frozen=True)
@@ -58,27 +50,24 @@ class Span:
                 b = torch.cat([ci * f[m][1] for ci, f in zip(c, folded)], dim=1)
             factors[m] = (a, b)
         first = self.anchors[0]
-        return LoraWeights(factors, {m: 1.0 for m in factors}, first.base_model, name, first.config)
+        return LoraWeights(factors, {m: 1.0 for m in factors}, first.base_model, name, config=first.config)
 
 
 @dataclass(frozen=True)
 class LoraPath(Span):
-    """A path through LoRA space. For a Bézier curve the anchors are ``(θ_0, θ_control…, θ_1)`` in curve order."""
+    """A path through LoRA space of a registered kind; the anchors are ``(θ_0, free points…, θ_1)`` in path order."""
 
     kind: str = "linear"
 
     def __post_init__(self):
         super().__post_init__()
-        if self.kind not in KINDS:
-            raise ConfigError(f"unknown path '{self.kind}'; choose one of {KINDS}")
-        if self.kind == "linear" and len(self.anchors) != 2:
-            raise ConfigError("a linear path joins exactly two adapters")
-        if len(self.anchors) < 2:
-            raise ConfigError("a path needs at least two adapters")
+        found = path_kind(self.kind)
+        if len(self.anchors) != found.anchors:
+            raise ConfigError(f"a {self.kind} path joins two adapters through {found.free} more, not {len(self.anchors) - 2}")
 
     def coefficients(self, t) -> torch.Tensor:
         """``[len(t), n_anchors]`` weights of each anchor at each t (they sum to 1)."""
-        return bernstein(t, len(self.anchors) - 1)
+        return path_kind(self.kind).coefficients(t)
 
     def at(self, t: float) -> LoraWeights:
         """The point φ(t) as a LoraWeights (scales folded in; rank Σ r_i in delta space)."""
@@ -96,17 +85,17 @@ def bezier_path(a: LoraWeights, control: LoraWeights, b: LoraWeights, space: str
     return LoraPath((a, control, b), space, "bezier")
 
 
+def kind_path(kind: str, a: LoraWeights, free: list[LoraWeights], b: LoraWeights, space: str = "factor",
+              base_given: bool = False) -> LoraPath:
+    """The ``kind`` path from ``a`` to ``b`` through its free points (control or bend points, in path order)."""
+    anchors = [a, *free, b]
+    check_compatible(anchors, space, base_given)
+    return LoraPath(tuple(anchors), space, kind)
+
+
 def uniform_ts(points: int) -> list[float]:
     """``points`` evenly spaced t in [0, 1], both endpoints included."""
     points = checks.count("points", points, 2)
     checks.points_fit("points", points)
     return [i / (points - 1) for i in range(points)]
 
-
-def __getattr__(name: str):
-    if name == "Path":  # the old name shadowed pathlib.Path in every module that used both
-        import warnings
-
-        warnings.warn("modeconn's Path is now LoraPath; the old name will go", DeprecationWarning, stacklevel=2)
-        return LoraPath
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -82,7 +82,7 @@ def load_sequence(path: str | Path) -> Sequence:
         tasks = tuple(TaskEntry(**t) for t in raw["tasks"])
         if not isinstance(raw["base_model"], str):
             raise TypeError(f"base_model must be a string, got {raw['base_model']!r}")
-        return Sequence(str(raw["name"]), raw["base_model"], tasks, raw.get("method", "seq"), raw.get("extra", {}), path.parent)
+        return Sequence(str(raw["name"]), raw["base_model"], tasks, raw.get("method", "seq"), extra=raw.get("extra", {}), root=path.parent)
     except ConfigError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     except (ValueError, KeyError, TypeError, OSError) as exc:
@@ -95,12 +95,3 @@ def _resolved(path: Path) -> Path:
     except (OSError, RuntimeError) as exc:  # a symlink loop
         raise CheckpointError(f"{path}: cannot be resolved ({exc})") from None
 
-
-def find_sequence(adapter_dir: str | Path) -> Sequence | None:
-    """The manifest of the folder that holds an adapter, if it lists that adapter."""
-    manifest = Path(adapter_dir).resolve().parent / MANIFEST
-    if manifest.is_file():
-        seq = load_sequence(manifest)
-        if seq.task_for_adapter(adapter_dir) is not None:
-            return seq
-    return None

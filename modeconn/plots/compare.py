@@ -65,7 +65,9 @@ def compare_figure(result: Comparison):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=len(SHOWN), shared_yaxes=True,
+    # the panels share one category axis by the same categoryarray, not by plotly's axis matching (plotly.js drops a
+    # matched reversed category axis with a console warning)
+    fig = make_subplots(rows=1, cols=len(SHOWN),
                         subplot_titles=[f"{m}: difference from {result.baseline}" for m in SHOWN])
     for col, measure in enumerate(SHOWN, start=1):
         rows = forest_rows(result, measure)
@@ -75,7 +77,8 @@ def compare_figure(result: Comparison):
         colors = [GREY if label in result.not_learned else COLORS[0] for _, label, _ in rows]
         fig.add_trace(go.Scatter(x=means, y=[tick_label(result, label) for _, label, _ in rows], mode="markers",
                                  marker=dict(size=9, color=colors),
-                                 error_x=dict(type="data", array=plus, arrayminus=minus), name=measure,
+                                 error_x=dict(type="data", array=plus, arrayminus=minus, color=COLORS[0]),  # one color: an
+                                 name=measure,  # error bar takes no per-point color array (plotly.js warns)
                                  customdata=[[e.get("pi_low"), e.get("pi_high")] for _, _, e in rows],
                                  hovertemplate="%{y}: %{x:+.4f} (95% PI for one new seed: %{customdata[0]:+.3f} to "
                                                "%{customdata[1]:+.3f})<extra></extra>", showlegend=False), 1, col)
@@ -83,6 +86,8 @@ def compare_figure(result: Comparison):
     # categories in row_order on every panel (a panel's own trace may lack some of them)
     fig.update_yaxes(categoryorder="array", categoryarray=[tick_label(result, label) for label in row_order(result)],
                      autorange="reversed")
+    for col in range(2, len(SHOWN) + 1):
+        fig.update_yaxes(showticklabels=False, row=1, col=col)
     fig.update_layout(title=f"paired differences from {result.baseline} over seeds ({result.interval})", template="plotly_white",
                       height=200 + 40 * max(1, len(result.paired)))
     return fig

@@ -1,4 +1,5 @@
-"""Pictures of continual runs: the accuracy matrix R[i][j] of each method as a heatmap, and AP / BWT side by side."""
+"""Pictures of continual runs: the accuracy matrix R[i][j] of each method as a heatmap, and AP / BWT side by side
+(with rank AP, rank-classification AP, in the titles of the runs that record it)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +14,11 @@ def _matrix(m: ContinualMetrics) -> np.ndarray:
     return np.array(m.accuracy, dtype=float)
 
 
+def _title(label: str, m: ContinualMetrics) -> str:
+    rank = f" (rank {m.rank_ap:.3f})" if m.rank_ap is not None else ""
+    return f"{label}: AP {m.ap:.3f}{rank}, BWT {signed(m.bwt)}"
+
+
 def continual_png(runs: dict[str, ContinualMetrics], out: str | Path) -> None:
     """One accuracy heatmap per method (rows: after training task i; columns: task j), then AP and BWT bars."""
     n = len(runs)
@@ -23,7 +29,7 @@ def continual_png(runs: dict[str, ContinualMetrics], out: str | Path) -> None:
         image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1)
         ax.set_xticks(range(len(m.tasks)), m.tasks, rotation=30, ha="right")
         ax.set_yticks(range(len(values)), m.tasks[: len(values)])
-        ax.set(title=f"{label}: AP {m.ap:.3f}, BWT {signed(m.bwt)}", xlabel="evaluated on", ylabel="after training")
+        ax.set(title=_title(label, m), xlabel="evaluated on", ylabel="after training")
         for i in range(values.shape[0]):
             for j in range(values.shape[1]):
                 ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=8,
@@ -47,7 +53,7 @@ def continual_figure(runs: dict[str, ContinualMetrics]):
     from plotly.subplots import make_subplots
 
     n = len(runs)
-    titles = [f"{label}: AP {m.ap:.3f}, BWT {signed(m.bwt)}" for label, m in runs.items()] + ["AP and BWT"]
+    titles = [_title(label, m) for label, m in runs.items()] + ["AP and BWT"]
     fig = make_subplots(rows=1, cols=n + 1, subplot_titles=titles, horizontal_spacing=0.07)
     for k, (label, m) in enumerate(runs.items(), start=1):
         z = _matrix(m)

@@ -1,5 +1,6 @@
 """Pictures of a sweep: heatmaps of the joint gap and of each task's barrier over adapter pairs, and the joint gap
-of consecutive tasks along the training order (linear vs Bézier)."""
+of consecutive tasks along the training order (linear vs Bézier); and, where the paths were scored by accuracy, each
+consecutive pair's accuracy along its paths."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,11 +43,13 @@ def _heatmap(fig, ax, values: np.ndarray, labels: list[str], title: str, label: 
 def sweep_png(result: SweepResult, out: str | Path, measure: str = "barrier") -> None:
     paths = result.paths()
     evaluated = list(result.matrix(measure, "linear"))
-    cols = max(len(paths) + 1, len(evaluated))
-    fig = new_figure(figsize=(4.3 * cols, 4.0 * (1 + len(paths)) + 0.2))
-    axes = fig.subplots(1 + len(paths), cols, squeeze=False)
+    scored = _consecutive(result)  # with accuracy: one more row per path, each pair's accuracy along it
+    cols = max(len(paths) + 1, len(evaluated), len(scored))
+    rows = 1 + len(paths) + (len(paths) if scored else 0)
+    fig = new_figure(figsize=(4.3 * cols, 4.0 * rows + 0.2))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for k, path in enumerate(paths):
-        _heatmap(fig, axes[0, k], _array(result.joint(path)), result.tasks, f"{path}: joint gap of each pair", "joint gap (loss)")
+        _heatmap(fig, axes[0, k], _array(result.joint(path)), result.tasks, title=f"{path}: joint gap of each pair", label="joint gap (loss)")
     ax = axes[0, len(paths)]
     names = [f"{r['from']}→{r['to']}" for r in result.consecutive("linear")]
     for k, path in enumerate(paths):
@@ -63,11 +66,33 @@ def sweep_png(result: SweepResult, out: str | Path, measure: str = "barrier") ->
         for k in range(cols):
             if k < len(evaluated):
                 name = evaluated[k]
-                _heatmap(fig, axes[r, k], _array(matrices[name]), result.tasks, f"{path}: loss of {name}", MEASURE_NAMES[measure])
+                _heatmap(fig, axes[r, k], _array(matrices[name]), result.tasks, title=f"{path}: loss of {name}", label=MEASURE_NAMES[measure])
+            else:
+                axes[r, k].axis("off")
+    for r, path in enumerate(paths if scored else [], start=1 + len(paths)):
+        for k in range(cols):
+            if k < len(scored):
+                _accuracy_axes(axes[r, k], result, scored[k], path)
             else:
                 axes[r, k].axis("off")
     fig.suptitle(f"sweep over {' → '.join(result.tasks)} ({result.space} space)", fontsize=11)
     save_png(fig, out, result.made_by, dpi=120)
+
+
+def _accuracy_axes(ax, result: SweepResult, pair, path: str) -> None:
+    """One pair's two tasks' accuracy along ``path``: the task metric solid, rank classification dashed."""
+    found = pair.get(path)
+    for k in (pair.a, pair.b) if found is not None else ():
+        name, color = result.tasks[k], COLORS[k % len(COLORS)]
+        tb = found.tasks.get(name)
+        if tb is not None and tb.accuracy is not None:
+            ax.plot(found.t, tb.accuracy, "o-", color=color, ms=3, label=name)
+        if tb is not None and tb.rank_accuracy is not None:
+            ax.plot(found.t, tb.rank_accuracy, "s--", color=color, ms=3, lw=1, label=f"{name} rank acc.")
+    ax.set(title=f"{path}: {result.tasks[pair.a]} → {result.tasks[pair.b]}", xlabel="t", ylabel="accuracy",
+           ylim=(-0.03, 1.03))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def flat_paths(result: SweepResult, measure: str = "barrier") -> list[str]:
@@ -113,8 +138,82 @@ def sweep_figure(result: SweepResult, measure: str = "barrier", hide_flat: bool 
     return fig
 
 
+def _consecutive(result: SweepResult) -> list:
+    """The consecutive pairs (i, i+1) that carry accuracy on some path, in training order."""
+    pairs = sorted((p for p in result.pairs if p.b == p.a + 1), key=lambda p: p.a)
+    return [p for p in pairs if any(r is not None and any(tb.accuracy is not None or tb.rank_accuracy is not None
+                                                          for tb in r.tasks.values()) for r in p.paths.values())]
+
+
+def accuracy_figure(result: SweepResult):
+    """Each consecutive pair's two tasks' accuracy along each path (rows: paths, columns: pairs), the task metric
+    solid and rank classification dashed as ``plots/barrier.py`` draws a path; None when no path carries accuracy."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    pairs, paths = _consecutive(result), result.paths()
+    if not pairs:
+        return None
+    titles = [f"{path}: {result.tasks[p.a]} → {result.tasks[p.b]}" for path in paths for p in pairs]
+    fig = make_subplots(rows=len(paths), cols=len(pairs), subplot_titles=titles, horizontal_spacing=0.05,
+                        vertical_spacing=0.15)
+    for r, path in enumerate(paths, start=1):
+        for c, pair in enumerate(pairs, start=1):
+            found = pair.get(path)
+            for k in (pair.a, pair.b) if found is not None else ():
+                name, color = result.tasks[k], COLORS[k % len(COLORS)]
+                tb = found.tasks.get(name)
+                first = r == 1 and c == 1 + min(j for j, p in enumerate(pairs) if k in (p.a, p.b))
+                for values, dash, what in ((tb and tb.accuracy, "solid", "accuracy"),
+                                           (tb and tb.rank_accuracy, "dash", "rank acc.")):
+                    if values is not None:
+                        fig.add_trace(go.Scatter(x=found.t, y=values, mode="lines+markers", name=f"{name} {what}",
+                                                 legendgroup=f"{name} {what}", showlegend=first,
+                                                 line=dict(color=color, dash=dash, width=2 if dash == "solid" else 1),
+                                                 marker=dict(symbol="circle" if dash == "solid" else "square", size=5),
+                                                 hovertemplate=f"{name}<br>t=%{{x:.3f}}<br>{what}=%{{y:.4f}}<extra></extra>"),
+                                      r, c)
+    fig.update_xaxes(title_text="t")
+    fig.update_yaxes(range=[-0.03, 1.03])
+    fig.update_yaxes(title_text="accuracy", col=1)
+    fig.update_layout(title=f"accuracy along the consecutive paths ({result.space} space): task metric solid, rank "
+                      "classification dashed", template="plotly_white", height=320 * len(paths) + 80,
+                      width=max(800, 300 * len(pairs)), margin=dict(b=90))
+    caption_html(fig, result.made_by)
+    return fig
+
+
+KEEPS = 0.05  # "a point on the path keeps both tasks": each within 5 accuracy points of its own minimum's
+
+
+def best_points(result: SweepResult) -> list[dict]:
+    """Per consecutive pair and path, the point where the worse of its two tasks' accuracies (the task metric, else
+    rank accuracy) is highest (ties: the one nearest the middle), with both tasks' accuracies there and at their own
+    endpoints, and whether both stay within ``KEEPS`` of them: what a point on the path keeps."""
+    out = []
+    for pair in _consecutive(result):
+        for path in result.paths():
+            found = pair.get(path)
+            if found is None:
+                continue
+            names = (result.tasks[pair.a], result.tasks[pair.b])
+            tasks = [found.tasks.get(n) for n in names]
+            if any(t is None for t in tasks):
+                continue
+            by = "accuracy" if all(t.accuracy is not None for t in tasks) else "rank accuracy"
+            series = [t.accuracy if by == "accuracy" else t.rank_accuracy for t in tasks]
+            if any(s is None for s in series):
+                continue
+            best = max(range(len(found.t)), key=lambda i: (min(series[0][i], series[1][i]), -abs(found.t[i] - 0.5)))
+            own = (series[0][0], series[1][-1])
+            at = (series[0][best], series[1][best])
+            out.append({"a": names[0], "b": names[1], "path": path, "by": by, "t": found.t[best], "at": at,
+                        "endpoints": own, "keeps_both": all(x >= e - KEEPS for x, e in zip(at, own))})
+    return out
+
+
 def sweep_html(result: SweepResult, out: str | Path, measure: str = "barrier") -> None:
     write_html(sweep_figure(result, measure), out)
 
 
-__all__ = ["sweep_png", "sweep_html", "sweep_figure", "flat_paths", "MEASURES"]
+__all__ = ["sweep_png", "sweep_html", "sweep_figure", "flat_paths", "accuracy_figure", "best_points", "MEASURES"]

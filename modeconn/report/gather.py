@@ -1,6 +1,7 @@
 """The results behind `modeconn report`: for any runs or task sequences, their accuracy matrices, the consecutive
-barriers of each (straight line, and fitted Bézier curves unless ``curves=False``), the plane through the pair with the
-largest straight-line joint gap, and the method comparison when several runs are given.
+barriers of each (straight line, and fitted Bézier curves unless ``curves=False``) in LoRA factor space, delta space or
+both, the plane through the pair with the largest straight-line joint gap (with the slow and fast learners of any run
+that keeps them marked on it), and the method comparison when several runs are given.
 
 A result already in the report folder, made with the same settings from inputs of the same content (the sha256 of
 every adapter, data and manifest file it read, kept with its settings beside it in ``request.json``), is read back
@@ -26,6 +27,14 @@ class ReportConfig:
     grid: int = 9  # plane points per axis
     seed: int = 0
     baseline: str = "er"  # the comparison's baseline, when several runs are given and it is among them
+    space: str = "factor"  # the paths' space: factor, delta, or both (the plane takes the first)
+    accuracy: bool = False  # score the paths by accuracy too (greedy decoding, and rank classification where choices)
+
+    def spaces(self) -> list[str]:
+        return ["factor", "delta"] if self.space == "both" else [self.space]
+
+
+SPACES = ("factor", "delta", "both")
 
 
 @dataclass
@@ -33,8 +42,12 @@ class RunEntry:
     label: str  # the run's folder name, made unique
     folder: Path
     metrics: object | None  # ContinualMetrics of a training run; None for a bare task sequence
-    sweep: object | None = None  # SweepResult of the consecutive pairs; None for a run without LoRA adapters
+    sweep: object | None = None  # SweepResult of the consecutive pairs in the first space; None without LoRA adapters
     reason: str = ""  # why there is no sweep (prompt checkpoints, a single task)
+    sweeps: dict = field(default_factory=dict)  # space → SweepResult, every space the report measures
+
+    def by_space(self) -> dict:
+        return self.sweeps or ({self.sweep.space: self.sweep} if self.sweep is not None else {})
 
 
 @dataclass
@@ -50,13 +63,43 @@ class ReportResults:
 
     def to_json(self) -> dict:
         """``report.json``: what the page shows in numbers (the full results are in their own folders)."""
+        from ..plots.sweep import best_points
+
         runs = [{"label": e.label, "folder": str(e.folder), "AP": e.metrics.ap if e.metrics else None,
                  "BWT": e.metrics.bwt if e.metrics else None, "FWT": e.metrics.fwt if e.metrics else None,
+                 "rank_AP": e.metrics.rank_ap if e.metrics else None,
                  "consecutive": {path: e.sweep.consecutive(path) for path in e.sweep.paths()} if e.sweep else None,
+                 "spaces": {space: {path: sweep.consecutive(path) for path in sweep.paths()}
+                            for space, sweep in e.by_space().items()} or None,
+                 "along_paths": {space: along_paths(sweep) for space, sweep in e.by_space().items()}
+                 if self.config.accuracy and e.sweep else None,
+                 "best_points": {space: best_points(sweep) for space, sweep in e.by_space().items()}
+                 if self.config.accuracy and e.sweep else None,
                  "no_sweep_because": e.reason or None} for e in self.runs]
+        marks = self.plane.extra.get("marks") if self.plane is not None else None
+        names = dict(zip(self.plane.adapters[3:], self.plane.labels[3:])) if marks else {}
         return {"kind": "report", "config": asdict(self.config), "runs": runs,
                 "largest_joint_gap_pair": list(self.pair) if self.pair else None, "plane": self.plane_note or None,
+                "plane_marks": {names.get(k, k): {"adapter": k, **v} for k, v in marks.items()} if marks else None,
                 "comparison": self.comparison is not None, "reused": self.reused}
+
+
+def along_paths(sweep) -> list[dict]:
+    """Per consecutive pair and path, each of the pair's two tasks' accuracy (task metric, greedy) and rank accuracy
+    along t, endpoints included (null where the path was scored without them)."""
+    rows = []
+    for pair in sweep.pairs:
+        if pair.b != pair.a + 1:
+            continue
+        for path in sweep.paths():
+            result = pair.get(path)
+            if result is None:
+                continue
+            own = (sweep.tasks[pair.a], sweep.tasks[pair.b])
+            rows.append({"from": own[0], "to": own[1], "path": path, "t": result.t,
+                         **{name: {"accuracy": result.tasks[name].accuracy, "rank_accuracy": result.tasks[name].rank_accuracy,
+                                   "metric": result.tasks[name].metric} for name in own if name in result.tasks}})
+    return rows
 
 
 REPORT_FILES = ["plane", "comparison", "report.html", "report.json"]  # what the report writes beside the runs' folders
@@ -98,6 +141,11 @@ def _sequence_files(seq) -> list[Path]:
     return [seq.root / MANIFEST, *(p for t in seq.tasks for p in (seq.adapter_dir(t), seq.data_dir(t)))]
 
 
+def sweep_folder(space: str, what: str = "sweep") -> str:
+    """A run's folder in the report for its sweep (or fitted curves) in ``space``: factor space keeps the plain name."""
+    return what if space == "factor" else f"{what}-{space}"
+
+
 def _cached(out: Path, request: dict, load, compute, reused: list[str]):
     """The result in ``out`` if it was made by ``request``; else ``compute()`` written there with its request."""
     from ..files import write_json
@@ -123,7 +171,7 @@ def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfi
     from ..analysis.bezier import CurveConfig
     from ..analysis.measure import measure_plane, sweep_sequence
     from ..continual.metrics import ContinualMetrics
-    from ..evaluator.evaluate import EvalConfig
+    from ..analysis.settings import StudySettings
     from ..lora.adapters import PROMPT_FILE
     from ..lora.sequence import MANIFEST, load_sequence
     from ..plots.kinds import load_result, save_result
@@ -140,7 +188,8 @@ def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfi
             raise DataError(f"{folder / 'metrics.json'}: not a run's metrics (kind {type(metrics).__name__})")
         read.append(metrics)
     results = ReportResults(out, config, [])
-    losses = EvalConfig(accuracy=False, progress=False)
+    losses = StudySettings(limit=config.limit, seed=config.seed, accuracy=False, progress=False)
+    paths_eval = StudySettings(limit=config.limit, seed=config.seed, accuracy=config.accuracy, progress=progress)
     for label, folder, metrics in zip(labels_of(folders), folders, read):
         entry = RunEntry(label, folder, metrics)
         results.runs.append(entry)
@@ -151,21 +200,26 @@ def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfi
         if any((seq.adapter_dir(t) / PROMPT_FILE).is_file() for t in seq.tasks):
             entry.reason = "its checkpoints are soft prompts, not LoRA adapters: no path in LoRA space"
             continue
-        request = {"kind": "sweep", "run": str(folder.resolve()), "content": content_hash(_sequence_files(seq)),
-                   "points": config.points, "limit": config.limit, "curves": config.curves,
-                   "curve_steps": config.curve_steps, "seed": config.seed}
-        target = out / label / "sweep"
-        entry.sweep = _cached(target, request, lambda o: load_result(o / "sweep.json"), lambda: sweep_sequence(
-            str(folder), points=config.points, pairs="consecutive", bezier=config.curves,
-            curve_config=CurveConfig(steps=config.curve_steps, seed=config.seed), limit=config.limit, seed=config.seed,
-            eval_config=losses, progress=progress, curves_out=str(out / label / "curves") if config.curves else None),
-            results.reused)
+        content = content_hash(_sequence_files(seq))
+        for space in config.spaces():
+            request = {"kind": "sweep", "run": str(folder.resolve()), "content": content, "space": space,
+                       "accuracy": config.accuracy, "points": config.points, "limit": config.limit,
+                       "curves": config.curves, "curve_steps": config.curve_steps, "seed": config.seed}
+            curves = out / label / sweep_folder(space, "curves")
+            entry.sweeps[space] = _cached(
+                out / label / sweep_folder(space), request, lambda o: load_result(o / "sweep.json"),
+                lambda: sweep_sequence(  # called at once, inside this iteration
+                    str(folder), paths_eval, space=space, points=config.points, pairs="consecutive",
+                    bezier=config.curves, curve_config=CurveConfig(steps=config.curve_steps, seed=config.seed),
+                    curves_out=str(curves) if config.curves else None), reused=results.reused)
+        entry.sweep = entry.sweeps[config.spaces()[0]]
     measured = [(e, r) for e in results.runs if e.sweep is not None for r in e.sweep.consecutive("linear")
                 if r["joint_gap"] is not None]
     if measured:
         entry, row = max(measured, key=lambda er: er[1]["joint_gap"])
         results.pair = (entry.label, row["from"], row["to"])
-        results.plane = _plane(entry, row, out, config, losses, results, measure_plane, load_result)
+        results.plane = _plane(entry, row, out, config, losses=losses, results=results, measure_plane=measure_plane,
+                               load_result=load_result)
     if sum(e.metrics is not None for e in results.runs) >= 2:
         from ..continual.compare import compare, read_runs
 
@@ -185,8 +239,10 @@ def _plane(entry: RunEntry, row: dict, out: Path, config: ReportConfig, losses, 
     seq = load_sequence(entry.folder)
     names = [t.name for t in seq.tasks]
     a, b = (str(seq.adapter_dir(seq.tasks[names.index(n)])) for n in (row["from"], row["to"]))
+    space = config.spaces()[0]
     if config.curves:
-        third, what = str(out / entry.label / "curves" / f"{row['from']}-{row['to']}"), "the fitted control point"
+        third = str(out / entry.label / sweep_folder(space, "curves") / f"{row['from']}-{row['to']}")
+        what = "the fitted control point"
     else:
         j = names.index(row["to"])
         k = j + 1 if j + 1 < len(names) else names.index(row["from"]) - 1
@@ -194,10 +250,39 @@ def _plane(entry: RunEntry, row: dict, out: Path, config: ReportConfig, losses, 
             results.plane_note = "no plane: the sequence has only these two minima and no curve was fitted (--no-curves)"
             return None
         third, what = str(seq.adapter_dir(seq.tasks[k])), f"the {names[k]} minimum"
-    results.plane_note = f"through the {row['from']} and {row['to']} minima of {entry.label} and {what}"
-    request = {"kind": "plane", "points": [a, b, third], "content": content_hash([a, b, third, *_sequence_files(seq)]),
+    marks = learners_of(results.runs, entry, row["to"], Path(b))
+    results.plane_note = (f"through the {row['from']} and {row['to']} minima of {entry.label} and {what}, in {space} "
+                          "space" + (f"; marked on it: the {row['to']} adapters of " + ", ".join(marks.values())
+                                     if marks else ""))
+    request = {"kind": "plane", "space": space, "points": [a, b, third], "marks": list(marks),
+               "content": content_hash([a, b, third, *marks, *_sequence_files(seq)]),
                "grid": config.grid, "limit": config.limit, "seed": config.seed}
-    return _cached(out / "plane", request, lambda o: load_result(o / "plane.json"),
-                   lambda: measure_plane(a, b, third, grid=config.grid, limit=config.limit, seed=config.seed,
-                                         eval_config=losses), results.reused)
+
+    def compute():
+        plane = measure_plane([a, b, third], losses, space=space, grid=config.grid, marks=list(marks))
+        plane.labels = [*plane.labels[:3], *marks.values()]  # a new list: ``adapters`` is the same one
+        return plane
+
+    return _cached(out / "plane", request, lambda o: load_result(o / "plane.json"), compute, reused=results.reused)
+
+
+def learners_of(runs: list[RunEntry], entry: RunEntry, task: str, like: Path) -> dict[str, str]:
+    """The further learners the runs keep for ``task`` (I-LoRA's and SuRe's ``slow/`` and ``fast/`` adapter folders,
+    ``continual/run_folder.py``), the plane's own run first, those shaped like the adapter ``like`` (same base, rank and
+    modules: one plane holds them): adapter folder → its name on the page."""
+    found, shape = {}, _shape(like)
+    for run in sorted(runs, key=lambda r: r is not entry):
+        for learner in LEARNERS:
+            folder = run.folder / learner / task
+            if run.metrics is not None and (folder / "adapter_config.json").is_file() and _shape(folder) == shape:
+                found[str(folder)] = f"{run.label} {learner}"
+    return found
+
+
+LEARNERS = ("slow", "fast")
+
+
+def _shape(adapter: Path) -> tuple:
+    config = load_json_text((adapter / "adapter_config.json").read_text())
+    return tuple(str(config.get(k)) for k in ("base_model_name_or_path", "r", "target_modules", "lora_alpha"))
 

@@ -1,5 +1,6 @@
-"""`modeconn report`'s page: the accuracy matrices, each run's consecutive barriers, the plane through the pair with
-the largest joint gap, the method comparison, and the settings of every result — for anyone's runs."""
+"""`modeconn report`'s page: the accuracy matrices, each run's consecutive barriers (in each space measured, with
+accuracy along the paths when scored), the plane through the pair with the largest joint gap, the method comparison,
+and the settings of every result — for anyone's runs."""
 from __future__ import annotations
 
 import json
@@ -20,27 +21,44 @@ def _matrices(results) -> Section | None:
     stopped = {e.label for e in results.runs if _learned_nothing(e)}
     text = ("R[i][j] is the score on task j after training task i (each task's own metric). AP is the mean of the last "
             "row; BWT the mean change of each earlier task from its diagonal to the last row (negative: forgetting); "
-            "FWT the mean gain on each next task before training it, over the base model.\n\n"
-            + "; ".join(f"{k}: AP {m.ap:.3f}, " + (f"{NOT_LEARNED}" if k in stopped else f"BWT {signed(m.bwt)}")
+            "FWT the mean gain on each next task before training it, over the base model."
+            + (" Rank AP is AP by rank classification (the choice with the lowest answer loss) where the tasks have "
+               "choices." if any(m.rank_ap is not None for m in runs.values()) else "") + "\n\n"
+            + "; ".join(f"{k}: AP {m.ap:.3f}, " + (f"rank AP {m.rank_ap:.3f}, " if m.rank_ap is not None else "")
+                        + (f"{NOT_LEARNED}" if k in stopped else f"BWT {signed(m.bwt)}")
                         + f", FWT {signed(m.fwt)}" for k, m in runs.items()) + ".")
     return Section("Accuracy matrices", text, figure(runs))
 
 
-def _barriers(entry, curves: bool) -> Section:
-    from ..plots.sweep import flat_paths, sweep_figure
+SPACE_WORDS = {"factor": "LoRA factor space (A and B interpolated separately)",
+               "delta": "delta space (the merged updates ΔW = scale·B·A interpolated exactly)"}
 
-    sweep = entry.sweep
+
+def _curve_words(kind: str) -> str:
+    """How the text names a curve kind: its registered help, the quadratic Bézier as it always read."""
+    from ..lora.path_kinds import path_kind
+
+    return "quadratic Bézier curve" if kind == "bezier" else path_kind(kind).help
+
+
+def _barriers(entry, curves: bool, sweep=None) -> Section:
+    from ..plots.sweep import flat_paths, sweep_figure
+    from .gather import sweep_folder
+
+    sweep = sweep or entry.sweep
     lines = sweep.consecutive("linear")
+    curved = sweep.paths()[1:] if curves else []
     pairs = "; ".join(f"{r['from']} → {r['to']} {_num(r['joint_gap'])}" for r in lines)
-    text = [f"Each consecutive pair of {entry.label}'s task adapters, joined by the straight path in LoRA factor space"
-            + (" and by a fitted quadratic Bézier curve" if curves else "") + ". Top: the joint gap of each pair (the "
+    text = [f"Each consecutive pair of {entry.label}'s task adapters, joined by the straight path in "
+            f"{SPACE_WORDS.get(sweep.space, sweep.space + ' space')}"
+            + "".join(f" and by a fitted {_curve_words(k)}" for k in curved) + ". Top: the joint gap of each pair (the "
             "best point's excess loss over the better endpoint, on the worse of the two tasks; 0: some point of the path "
             "is as good as both minima on both). Below: each task's barrier (the loss above the straight line between "
             f"its endpoint losses). Joint gap along the line: {pairs}."]
-    if curves:
-        bez = {(r["from"], r["to"]): r["joint_gap"] for r in sweep.consecutive("bezier")}
+    for kind in curved:
+        bez = {(r["from"], r["to"]): r["joint_gap"] for r in sweep.consecutive(kind)}
         lowered = sum((bez.get((r["from"], r["to"])) or 0) < (r["joint_gap"] or 0) for r in lines)
-        text.append("Along the fitted curves: " + "; ".join(
+        text.append(f"Along the fitted {'' if kind == 'bezier' else kind + ' '}curves: " + "; ".join(
             f"{a} → {b} {_num(g)}" for (a, b), g in bez.items()) + f". The curve lowers the joint gap on {lowered} of "
             f"{len(lines)} pairs.")
     flat = flat_paths(sweep)
@@ -48,9 +66,30 @@ def _barriers(entry, curves: bool) -> Section:
         text.append(f"No per-task barrier on any pair along the {' or the '.join(flat)} path"
                     f"{'s' if len(flat) > 1 else ''}: every task's loss stays at or under the line between its endpoint "
                     "losses, so those heatmaps are left out.")
-    return Section(f"Barriers between consecutive minima: {entry.label}", "\n\n".join(text),
-                   sweep_figure(sweep, hide_flat=True), [f"{entry.label}/sweep/sweep.json", f"{entry.label}/sweep/sweep.png"],
-                   settings_line(sweep.made_by))
+    folder = f"{entry.label}/{sweep_folder(sweep.space)}"
+    return Section(f"Barriers between consecutive minima: {entry.label}, {sweep.space} space", "\n\n".join(text),
+                   sweep_figure(sweep, hide_flat=True), files=[f"{folder}/sweep.json", f"{folder}/sweep.png"],
+                   settings=settings_line(sweep.made_by))
+
+
+def _along(entry, sweep) -> Section | None:
+    """Each consecutive pair's two tasks' accuracy along its paths, by both definitions where both were scored."""
+    from ..plots.sweep import KEEPS, accuracy_figure, best_points
+
+    figure = accuracy_figure(sweep)
+    if figure is None:
+        return None
+    best = best_points(sweep)
+    text = ("Accuracy of each consecutive pair's two tasks along its paths (t = 0: the earlier task's adapter, 1: the "
+            "later one's): solid, the task's own metric after greedy decoding; dashed, rank classification over the "
+            "task's choices (where it has them). The table gives, per path, the point where the worse of the two "
+            "tasks' accuracies is highest, each task's accuracy there and at its own minimum (t = 0 for the earlier "
+            f"task, t = 1 for the later), and whether that point keeps both within {KEEPS:.0%} of them.")
+    rows = [[f"{b['a']} → {b['b']}", b["path"], b["by"], f"{b['t']:.2f}", f"{b['at'][0]:.3f} ({b['endpoints'][0]:.3f})",
+             f"{b['at'][1]:.3f} ({b['endpoints'][1]:.3f})", "yes" if b["keeps_both"] else "no"] for b in best]
+    table = table_html(["pair", "path", "scored by", "best t", "earlier task (at its minimum)",
+                        "later task (at its minimum)", f"both within {KEEPS:.0%}"], rows) if rows else ""
+    return Section(f"Accuracy along the paths: {entry.label}, {sweep.space} space", text, figure, table=table)
 
 
 def _num(value) -> str:
@@ -63,11 +102,23 @@ def _plane(results) -> Section | None:
     if results.plane is None:
         return Section("The plane through the largest barrier", results.plane_note) if results.plane_note else None
     plane = results.plane
+    marks = plane.extra.get("marks", {})
+    placed = "; ".join(f"{label} at ({m['x']:.3g}, {m['y']:.3g}), {m['off_plane_relative']:.1%} of the minima's distance "
+                       "off the plane" for label, m in zip(plane.labels[3:], marks.values()))
     return Section("The plane through the pair with the largest joint gap", (
         f"log10 loss of each task and of their mean over the plane {results.plane_note}; the dashed line is the "
-        "straight path between the two minima, the white points the three points that span the plane. Grid minimum of "
-        f"the mean loss: {min(min(row) for row in plane.mean_loss()):.3f}."),
-        figure(plane), ["plane/plane.json", "plane/plane.png"], settings_line(plane.made_by))
+        "straight path between the two minima, the white points the three points that span the plane"
+        + (" and, projected onto it, the learners marked (each scored at its own weights)" if marks else "")
+        + f". Grid minimum of the mean loss: {min(min(row) for row in plane.mean_loss()):.3f}."
+        + (f"\n\nMarked: {placed}." if placed else "")
+        + (f"\n\n{FOREIGN_FACTORS}" if plane.space == "factor" and any(
+            not label.startswith(f"{results.pair[0]} ") for label in plane.labels[3:]) else "")),
+        figure(plane), files=["plane/plane.json", "plane/plane.png"], settings=settings_line(plane.made_by))
+
+
+FOREIGN_FACTORS = ("A learner marked from another run is placed in factor space, where a point depends on how its ΔW "
+                   "is factorised (B·A = BG·G⁻¹A): its place is as meaningful as the two runs' factors are alike (same "
+                   "seed and initialisation). `--space delta` places it without that ambiguity.")
 
 
 def _comparison(results) -> Section | None:
@@ -130,21 +181,31 @@ def write_run_report(results) -> Path:
     """``report.html`` in the report folder, from the gathered results alone."""
     sections = [s for s in (_matrices(results),) if s]
     skipped = [f"{e.label} ({e.reason})" for e in results.runs if e.sweep is None and e.reason]
-    sections += [_barriers(e, results.config.curves) for e in results.runs if e.sweep is not None]
+    for e in results.runs:
+        for sweep in e.by_space().values():
+            sections += [s for s in (_barriers(e, results.config.curves, sweep), _along(e, sweep)) if s]
     if skipped:
         sections.append(Section("Runs without barriers", "No paths were measured for " + "; ".join(skipped) + "."))
     sections += [s for s in (_plane(results), _comparison(results)) if s]
     sections.append(_settings(results))
     stopped = [_learned_nothing(e) for e in results.runs]
-    summary = _greyed(table_html(["run", "AP", "BWT", "FWT", "largest consecutive joint gap (line)"],
+    ranked = any(_rank_ap(e) != "—" for e in results.runs)  # a rank AP column only where some run has one
+    summary = _greyed(table_html(["run", "AP", *(["rank AP"] if ranked else []), "BWT", "FWT",
+                                  f"largest consecutive joint gap (line, {results.config.spaces()[0]} space)"],
                                  [[e.label + (f" ({NOT_LEARNED})" if g else ""),
-                                   *((f"{e.metrics.ap:.3f}", "—" if g else signed(e.metrics.bwt), signed(e.metrics.fwt))
-                                     if e.metrics else ("—", "—", "—")), _largest(e)]
+                                   f"{e.metrics.ap:.3f}" if e.metrics else "—", *([_rank_ap(e)] if ranked else []),
+                                   *(("—" if g else signed(e.metrics.bwt), signed(e.metrics.fwt)) if e.metrics
+                                     else ("—", "—")), _largest(e)]
                                   for e, g in zip(results.runs, stopped)]), stopped)
     intro = (f"modeconn report over {len(results.runs)} run{'s' if len(results.runs) > 1 else ''}: "
              + ", ".join(e.label for e in results.runs) + ". Every number is in the JSON files beside this page, and "
              "`modeconn plot FILE.json` redraws any figure.")
     return write_report(results.out / "report.html", render("modeconn report", intro, sections, summary))
+
+
+def _rank_ap(entry) -> str:
+    rank = entry.metrics.rank_ap if entry.metrics is not None else None
+    return "—" if rank is None else f"{rank:.3f}"
 
 
 def _learned_nothing(entry) -> bool:

@@ -78,14 +78,14 @@ def test_a_barrier_result_records_and_round_trips_what_made_it(tmp_path, capsys)
     """Settings, versions and the command travel with barrier.json and come back from it."""
     from modeconn.analysis.measure import measure_barrier
     from modeconn.cli import main
-    from modeconn.evaluator.evaluate import EvalConfig
+    from modeconn.analysis.settings import StudySettings
     from modeconn.evaluator.models import checkpoints_dir
     from modeconn.plots.kinds import load_result
     from modeconn.provenance import PYTHON_CALL
 
     seq = checkpoints_dir() / "seq"
-    result = measure_barrier(str(seq / "news"), str(seq / "gloss"), space="delta", points=3, limit=4, seed=5,
-                             eval_config=EvalConfig(accuracy=False, progress=False))
+    result = measure_barrier([str(seq / "news"), str(seq / "gloss")],
+                             StudySettings(limit=4, seed=5, accuracy=False, progress=False), space="delta", points=3)
     settings = result.made_by["settings"]
     assert {k: settings[k] for k in ("space", "points", "split", "limit", "max_length", "dtype", "max_batch_tokens", "seed")} == \
         {"space": "delta", "points": 3, "split": "eval", "limit": 4, "max_length": 256, "dtype": "float32",

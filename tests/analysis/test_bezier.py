@@ -58,7 +58,7 @@ def test_fitting_lowers_the_loss_along_the_curve_and_only_moves_the_control(setu
 @pytest.mark.slow
 def test_curve_cli_then_barrier_along_it(tmp_path, capsys):
     out = tmp_path / "curve"
-    assert main(["curve", str(SEQ / "news"), str(SEQ / "gloss"), "--steps", "3", "--limit", "8", "--out", str(out)]) == 0
+    assert main(["curve", str(SEQ / "news"), str(SEQ / "gloss"), "--steps", "3", "--train-limit", "8", "--out", str(out)]) == 0
     meta = json.loads((out / "curve.json").read_text())
     assert meta["space"] == "factor" and len(meta["history"]) == 3
     assert load_adapter(out).rank(load_adapter(out).modules[0]) == 8

@@ -1,6 +1,7 @@
 """Planes, random-direction landscapes and sweeps: geometry against float64 flat vectors, evaluation against the
 path evaluator, the sweep's symmetry, redrawing from JSON, and the expected mode-connectivity finding."""
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -11,14 +12,14 @@ from modeconn.analysis.bezier import CurveConfig
 from modeconn.cli import main
 from modeconn.lora.directions import filter_normalize, landscape_coefficients, random_direction, random_span
 from modeconn.errors import ConfigError
-from modeconn.evaluator.evaluate import EvalConfig
+from modeconn.analysis.settings import StudySettings
 from modeconn.evaluator.models import checkpoints_dir
 from modeconn.lora.paths import linear_path
 from modeconn.lora.plane import gram, grid_axes, plane_basis
 
 SEQ = checkpoints_dir() / "seq"
 NEWS, GLOSS, FORTUNE = (str(SEQ / t) for t in ("news", "gloss", "fortune"))
-QUIET = EvalConfig(accuracy=False, progress=False)
+QUIET = StudySettings(limit=6, accuracy=False, progress=False)
 
 
 def flat(weights, space: str) -> torch.Tensor:
@@ -65,8 +66,8 @@ def test_a_marked_point_lands_at_its_orthogonal_projection(space):
 
 @pytest.mark.slow
 def test_plane_marks_score_the_marked_adapter_itself():
-    plane = measure_plane(NEWS, GLOSS, FORTUNE, grid=3, limit=6, eval_config=QUIET, marks=[str(SEQ / "stdlib")])
-    alone = measure_barrier(str(SEQ / "stdlib"), NEWS, points=2, limit=6, eval_config=QUIET)
+    plane = measure_plane([NEWS, GLOSS, FORTUNE], QUIET, grid=3, marks=[str(SEQ / "stdlib")])
+    alone = measure_barrier([str(SEQ / "stdlib"), NEWS], QUIET, points=2)
     assert len(plane.points) == len(plane.labels) == 4
     mark = plane.extra["marks"][str(SEQ / "stdlib")]
     assert mark["off_plane"] > 0 and [mark["x"], mark["y"]] == plane.points[3]
@@ -121,8 +122,8 @@ def test_landscape_points_are_the_centre_plus_scaled_directions():
 
 @pytest.mark.slow
 def test_plane_points_score_like_the_path_endpoints():
-    plane = measure_plane(NEWS, GLOSS, FORTUNE, grid=3, limit=6, eval_config=QUIET)
-    line = measure_barrier(NEWS, GLOSS, points=2, limit=6, eval_config=QUIET)
+    plane = measure_plane([NEWS, GLOSS, FORTUNE], QUIET, grid=3)
+    line = measure_barrier([NEWS, GLOSS], QUIET, points=2)
     assert len(plane.x) == len(plane.y) == 3 and plane.curve is None
     for name in line.tasks:
         assert plane.tasks[name].at_points[0] == pytest.approx(line.tasks[name].loss[0], abs=1e-5)
@@ -132,13 +133,13 @@ def test_plane_points_score_like_the_path_endpoints():
 
 @pytest.mark.slow
 def test_sweep_matrix_is_symmetric_with_zero_diagonal_and_matches_a_reversed_path():
-    result = sweep_sequence(str(SEQ), points=3, limit=6, eval_config=QUIET, progress=False)
+    result = sweep_sequence(str(SEQ), QUIET, points=3)
     assert len(result.pairs) == 6
     for name, matrix in result.matrix("mean").items():
         n = len(matrix)
         assert all(matrix[i][i] == 0.0 for i in range(n))
         assert all(matrix[i][j] == matrix[j][i] is not None for i in range(n) for j in range(n))
-    reversed_path = measure_barrier(GLOSS, NEWS, points=3, limit=6, eval_config=QUIET)  # measured the other way round
+    reversed_path = measure_barrier([GLOSS, NEWS], QUIET, points=3)  # measured the other way round
     for name, tb in reversed_path.tasks.items():
         assert result.matrix("mean")[name][0][1] == pytest.approx(tb.barrier_mean_endpoint, abs=1e-6)
         assert result.matrix("barrier")[name][0][1] == pytest.approx(tb.barrier, abs=1e-6)
@@ -149,8 +150,8 @@ def test_fitted_curves_lower_the_joint_gap_of_consecutive_tasks():
     """The expected finding on the embedded default. Each task's loss rises monotonically away from its own
     minimum, so the per-task barrier is 0 on the line and on the curve alike; what the curve lowers is the joint
     gap: how far the path's best point is from being as good as both minima."""
-    result = sweep_sequence(str(SEQ), points=5, pairs="consecutive", bezier=True, limit=12, seed=0,
-                            curve_config=CurveConfig(steps=30, seed=0), eval_config=QUIET, progress=False)
+    result = sweep_sequence(str(SEQ), replace(QUIET, limit=12), points=5, pairs="consecutive", bezier=True,
+                            curve_config=CurveConfig(steps=30, seed=0))
     line, curve = result.consecutive("linear"), result.consecutive("bezier")
     assert len(line) == len(curve) == 3
     for lin, bez in zip(line, curve):
@@ -194,7 +195,7 @@ def test_landscape_cli_one_dimension(tmp_path, capsys):
     code, _, err = _cli(["landscape", NEWS, "--dimensions", "1", "--grid", "5", "--limit", "4", "--out", str(tmp_path)], capsys)
     assert code == 0, err
     result = json.loads((tmp_path / "landscape.json").read_text())
-    assert result["kind"] == "random" and result["y"] == [0.0] and len(result["x"]) == 5
+    assert result["kind"] == "landscape" and result["y"] == [0.0] and len(result["x"]) == 5
     centre = result["tasks"]["news"]
     assert centre["loss"][0][2] == pytest.approx(centre["at_points"][0], abs=1e-6)  # α = 0 is the minimum itself
 

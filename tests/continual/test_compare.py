@@ -53,13 +53,14 @@ def test_the_command_writes_json_png_html_and_refuses_a_missing_baseline(runs, t
 
 @pytest.mark.slow
 def test_mtl_is_one_joint_run_over_every_task(tmp_path):
-    from modeconn.continual import TrainConfig, get_method, train_sequence
+    from modeconn.continual import TrainConfig, TrainRequest, get_method, train_sequence
     from modeconn.evaluator.models import checkpoints_dir
 
     data = checkpoints_dir() / "data"
     config = TrainConfig(rank=4, alpha=8, dropout=0.0, target_modules=("q_proj",), epochs=2, batch_size=8, max_train=8)
-    run = train_sequence("tiny-llama", [("news", data / "news"), ("gloss", data / "gloss")], get_method("mtl"), config,
-                         tmp_path / "mtl", eval_limit=2, progress=False)
+    run = train_sequence(TrainRequest("tiny-llama", [("news", data / "news"), ("gloss", data / "gloss")],
+                                      get_method("mtl"), config, eval_limit=2),
+                         tmp_path / "mtl", progress=False)
     log = [json.loads(line) for line in (tmp_path / "mtl" / "train_log.jsonl").read_text().splitlines()]
     assert [r["task"] for r in log] == ["gloss"] * 4  # nothing before the last task; then 16 examples × 2 epochs / 8
     assert run.metrics.bwt is None and run.metrics.fwt is None and run.metrics.joint

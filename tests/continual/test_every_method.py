@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modeconn.cli import main
-from modeconn.continual import METHODS, TrainConfig, get_method, train_sequence
+from modeconn.continual import METHODS, TrainConfig, TrainRequest, get_method, train_sequence
 from modeconn.evaluator.models import checkpoints_dir
 from modeconn.lora.adapters import load_adapter
 
@@ -16,7 +16,7 @@ TASKS = [("news", DATA / "news"), ("gloss", DATA / "gloss")]
 SHORT = dict(rank=4, alpha=8, target_modules=("q_proj", "v_proj"), epochs=1, batch_size=8, max_train=16, seed=5, lr=3e-3)
 OPTIONS = {"er": {"buffer_size": 8}, "ilora": {"buffer_size": 8}, "sure": {"buffer_size": 8},
            "agem": {"buffer_size": 8}, "gem": {"buffer_size": 8}, "seq-path": {"buffer_size": 8}, "ewc": {"fisher_samples": 8},
-           "pp": {"prompt_length": 3}, "l2p": {"pool_size": 4, "prompt_length": 2, "top_k": 2}}
+           "pp": {"pp_length": 3}, "l2p": {"l2p_pool": 4, "l2p_length": 2, "l2p_top_k": 2}}
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,8 @@ def runs(tmp_path_factory):
     out = {}
     for name in METHODS:
         method = get_method(name, seed=5, **OPTIONS.get(name, {}))
-        run = train_sequence("tiny-llama", TASKS, method, TrainConfig(**SHORT), root / name, name=f"{name}-seed5",
-                             eval_limit=6, progress=False)
+        run = train_sequence(TrainRequest("tiny-llama", TASKS, method, TrainConfig(**SHORT), eval_limit=6),
+                             root / name, name=f"{name}-seed5", progress=False)
         out[name] = (root / name, run)
     return out
 
@@ -98,14 +98,15 @@ def test_olora_checkpoints_stack_the_task_loras(runs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,flag", [("sure", "sure_eval"), ("ilora", "eval_adapter")])
+@pytest.mark.parametrize("name,flag", [("sure", "sure_eval"), ("ilora", "ilora_eval")])
 def test_dual_learners_score_the_other_learner_as_a_run_evaluating_it_would(runs, name, flag, tmp_path):
     """The learner not evaluated is scored on the same training run: its recorded matrix is the main matrix of the
     same run evaluating that learner instead (evaluation changes nothing of the training)."""
     folder, _ = runs[name]
     other = json.loads((folder / "metrics.json").read_text())["method_record"]["other_learner"]
     method = get_method(name, seed=5, **OPTIONS[name], **{flag: "fast"})
-    train_sequence("tiny-llama", TASKS, method, TrainConfig(**SHORT), tmp_path / "fast", eval_limit=6, progress=False)
+    train_sequence(TrainRequest("tiny-llama", TASKS, method, TrainConfig(**SHORT), eval_limit=6),
+                   tmp_path / "fast", progress=False)
     fast = json.loads((tmp_path / "fast" / "metrics.json").read_text())
     assert other["learner"] == "fast" and other["accuracy"] == fast["accuracy"] and other["AP"] == fast["AP"]
     assert fast["method_record"]["other_learner"]["learner"] == "slow"

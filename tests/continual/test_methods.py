@@ -3,10 +3,11 @@ import pytest
 import torch
 
 from modeconn.continual import get_method
-from modeconn.continual.ilora import ILoRA, consistency_loss
-from modeconn.continual.methods import TaskContext, mean_token_nll
+from modeconn.continual.methods.ilora import ILoRA, consistency_loss
+from modeconn.continual.methods.base import mean_token_nll
+from modeconn.continual.methods.protocol import TaskContext
 from modeconn.continual.metrics import ContinualMetrics
-from modeconn.continual.replay import ReservoirBuffer
+from modeconn.continual.methods.replay import ReservoirBuffer
 from modeconn.errors import ConfigError
 
 
@@ -83,12 +84,12 @@ def _ctx(model):
 
 def test_ilora_interpolation_reaches_the_slow_adapter(peft_llama):
     """The reference code's defect: its interpolation rewrote the fast adapter with itself. Here slow really moves."""
-    method = ILoRA(ema=0.25)
+    method = ILoRA(ilora_ema=0.25)
     method.begin_task(_ctx(peft_llama))
     assert all(not p.requires_grad for n, p in peft_llama.named_parameters() if ".slow." in n)
     assert any(p.requires_grad for n, p in peft_llama.named_parameters() if ".default." in n)
     fast, slow0 = _lora(peft_llama, "default"), _lora(peft_llama, "slow")
-    method.step = 7  # λ = min(1 − 1/8, 0.25) = 0.25
+    method.slow.step = 7  # λ = min(1 − 1/8, 0.25) = 0.25
     method.after_step(peft_llama)
     slow1 = _lora(peft_llama, "slow")
     for name, value in slow1.items():
@@ -98,24 +99,24 @@ def test_ilora_interpolation_reaches_the_slow_adapter(peft_llama):
 
 
 def test_ilora_lambda_schedule():
-    method = ILoRA(ema=0.99)
+    method = ILoRA(ilora_ema=0.99)
     lams = []
     for step in range(4):
-        method.step = step
-        lams.append(method.lam())
+        method.slow.step = step
+        lams.append(method.slow.lam())
     assert lams == pytest.approx([0.0, 0.5, 2 / 3, 0.75])
-    method.step = 10_000
-    assert method.lam() == 0.99
+    method.slow.step = 10_000
+    assert method.slow.lam() == 0.99
 
 
 def test_ilora_reference_variant_keeps_slow_at_the_base_model_and_evaluates_fast(peft_llama):
-    method = ILoRA(variant="reference")
+    method = ILoRA(ilora_variant="reference")
     method.begin_task(_ctx(peft_llama))
     for step in range(3):
         method.after_step(peft_llama)
     assert all(torch.count_nonzero(v) == 0 for n, v in _lora(peft_llama, "slow").items() if "lora_B" in n)
     assert method.evaluated_adapter == "default"
-    assert ILoRA().evaluated_adapter == "slow" and ILoRA(eval_adapter="fast").evaluated_adapter == "default"
+    assert ILoRA().evaluated_adapter == "slow" and ILoRA(ilora_eval="fast").evaluated_adapter == "default"
 
 
 def test_ewc_penalty_is_zero_at_the_anchor_and_grows_away_from_it(peft_llama):
@@ -141,17 +142,17 @@ def test_method_options_are_checked():
     with pytest.raises(ConfigError, match="unknown method"):
         get_method("nope")
     with pytest.raises(ConfigError, match="variant"):
-        get_method("ilora", variant="other")
+        get_method("ilora", ilora_variant="other")
     with pytest.raises(ConfigError, match="method 'er'"):
-        get_method("er", gamma=1.0)
+        get_method("er", ilora_gamma=1.0)
 
 
 def test_the_run_seed_reaches_only_the_methods_that_draw_random_numbers():
     """Replay buffers sample with the run's seed; the other methods take no seed. ``options`` are the resolved values."""
     assert get_method("er", seed=3).seed == 3
     assert get_method("er", seed=3).options == {"buffer_size": 500, "buffer_fraction": None, "replay_first_task": False}
-    ilora = get_method("ilora", seed=3, ema=0.99)
-    assert ilora.seed == 3 and ilora.options["ema"] == 0.99 and ilora.options["variant"] == "paper"
+    ilora = get_method("ilora", seed=3, ilora_ema=0.99)
+    assert ilora.seed == 3 and ilora.options["ilora_ema"] == 0.99 and ilora.options["ilora_variant"] == "paper"
     assert get_method("seq", seed=3).options == {}
     assert get_method("ewc", seed=3).options == {"ewc_lambda": 100.0, "fisher_samples": 256}
     samples = []
@@ -217,7 +218,7 @@ def test_each_example_is_offered_once_and_the_buffer_is_a_uniform_sample():
     many seeds every one of 200 examples is kept equally often (chi-square test, p > 0.01)."""
     from scipy.stats import chisquare
 
-    from modeconn.continual.methods import Batch
+    from modeconn.continual.methods.protocol import Batch
 
     counts = torch.zeros(200)
     for seed in range(300):
@@ -251,7 +252,7 @@ def test_a_buffer_fraction_sizes_the_buffer_from_the_stream():
 
 def test_ewc_fisher_is_the_per_example_empirical_fisher(peft_llama):
     """F = (1/N) Σ_n g_n², each example's own gradient (dropout off), against a hand computation with autograd."""
-    from modeconn.continual.ewc import per_example_fisher
+    from modeconn.continual.methods.ewc import per_example_fisher
     from modeconn.evaluator.data import Encoded, collate
 
     examples = [Encoded((1, 5, 6, 7, 2), 3), Encoded((1, 9, 2), 2), Encoded((1, 11, 12, 13, 14, 2), 4)]
@@ -274,7 +275,7 @@ def test_ewc_fisher_is_the_per_example_empirical_fisher(peft_llama):
 
 
 def test_ilora_reference_intended_copies_fast_into_slow_at_each_task_end(peft_llama):
-    method = ILoRA(variant="reference-intended")
+    method = ILoRA(ilora_variant="reference-intended")
     method.begin_task(_ctx(peft_llama))
     with torch.no_grad():
         for n, p in peft_llama.named_parameters():

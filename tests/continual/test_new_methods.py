@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from modeconn.continual.methods import Batch, TaskContext
+from modeconn.continual.methods.protocol import Batch, TaskContext
 from modeconn.evaluator.data import Encoded
 
 
@@ -26,9 +26,9 @@ def _adapter(model, name):
 
 
 def test_olora_orthogonality_term_by_hand(peft_llama):
-    from modeconn.continual.olora import PAST, OLoRA
+    from modeconn.continual.methods.olora import PAST, OLoRA
 
-    method = OLoRA(orth_lambda=1.0)
+    method = OLoRA(olora_lambda1=1.0)
     method.begin_task(_ctx(peft_llama))
     with torch.no_grad():
         for layer in method.layers:
@@ -47,7 +47,7 @@ def test_olora_orthogonality_term_by_hand(peft_llama):
 
 
 def test_olora_task_end_moves_the_lora_into_its_block_and_starts_afresh(peft_llama):
-    from modeconn.continual.olora import PAST, OLoRA
+    from modeconn.continual.methods.olora import PAST, OLoRA
 
     method = OLoRA()
     method.begin_task(_ctx(peft_llama, index=1))
@@ -64,7 +64,7 @@ def test_olora_task_end_moves_the_lora_into_its_block_and_starts_afresh(peft_lla
 
 
 def test_surprise_buffer_keeps_each_tasks_most_surprising_examples_in_equal_shares():
-    from modeconn.continual.sure import SurpriseBuffer
+    from modeconn.continual.methods.sure import SurpriseBuffer
 
     buffer = SurpriseBuffer(6, seed=0)
     buffer.reach_task(0)
@@ -82,7 +82,7 @@ def test_surprise_buffer_keeps_each_tasks_most_surprising_examples_in_equal_shar
 
 
 def test_sure_scores_surprise_before_the_update_and_offers_each_example_once(peft_llama):
-    from modeconn.continual.sure import SuRe
+    from modeconn.continual.methods.sure import SuRe
     from modeconn.evaluator.data import collate
 
     examples = [Encoded((1, 5, 6, 7, 2), 2), Encoded((1, 8, 9, 2), 2)]
@@ -91,7 +91,7 @@ def test_sure_scores_surprise_before_the_update_and_offers_each_example_once(pef
     batch = Batch(examples, collate(examples, 0), epoch=0)
     method.training_step(peft_llama, batch)
     out = peft_llama(**collate(examples, 0))
-    from modeconn.continual.methods import mean_token_nll
+    from modeconn.continual.methods.base import mean_token_nll
 
     nll, count = mean_token_nll(out.logits, collate(examples, 0)["labels"])
     expected = sorted((nll / count).tolist(), reverse=True)
@@ -101,7 +101,7 @@ def test_sure_scores_surprise_before_the_update_and_offers_each_example_once(pef
 
 
 def test_one_keeps_each_tasks_adapter_and_resets_the_trained_one(peft_llama):
-    from modeconn.continual.one import PerTaskModels
+    from modeconn.continual.methods.one import PerTaskModels
 
     method = PerTaskModels()
     method.begin_task(_ctx(peft_llama, index=0, tasks=2))
@@ -114,7 +114,7 @@ def test_one_keeps_each_tasks_adapter_and_resets_the_trained_one(peft_llama):
 
 
 def test_prompt_embedding_reads_the_table_for_virtual_ids_only():
-    from modeconn.continual.prompts import PromptEmbedding
+    from modeconn.continual.methods.prompts import PromptEmbedding
 
     base = torch.nn.Embedding(10, 3)
 
@@ -136,7 +136,7 @@ def test_prompt_embedding_reads_the_table_for_virtual_ids_only():
 
 
 def test_prepend_puts_prompts_first_and_cuts_the_real_prompt_not_the_answer():
-    from modeconn.continual.prompts import prepend
+    from modeconn.continual.methods.prompts import prepend
     from modeconn.errors import DataError
 
     e = Encoded((1, 20, 21, 22, 30, 2), 4)  # bos, 3 prompt tokens, answer, eos
@@ -147,9 +147,9 @@ def test_prepend_puts_prompts_first_and_cuts_the_real_prompt_not_the_answer():
 
 
 def test_progressive_prompts_stack_newest_first_and_score_each_task_with_its_own():
-    from modeconn.continual.pp import ProgressivePrompts
+    from modeconn.continual.methods.pp import ProgressivePrompts
 
-    method = ProgressivePrompts(prompt_length=2)
+    method = ProgressivePrompts(pp_length=2)
     method.vocab = 50
     assert method.stack(2) == [52, 53, 50, 51]  # P_2 then P_1
     assert method.evaluation_plan(2, 3) == [1, 2, 2]
@@ -158,9 +158,9 @@ def test_progressive_prompts_stack_newest_first_and_score_each_task_with_its_own
 
 
 def test_l2p_picks_the_prompts_whose_keys_match_the_query(peft_llama):
-    from modeconn.continual.l2p import L2P
+    from modeconn.continual.methods.l2p import L2P
 
-    method = L2P(pool_size=3, prompt_length=2, top_k=1)
+    method = L2P(l2p_pool=3, l2p_length=2, l2p_top_k=1)
     method.setup(peft_llama, 2, 64)
     weight = method.embedding.weight
     e = Encoded((3, 4, 9), 2)
@@ -176,7 +176,7 @@ def test_l2p_picks_the_prompts_whose_keys_match_the_query(peft_llama):
 def test_seq_path_continues_from_the_best_scored_point_of_the_path(path):
     from peft import LoraConfig, get_peft_model
 
-    from modeconn.continual.seq_path import PathPicked
+    from modeconn.continual.methods.seq_path import PathPicked
     from modeconn.evaluator.models import checkpoints_dir, load_base
 
     model, tokenizer = load_base("tiny-llama")

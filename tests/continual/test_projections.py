@@ -5,8 +5,8 @@ import itertools
 import pytest
 import torch
 
-from modeconn.continual.agem import agem_project
-from modeconn.continual.gem import gem_project
+from modeconn.continual.methods.agem import agem_project
+from modeconn.continual.methods.gem import gem_project
 
 
 def test_agem_projection_removes_only_the_conflicting_component():

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from modeconn.continual import TrainConfig, get_method, train_sequence
-from modeconn.continual.agem import AGEM, agem_project
-from modeconn.continual.gem import gem_project
-from modeconn.continual.gradients import memory_gradient
-from modeconn.continual.methods import Batch, TaskContext
+from modeconn.continual import TrainConfig, TrainRequest, get_method, train_sequence
+from modeconn.continual.methods.agem import AGEM, agem_project
+from modeconn.continual.methods.gem import gem_project
+from modeconn.continual.methods.gradients import memory_gradient
+from modeconn.continual.methods.protocol import Batch, TaskContext
 from modeconn.continual.metrics import ContinualMetrics
 from modeconn.continual.step import make_optimizer
 from modeconn.evaluator.data import collate, encode, load_split
@@ -44,7 +44,8 @@ class WatchedAGEM(AGEM):
         self.steps, self.pending = [], None
 
     def project(self, model, params, g):
-        g_mem = memory_gradient(model, params, self.memory.sample(self.batch_size), self.collate, self.batch_size)
+        g_mem = memory_gradient(model, params, self.memory.sample(self.batch_size), self.collate,
+                                 batch_size=self.batch_size)
         before = torch.cat([p.detach().reshape(-1) for p in params]).clone()
         self.pending = (torch.dot(g, g_mem).item(), g_mem, before, params)
         return agem_project(g, g_mem)
@@ -60,8 +61,9 @@ class WatchedAGEM(AGEM):
 def _agem_run(tmp_path, optimizer: str, lr: float):
     method = WatchedAGEM(buffer_size=8, seed=3)
     config = TrainConfig(**{**TINY, "max_train": 32, "optimizer": optimizer, "lr": lr})
-    train_sequence("tiny-llama", [("news", DATA / "news"), ("gloss", DATA / "gloss")], method, config,
-                   tmp_path / optimizer, eval_limit=2, progress=False)
+    train_sequence(TrainRequest("tiny-llama", [("news", DATA / "news"), ("gloss", DATA / "gloss")], method, config,
+                                eval_limit=2),
+                   tmp_path / optimizer, progress=False)
     return method.steps, json.loads((tmp_path / optimizer / "metrics.json").read_text())
 
 
@@ -159,14 +161,15 @@ def test_replay_waits_for_the_second_task_unless_asked(name, first, tokenizer):
 def test_seq_path_fits_and_picks_on_its_training_split_memory(tmp_path, no_eval_tasks, monkeypatch):
     """With no eval split in the task folders seq-path still runs: its memory is training rows, M of them, the same
     M as every memory method (``test_every_method.py::test_every_memory_method_keeps_the_same_memory``)."""
-    import modeconn.continual.seq_path as seq_path
+    import modeconn.continual.methods.seq_path as seq_path
 
     splits = []
     load = seq_path.load_split
     monkeypatch.setattr(seq_path, "load_split", lambda folder, split, *a, **k: splits.append(split) or load(folder, split, *a, **k))
     method = get_method("seq-path", seed=3, buffer_fraction=0.25, path_points=3)
-    train_sequence("tiny-llama", no_eval_tasks, method, TrainConfig(**{**TINY, "lr": 3e-3}), tmp_path / "run",
-                   eval_split="test", eval_limit=2, progress=False)
+    train_sequence(TrainRequest("tiny-llama", no_eval_tasks, method, TrainConfig(**{**TINY, "lr": 3e-3}),
+                                eval_split="test", eval_limit=2),
+                   tmp_path / "run", progress=False)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["memory_examples"] == 8  # 25% of 2 × 16 training examples
     assert splits == ["train", "train"]  # each task's training rows, offered at its end
@@ -194,8 +197,9 @@ def test_the_base_accuracy_is_the_base_models_own(tmp_path, tokenizer):
     from modeconn.evaluator.models import load_base
 
     tasks = [("news", DATA / "news"), ("gloss", DATA / "gloss")]
-    train_sequence("tiny-llama", tasks, get_method("seq"), TrainConfig(**{**TINY, "max_train": 4}), tmp_path / "run",
-                   eval_limit=5, progress=False)
+    train_sequence(TrainRequest("tiny-llama", tasks, get_method("seq"), TrainConfig(**{**TINY, "max_train": 4}),
+                                eval_limit=5),
+                   tmp_path / "run", progress=False)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     base = evaluate_model(load_base("tiny-llama")[0], tokenizer, {t: load_split(f, "test", 5) for t, f in tasks},
                           EvalConfig(progress=False))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from modeconn.continual.slow_learner import SlowLearner
+from modeconn.continual.methods.slow_learner import SlowLearner
 
 
 def test_fused_interpolation_equals_one_lerp_per_weight():

@@ -4,7 +4,7 @@ import torch
 
 from modeconn.lora.adapters import load_adapter
 from modeconn.cli import main
-from modeconn.continual import TrainConfig, get_method, train_sequence
+from modeconn.continual import TrainConfig, TrainRequest, get_method, train_sequence
 from modeconn.errors import ConfigError
 from modeconn.evaluator.models import checkpoints_dir
 from modeconn.lora.sequence import load_sequence
@@ -15,7 +15,8 @@ TINY = dict(rank=4, alpha=8, target_modules=("q_proj", "v_proj"), epochs=1, batc
 
 def run(out):
     tasks = [("news", DATA / "news"), ("gloss", DATA / "gloss")]
-    return train_sequence("tiny-llama", tasks, get_method("seq"), TrainConfig(**TINY), out, eval_limit=8, progress=False).sequence
+    return train_sequence(TrainRequest("tiny-llama", tasks, get_method("seq"), TrainConfig(**TINY), eval_limit=8),
+                          out, progress=False).sequence
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from modeconn.cli import main
-from modeconn.continual import TrainConfig, get_method, train_sequence
+from modeconn.continual import TrainConfig, TrainRequest, get_method, train_sequence
 from modeconn.continual.schedule import lr_factor, schedule_position
 from modeconn.evaluator.models import checkpoints_dir
 
@@ -23,7 +23,8 @@ def adapters(folder) -> dict[str, torch.Tensor]:
 
 def train(out, method="seq", **settings):
     config = TrainConfig(**{**BASE, **settings})
-    return train_sequence("tiny-llama", TASKS, get_method(method, seed=0), config, out, eval_limit=4, progress=False)
+    return train_sequence(TrainRequest("tiny-llama", TASKS, get_method(method, seed=0), config, eval_limit=4),
+                          out, progress=False)
 
 
 def assert_same(a, b, atol=1e-5):
@@ -55,7 +56,7 @@ def test_gradient_checkpointing_gives_the_same_update(tmp_path):
 @pytest.mark.slow
 def test_bf16_base_keeps_lora_and_optimizer_in_fp32_and_stays_close(tmp_path):
     full = train(tmp_path / "fp32", batch_size=8)
-    half = train(tmp_path / "bf16", batch_size=8, precision="bf16")
+    half = train(tmp_path / "bf16", batch_size=8, dtype="bfloat16")
     for key, value in adapters(tmp_path / "bf16").items():
         assert value.dtype == torch.float32
     assert half.metrics.loss[-1] == pytest.approx(full.metrics.loss[-1], rel=0.05)
@@ -63,7 +64,7 @@ def test_bf16_base_keeps_lora_and_optimizer_in_fp32_and_stays_close(tmp_path):
 
 @pytest.mark.slow
 def test_fp16_runs_through_the_loss_scaler(tmp_path):
-    train(tmp_path / "fp16", batch_size=4, precision="fp16")
+    train(tmp_path / "fp16", batch_size=4, dtype="float16")
     log = [json.loads(line) for line in (tmp_path / "fp16" / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 8 and log[0]["loss_scale"] == 2.0**16  # torch's initial scale
     assert all(torch.isfinite(v).all() for v in adapters(tmp_path / "fp16").values())
@@ -81,23 +82,25 @@ def test_an_overflowed_fp16_gradient_skips_the_step_instead_of_stopping_the_run(
 
     model = get_peft_model(tiny_model("llama"), LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
     model.train()
-    run = SimpleNamespace(rank=0, world=1, trained=model, model=model, device=torch.device("cpu"),
-                          to_device=lambda e: collate(e, 3))
     method = get_method("seq")
+    run = SimpleNamespace(rank=0, world=1, trained=model, model=model, device=torch.device("cpu"),
+                          to_device=lambda e: collate(e, 3),
+                          request=SimpleNamespace(method=method, config=TrainConfig(batch_size=2, dtype="float16")))
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:  # a gradient that overflows, whatever the loss
         p.register_hook(lambda g: torch.full_like(g, float("inf")))
     optimizer = torch.optim.AdamW(params, lr=0.1)
     before = [p.detach().clone() for p in params]
     window = [Encoded((1, 5, 6, 7, 2), 3), Encoded((1, 8, 9, 2), 2)]
-    amp = Amp("fp16", torch.device("cpu"))
-    result = optimizer_step(run, method, TrainConfig(batch_size=2, precision="fp16"), optimizer, amp, window, 0.1, "test")
+    amp = Amp("float16", torch.device("cpu"))
+    result = optimizer_step(run, optimizer, amp, window, lr=0.1, where="test")
     assert result.skipped and amp.scaler.get_scale() == 2.0**15
     assert all(torch.equal(a, b) for a, b in zip(before, params))
     from modeconn.errors import NonFiniteError
 
     with pytest.raises(NonFiniteError, match="gradient became non-finite at test"):
-        optimizer_step(run, method, TrainConfig(batch_size=2), optimizer, Amp("fp32", torch.device("cpu")), window, 0.1, "test")
+        run.request.config = TrainConfig(batch_size=2)
+        optimizer_step(run, optimizer, Amp("float32", torch.device("cpu")), window, lr=0.1, where="test")
 
 
 def test_schedules_have_their_shapes():

@@ -63,7 +63,8 @@ def test_model_scores_equal_decoding_everything(trained):
         encoded = encode(tokenizer, examples)
         with torch.no_grad():
             loss = path_losses(model, encoded, torch.ones(1, 1), Unrouted(), tokenizer.pad_token_id, 4096)
-            correct = greedy_scores(model, tokenizer, examples, encoded, torch.ones(1, 1), Unrouted(), 4096)
+            correct = greedy_scores(model, tokenizer, list(zip(examples, encoded)), (torch.ones(1, 1), Unrouted()),
+                                    budget=4096)
         assert fast[task].loss == loss.tolist()
         assert fast[task].accuracy == (correct / len(examples)).tolist()
 

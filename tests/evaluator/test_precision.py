@@ -34,7 +34,7 @@ def test_auto_on_a_cpu_is_bf16_only_with_avx512_bf16_or_amx(monkeypatch, capabil
     cpu_with(monkeypatch, capability, bf16, amx)
     assert precision.resolve_dtype("auto", "cpu") == ("bfloat16" if fast else "float32")
     assert precision.resolve_precision("auto", "cpu") == ("bf16" if fast else "fp32")
-    assert TrainConfig(precision="auto").resolved("cpu").precision == ("bf16" if fast else "fp32")
+    assert TrainConfig(dtype="auto").resolved("cpu").dtype == ("bfloat16" if fast else "float32")
     assert precision.resolve_dtype("float16", "cpu") == "float16" and precision.resolve_precision("fp32", "cpu") == "fp32"
 
 
@@ -61,10 +61,10 @@ def test_barrier_records_the_resolved_dtype(monkeypatch, tmp_path, fast, expecte
 def test_train_records_the_resolved_precision(monkeypatch, tmp_path):
     cpu_with(monkeypatch, "AVX512", True)
     args = ["train", "--tasks", str(SEQ), "--order", "news", "--max-train", "4", "--epochs", "1", "--batch-size", "4",
-            "--rank", "2", "--target-modules", "q_proj", "--eval-limit", "2", "--precision", "auto", "--out", str(tmp_path / "r")]
+            "--rank", "2", "--target-modules", "q_proj", "--eval-limit", "2", "--dtype", "auto", "--out", str(tmp_path / "r")]
     assert main(args) == 0
     record = json.loads((tmp_path / "r" / "metrics.json").read_text())
-    assert record["made_by"]["settings"]["config"]["precision"] == "bf16"
+    assert record["made_by"]["settings"]["config"]["dtype"] == "bfloat16"
 
 
 @pytest.fixture(scope="module")

@@ -103,12 +103,3 @@ def test_bad_options():
         LoraPath((random_lora(0), random_lora(1)), space="weights")
     assert uniform_ts(3) == [0.0, 0.5, 1.0]
 
-
-def test_the_old_name_path_still_works_with_a_deprecation_warning():
-    import modeconn
-    import modeconn.lora.paths as paths
-
-    with pytest.warns(DeprecationWarning, match="LoraPath"):
-        assert modeconn.Path is LoraPath
-    with pytest.warns(DeprecationWarning, match="LoraPath"):
-        assert paths.Path is LoraPath

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from modeconn.cli import main
-from modeconn.continual import TrainConfig, get_method, train_sequence
+from modeconn.continual import TrainConfig, TrainRequest, get_method, train_sequence
 from modeconn.evaluator.models import checkpoints_dir
 
 DATA = checkpoints_dir() / "data"
@@ -22,8 +22,10 @@ def runs(tmp_path_factory):
     config = TrainConfig(rank=4, alpha=8, target_modules=("q_proj", "v_proj"), epochs=1, batch_size=8, max_train=16,
                          seed=0, lr=3e-3)
     for name in ("seq", "er"):
-        train_sequence("tiny-llama", TASKS, get_method(name, seed=0, **({"buffer_size": 8} if name == "er" else {})),
-                       config, root / f"{name}-seed0", eval_limit=6, progress=False)
+        train_sequence(TrainRequest("tiny-llama", TASKS,
+                                    get_method(name, seed=0, **({"buffer_size": 8} if name == "er" else {})), config,
+                                    eval_limit=6),
+                       root / f"{name}-seed0", progress=False)
     out = root / "page"
     assert main(["report", str(root / "seq-seed0"), str(root / "er-seed0"), "--out", str(out), *SMALL]) == 0
     return root, out
@@ -111,3 +113,120 @@ def test_the_console_check_sees_a_script_error(tmp_path):
     done = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
                            f"--screenshot={tmp_path / 'bad.png'}", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert any(":CONSOLE" in line and "boom" in line for line in done.stderr.splitlines())
+
+
+@pytest.fixture(scope="module")
+def wide(runs):
+    """An ilora run beside seq's, reported in both spaces with accuracy along the paths."""
+    root, _ = runs
+    config = TrainConfig(rank=4, alpha=8, target_modules=("q_proj", "v_proj"), epochs=1, batch_size=8, max_train=8,
+                         seed=0, lr=3e-3)
+    train_sequence(TrainRequest("tiny-llama", TASKS, get_method("ilora", seed=0, buffer_size=8), config, eval_limit=4),
+                   root / "ilora-seed0", progress=False)
+    out = root / "wide"
+    assert main(["report", str(root / "seq-seed0"), str(root / "ilora-seed0"), "--out", str(out), "--space", "both",
+                 "--accuracy", "--points", "2", "--limit", "3", "--curve-steps", "2", "--grid", "2"]) == 0
+    return root, out, json.loads((out / "report.json").read_text())
+
+
+def test_both_spaces_give_both_barrier_matrices_in_the_json_and_on_the_page(wide):
+    _, out, record = wide
+    from modeconn.plots.kinds import load_result
+
+    page = (out / "report.html").read_text()
+    for run in record["runs"]:
+        assert list(run["spaces"]) == ["factor", "delta"] and run["consecutive"] == run["spaces"]["factor"]
+        for space, folder in (("factor", "sweep"), ("delta", "sweep-delta")):
+            assert list(run["spaces"][space]) == ["linear", "bezier"]
+            assert load_result(out / run["label"] / folder / "sweep.json").space == space
+            assert f"Barriers between consecutive minima: {run['label']}, {space} space" in page
+            assert json.loads((out / run["label"] / folder / "request.json").read_text())["space"] == space
+    assert record["runs"][0]["spaces"]["factor"] != record["runs"][0]["spaces"]["delta"]  # measured, not copied
+
+
+def test_accuracy_along_the_paths_is_in_the_json_and_on_the_page(wide):
+    _, out, record = wide
+    from modeconn.plots.kinds import load_result
+    from modeconn.plots.sweep import accuracy_figure
+
+    for run in record["runs"]:
+        rows = run["along_paths"]["delta"]
+        assert {(r["from"], r["to"], r["path"]) for r in rows} == {(a, b, p) for a, b in (("news", "gloss"), (
+            "gloss", "fortune")) for p in ("linear", "bezier")}
+        sweep = load_result(out / run["label"] / "sweep-delta" / "sweep.json")
+        line = next(p.linear for p in sweep.pairs if p.a == 0)
+        row = next(r for r in rows if r["from"] == "news" and r["path"] == "linear")
+        assert row["news"]["accuracy"] == line.tasks["news"].accuracy and len(row["gloss"]["accuracy"]) == 2
+        assert all(0 <= v <= 1 for v in row["news"]["accuracy"] + row["gloss"]["accuracy"])
+    assert "Accuracy along the paths: ilora-seed0, delta space" in (out / "report.html").read_text()
+    for pair in sweep.pairs:  # rank accuracy, where a task has choices, is drawn dashed beside the task metric
+        pair.linear.tasks["gloss"].rank_accuracy = [0.5, 1.0]
+    figure = accuracy_figure(sweep)
+    dashed = [t.name for t in figure.data if t.line.dash == "dash"]
+    assert dashed and set(dashed) == {"gloss rank acc."}
+    assert len([t for t in figure.data if t.line.dash == "solid"]) == 2 * 2 * 2  # two tasks, two pairs, two paths
+
+
+def test_the_plane_marks_the_slow_and_fast_learners_of_an_ilora_run(wide):
+    root, out, record = wide
+    from modeconn.plots.kinds import load_result
+
+    b = record["largest_joint_gap_pair"][2]
+    marks = record["plane_marks"]
+    assert set(marks) == {"ilora-seed0 slow", "ilora-seed0 fast"}
+    assert marks["ilora-seed0 slow"]["adapter"] == str(root / "ilora-seed0" / "slow" / b)
+    plane = load_result(out / "plane" / "plane.json")
+    assert plane.space == "factor" and plane.labels[3:] == list(marks)
+    assert len(plane.points) == 5  # a, b, the third point, the two marks
+    if record["largest_joint_gap_pair"][0] == "ilora-seed0":  # its evaluated adapters are the slow learner's
+        assert marks["ilora-seed0 slow"]["off_plane"] == pytest.approx(0, abs=1e-6)
+    page = (out / "report.html").read_text()
+    assert "Marked: ilora-seed0 slow at (" in page
+    assert ("placed in factor space, where a point depends" in page) == (record["largest_joint_gap_pair"][0] != "ilora-seed0")
+
+
+def test_rank_ap_stands_beside_ap_where_a_run_records_it(tmp_path):
+    from modeconn.continual.metrics import ContinualMetrics
+    from modeconn.report.gather import ReportConfig, ReportResults, RunEntry
+    from modeconn.report.page import write_run_report
+
+    entries = []
+    for name, rank in (("ranked", [[0.5, 0.25], [0.75, 1.0]]), ("plain", None)):
+        m = ContinualMetrics(["a", "b"], [[0.5, 0.0], [0.25, 0.5]], [[1.0, 2.0], [1.5, 1.0]], [0.0, 0.0], [2.0, 2.0],
+                             rank_accuracy=rank)
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(m.to_json()))
+        entries.append(RunEntry(name, tmp_path / name, m, reason="one task only: no pair to measure"))
+    results = ReportResults(tmp_path, ReportConfig(), entries)
+    assert [r["rank_AP"] for r in results.to_json()["runs"]] == [0.875, None]
+    page = write_run_report(results).read_text()
+    assert "<th>rank AP</th>" in page and "<td>0.875</td>" in page and "ranked: AP 0.375, rank AP 0.875" in page
+
+
+def test_a_standard_cl_run_gets_rank_accuracy_along_its_paths_and_rank_ap_beside_ap(tmp_path):
+    bench = tmp_path / "olora" / "CL_Benchmark"
+    for family, task, labels in (("SC", "amazon", ["bad", "very good"]), ("TC", "agnews", ["World", "Sports"])):
+        (bench / family / task).mkdir(parents=True)
+        (bench / family / task / "labels.json").write_text(json.dumps(labels))
+        rows = [{"sentence": f"{task} row {i}.", "label": labels[i % 2]} for i in range(12)]
+        for split in ("train", "dev", "test"):
+            (bench / family / task / f"{split}.json").write_text(json.dumps(rows if split == "train" else rows[:2]))
+    (bench.parent / "configs").mkdir()
+    (bench.parent / "configs" / "instruction_config.json").write_text(json.dumps(
+        {f: [{"instruction_type": "zero-shot", "instruction": f"Task {f}. Choose one from the option.\n"}]
+         for f in ("SC", "TC")}))
+    run = tmp_path / "seq-seed0"
+    assert main(["train", "--protocol", "standard-cl", "--tasks", str(bench.parent), "--order", "amazon,agnews",
+                 "--base", "tiny-llama", "--max-train", "4", "--batch-size", "2", "--grad-accum", "1", "--rank", "4",
+                 "--target-modules", "q_proj,v_proj", "--eval-limit", "2", "--max-length", "200", "--out", str(run)]) == 0
+    out = tmp_path / "page"
+    assert main(["report", str(run), "--out", str(out), "--accuracy", "--no-curves", "--points", "2",
+                 "--limit", "2"]) == 0
+    record = json.loads((out / "report.json").read_text())
+    (row,) = record["runs"][0]["along_paths"]["factor"]
+    for task in ("amazon", "agnews"):
+        assert len(row[task]["rank_accuracy"]) == 2 and all(v in (0, 0.5, 1) for v in row[task]["rank_accuracy"])
+        assert row[task]["metric"] == "olora_exact_match" and len(row[task]["accuracy"]) == 2
+    rank_ap = json.loads((run / "metrics.json").read_text())["rank_AP"]
+    assert rank_ap is not None and record["runs"][0]["rank_AP"] == rank_ap
+    assert f"<td>{rank_ap:.3f}</td>" in (out / "report.html").read_text()

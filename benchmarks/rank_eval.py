@@ -1,0 +1,89 @@
+"""How much does sharing each prompt between its choices save in rank classification? The rows path (each
+(example, choice) a full row, ``path_nll`` on ``choice_rows``) against the shared-prompt path (``choices.choice_nll``:
+each prompt once, its KV cache copied to its choices), on the same examples, in one process, single-threaded.
+
+The work: news eval examples (32 on the embedded base, 8 on SmolLM2, whose rows path takes about 2 s per example on
+one thread) with the 5 news labels, each prompt lengthened with the next stories to about 150 tokens. The two methods alternate 3 times; each one's best CPU time of the process (which time taken by other
+processes does not inflate) is reported, with rows/shared and the largest |Δ NLL| between them. Prints one JSON line.
+
+    python benchmarks/rank_eval.py [--models tiny-llama smollm2-135m] [--examples N] [--prompt-tokens 150]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from modeconn.evaluator.budget import auto_budget  # noqa: E402
+from modeconn.evaluator.choices import choice_nll  # noqa: E402
+from modeconn.evaluator.data import Example  # noqa: E402
+from modeconn.evaluator.evaluate import path_nll  # noqa: E402
+from modeconn.evaluator.layer import Unrouted  # noqa: E402
+from modeconn.evaluator.models import load_base  # noqa: E402
+from modeconn.evaluator.rank import choice_rows  # noqa: E402
+
+HEADER, TAIL = "Which topic is this news story about?\n", "\nTopic:"
+EXAMPLES = {"tiny-llama": 32, "smollm2-135m": 8}
+
+
+def examples(tokenizer, n: int, tokens: int) -> list[Example]:
+    """n news eval examples, each story followed by the next ones until the prompt has about ``tokens`` tokens."""
+    rows = json.loads((ROOT / "checkpoints/data/news/eval.json").read_text())
+    stories = [r["prompt"][len(HEADER) : -len(TAIL)] for r in rows]
+    labels = tuple(sorted({r["answer"] for r in rows}))
+    out = []
+    for i in range(n):
+        text, j = stories[i], i
+        while len(tokenizer(HEADER + text + TAIL, add_special_tokens=False)["input_ids"]) < tokens:
+            j = (j + 1) % len(stories)
+            text += " " + stories[j]
+        ids = tokenizer(HEADER + text, add_special_tokens=False)["input_ids"][: tokens - 3]
+        out.append(Example(tokenizer.decode(ids) + TAIL, rows[i]["answer"], labels))
+    return out
+
+
+def measure(name: str, n: int, tokens: int, repeats: int) -> dict:
+    model, tokenizer = load_base(name)
+    work = examples(tokenizer, n, tokens)
+    rows = choice_rows(tokenizer, work, 1024)
+    pad, budget = tokenizer.pad_token_id, auto_budget(model)
+    as_rows = lambda part: path_nll(model, part, torch.ones(1, 1), Unrouted(), pad_id=pad, budget=budget)  # noqa: E731
+    methods = {"rows": lambda: as_rows(rows),
+               "shared": lambda: choice_nll(model, rows, work, pad, budget=budget, rows_nll=as_rows)}
+    seconds = {m: float("inf") for m in methods}
+    nll = {}
+    with torch.no_grad():
+        for _ in range(repeats):
+            for method, run in methods.items():
+                start = time.process_time()
+                nll[method] = run()
+                seconds[method] = min(seconds[method], time.process_time() - start)
+    prompts = [len(tokenizer(e.prompt, add_special_tokens=False)["input_ids"]) for e in work]
+    return {"model": name, "examples": n, "labels": len(work[0].choices), "rows": len(rows),
+            "prompt_tokens_mean": round(sum(prompts) / n, 1), "rows_s": round(seconds["rows"], 3),
+            "shared_s": round(seconds["shared"], 3), "rows_over_shared": round(seconds["rows"] / seconds["shared"], 2),
+            "max_abs_nll_diff": float((nll["rows"] - nll["shared"]).abs().max())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["tiny-llama", "smollm2-135m"])
+    parser.add_argument("--examples", type=int, help="examples per model (default: EXAMPLES)")
+    parser.add_argument("--prompt-tokens", type=int, default=150)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    cases = [measure(m, args.examples or EXAMPLES.get(m, 32), args.prompt_tokens, args.repeats) for m in args.models]
+    print(json.dumps({"benchmark": "rank_eval", "timer": "process CPU time, best of alternating repeats",
+                      "threads": 1, "torch": torch.__version__, "cases": cases}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""The defaults of every hook a continual method has, and the helpers methods share.
+
+A method is one small dataclass in a file of its own (mammoth's strategies without the import-time side effects):
+its options are its fields declared with ``option.option(...)``, and it overrides only the hooks it changes of
+``MethodBase``; ``protocol.Method`` is what the loop calls, ``registry.py`` lists the methods by name.
+"""
+from __future__ import annotations
+
+import typing
+from types import MappingProxyType
+from typing import ClassVar, Mapping
+
+import torch
+
+from ...evaluator.data import Encoded
+from ..adapter_io import FAST, save_peft_adapter
+from .option import option_fields, option_type
+from .protocol import Batch, Scorer, TaskContext
+
+
+class MethodBase:
+    """Every hook of ``protocol.Method`` with its default. Subclass it (as a dataclass) and override what changes."""
+
+    name: ClassVar[str]
+    # the peft adapter the trainer evaluates and saves as each task's checkpoint
+    evaluated_adapter: ClassVar[str] = FAST
+    # further adapters saved per task, label -> peft adapter name (I-LoRA's fast/ and slow/)
+    saved_adapters: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    # trains once on all tasks together (multi-task): only the final row of its accuracy matrix means something
+    joint: ClassVar[bool] = False
+    # trains under several processes (DDP); the prompt methods change their trainable set per task, which DDP cannot
+    distributed: ClassVar[bool] = True
+    # what its per-task checkpoints are: "lora" (peft adapter folders the analysis side reads) or "prompt"
+    checkpoint_kind: ClassVar[str] = "lora"
+
+    def __post_init__(self) -> None:
+        """Check every option against its declaration (type, choices, range), naming it in the message."""
+        from ... import checks
+
+        kinds = typing.get_type_hints(type(self))
+        for f in option_fields(type(self)):
+            meta, label, value = f.metadata, f"{self.name}: {f.name}", getattr(self, f.name)
+            kind = option_type(kinds[f.name])
+            if value is None and kind is not kinds[f.name]:  # an optional option left unset
+                continue
+            if meta["choices"] is not None:
+                value = checks.choice(label, value, meta["choices"])
+            elif kind is bool:
+                if not isinstance(value, bool):
+                    from ...errors import ConfigError
+
+                    raise ConfigError(f"{label} must be true or false, got {value!r}")
+            elif kind is int:
+                value = checks.count(label, value, int(meta["low"] if meta["low"] is not None else 0),
+                                     None if meta["high"] is None else int(meta["high"]))
+            elif kind is float:
+                value = checks.finite(label, value, meta["low"], meta["high"], high_open=meta["high_open"])
+            setattr(self, f.name, value)
+
+    @property
+    def options(self) -> dict:
+        """The method's resolved options, recorded with the run and checked when it is resumed."""
+        return {f.name: getattr(self, f.name) for f in option_fields(type(self))}
+
+    def train_set(self, seen: list[list[Encoded]], tasks: int) -> list[Encoded]:
+        """The examples of the current task's epochs, given every task's so far (the current one last) and the
+        stream's number of tasks."""
+        return seen[-1]
+
+    def begin_task(self, ctx: TaskContext) -> None:
+        pass
+
+    def training_step(self, model, batch: Batch) -> torch.Tensor:
+        """The loss to minimise for one batch of the current task (default: its cross-entropy)."""
+        return model(**batch.inputs).loss
+
+    def before_update(self, model) -> None:
+        """After the step's backward passes, before clipping and the update: a method may rewrite the gradients
+        (A-GEM, GEM project them)."""
+
+    def after_step(self, model) -> None:
+        pass
+
+    def step_parts(self) -> dict[str, float]:
+        """The parts of the last ``training_step``'s loss, for the training log (I-LoRA: its three terms)."""
+        return {}
+
+    def end_task(self, ctx: TaskContext) -> None:
+        pass
+
+    def setup(self, model, tasks: int, max_length: int) -> None:
+        """Once per run, on the PeftModel before any DDP wrapping: a method may add the modules it trains (prompts)."""
+
+    @property
+    def other_learner(self) -> str | None:
+        """An adapter scored on every task after each task beside the evaluated one (the dual-learner methods: the
+        learner not evaluated), handed to ``note_other_scores``; None for most methods."""
+        return None
+
+    def note_other_scores(self, accuracy: list[float]) -> None:
+        """The other learner's accuracy on every task after the task just trained."""
+
+    def evaluation_plan(self, trained: int, tasks: int) -> list:
+        """A key per task, naming what the task is scored with after ``trained`` tasks (default: the evaluated adapter
+        for all; before any training the initial adapter, i.e. the base model). Tasks sharing a key are scored together;
+        per-task adapters (``one``) and prompts (Progressive Prompts) give different keys."""
+        return [self.evaluated_adapter if trained else FAST] * tasks
+
+    def evaluation_scorer(self, model, key) -> Scorer:
+        """Make ``model`` score as ``key`` says (default: activate the adapter of that name)."""
+        model.set_adapter(key)
+        return Scorer(model)
+
+    def restore_training(self, model) -> None:
+        """After scoring: the adapter this method trains is active again and the only trainable one."""
+        train_only(model, FAST)
+
+    def save(self, model, folder) -> None:
+        """The task's checkpoint: the evaluated adapter, as a plain peft adapter folder."""
+        save_peft_adapter(model, self.evaluated_adapter, folder)
+
+    def record(self) -> dict:
+        """What the method wants in ``metrics.json`` beside the scores (seq-path: the t it chose per task)."""
+        return {}
+
+    @property
+    def memory_examples(self) -> int | None:
+        """Labelled training examples the method keeps in its memory at the end (``metrics.json``'s
+        ``memory_examples``; per process under DDP): 0 for a method that keeps none, None for one that trains on all
+        of them (the multi-task references)."""
+        return 0
+
+    def state(self) -> tuple[dict, dict]:
+        """``(tensors, JSON-ready values)`` needed to resume mid-run."""
+        return {}, {}
+
+    def load_state(self, tensors: dict, meta: dict) -> None:
+        pass
+
+
+def train_only(model, adapter: str = FAST, active: tuple[str, ...] = ()) -> None:
+    """Activate ``adapter`` of a PeftModel (with the frozen ``active`` ones beside it, their outputs summed) and make
+    its LoRA weights the only trainable ones.
+
+    peft's ``set_adapter`` re-enables gradients of whichever adapter it activates, so every switch ends here.
+    """
+    model = unwrap(model)
+    if active:
+        model.base_model.set_adapter([adapter, *active])  # LoraModel's form that takes several
+    else:
+        model.set_adapter(adapter)
+    for name, p in model.named_parameters():
+        p.requires_grad_(".lora_" in name and f".{adapter}." in name)
+
+
+def trained_weight(name: str) -> bool:
+    """The weights a run changes (saved in its state, checked for finiteness): every adapter's LoRA factors, and the
+    prompt methods' ``modeconn_*`` tensors."""
+    return "lora_" in name or "modeconn_" in name
+
+
+def unwrap(model):
+    """The PeftModel inside a DistributedDataParallel wrapper (or the model itself)."""
+    return getattr(model, "module", model)
+
+
+def mean_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row summed NLL of the labelled next tokens and their count (labels -100 are ignored).
+
+    Only the labelled positions are gathered and upcast: prompts and padding make up most of a row.
+    """
+    shift_labels = labels[:, 1:]
+    keep = shift_labels != -100
+    rows = keep.nonzero()[:, 0]
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1][keep].float(), shift_labels[keep], reduction="none")
+    return torch.zeros(len(labels), dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll), keep.sum(1)
+
+
+__all__ = ["MethodBase", "train_only", "trained_weight", "unwrap", "mean_token_nll", "FAST"]
