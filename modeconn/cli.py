@@ -254,6 +254,33 @@ def landscape(adapter, dimensions, grid, span, surface, out, as_json, **study):
 
 
 @cli.command()
+@click.argument("adapters", nargs=-1, required=True)
+@click.option("--top-k", type=POSITIVE, default=5, show_default=True, help="how many of the largest eigenvalues")
+@click.option("--trace/--no-trace", default=True, show_default=True, help="a Hutchinson estimate of the Hessian's trace")
+@click.option("--probes", type=click.IntRange(min=2), default=20, show_default=True,
+              help="Rademacher probes of the trace estimate (--seed draws them)")
+@click.option("--ggn/--no-ggn", default=True, show_default=True, help="also the Gauss-Newton matrix's top eigenvalues")
+@click.option("--along", is_flag=True, help="the two ADAPTERS are the ends of a straight path: measure its points")
+@click.option("--points", type=click.IntRange(min=2), default=5, show_default=True, help="with --along: evenly spaced t")
+@click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True,
+              help="with --along: the path's space")
+@click.option("--out", default="results", show_default=True, help="folder for curvature.json, curvature.png, curvature.html")
+@_study_options("landscape", skip=("accuracy",))
+def curvature(adapters, top_k, trace, probes, ggn, along, points, space, out, as_json, **study):
+    """Largest Hessian and Gauss-Newton eigenvalues of each task's loss with respect to the LoRA factors of each
+    ADAPTER, and the Hessian's trace (Hutchinson); a run folder gives each task's minimum on its own task."""
+    from .analysis.curvature import CurvatureConfig, measure_curvature
+
+    _refuse_idle(("--points", _given("points") and not along, "without --along"),
+                 ("--space", _given("space") and not along, "without --along"),
+                 ("--probes", _given("probes") and not trace, "with --no-trace"))
+    settings = _settings(**study)
+    _analysis(out, as_json, lambda: measure_curvature(
+        list(adapters), settings, CurvatureConfig(top_k, ggn, probes if trace else None), along=along, space=space,
+        points=points), inputs=_inputs(list(adapters), settings.data, settings.base))
+
+
+@cli.command()
 @click.argument("sequence")
 @click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True)
 @click.option("--points", type=click.IntRange(min=2), default=11, show_default=True,
@@ -560,7 +587,10 @@ def compare(runs, baseline, out, primary, seed, as_json):
 @click.option("--accuracy/--no-accuracy", default=False, show_default=True,
               help="score the paths by accuracy too (greedy decoding, and rank classification where the tasks have "
                    "choices); off by default: decoding is the slow part")
-def report(runs, out, points, limit, curves, curve_steps, grid, baseline, seed, space, accuracy):
+@click.option("--curvature", "curvature_files", multiple=True, metavar="FILE",
+              help="a curvature.json of one of the runs (`modeconn curvature RUN --out DIR`): a table and a plot of each "
+                   "task minimum's sharpness against its forgetting; repeatable")
+def report(runs, out, points, limit, curves, curve_steps, grid, baseline, seed, space, accuracy, curvature_files):
     """The report page for any runs or task sequences: accuracy matrices, consecutive barriers (line and fitted
     curve), the plane through the largest barrier (with any slow and fast learners the runs keep marked on it), the
     method comparison, and every result's settings. Results already in OUT with the same settings are read back, not
@@ -577,8 +607,8 @@ def report(runs, out, points, limit, curves, curve_steps, grid, baseline, seed, 
     folders = [Path(r) for r in runs]
     labels = labels_of(folders)
     config = ReportConfig(points, limit, curves, curve_steps, grid=grid, seed=seed, baseline=baseline, space=space, accuracy=accuracy)
-    with claim(out, owned=[*labels, *REPORT_FILES], inputs=_inputs(runs)) as claimed:
-        results = gather([str(f) for f in folders], claimed.root, config)
+    with claim(out, owned=[*labels, *REPORT_FILES], inputs=_inputs(runs, curvature_files)) as claimed:
+        results = gather([str(f) for f in folders], claimed.root, config, curvature=curvature_files)
         write_json(claimed.root / "report.json", results.to_json())
         page = write_run_report(results)
     click.echo(f"report: {page}")

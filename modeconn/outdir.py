@@ -35,7 +35,7 @@ _RESULT = ["{stem}.json", "{stem}.png", "{stem}.html"]
 # what each kind of command writes at the top of its folder (names or glob patterns); a folder holding anything
 # else is not this command's output and is refused
 OWNED = {
-    "result": [p.format(stem=s) for s in ("barrier", "plane", "landscape", "sweep", "accuracy", "train_log", "compare") for p in _RESULT],
+    "result": [p.format(stem=s) for s in ("barrier", "plane", "landscape", "sweep", "accuracy", "train_log", "compare", "curvature") for p in _RESULT],
     "curve": ["adapter_config.json", "adapter_model.safetensors", "curve.json", "README.md"],
     "curves": ["*"],  # sweep --curves-out: one control-point folder per pair, A-B/
 }

@@ -204,8 +204,8 @@ def prepare(accelerator, request: TrainRequest, folder: RunFolder, *, resume: bo
         raise ConfigError(f"modeconn train runs one process or DDP over several (CPUs or GPUs); {engine} is not supported "
                           "yet: launch with a DDP config (configs/accelerate/gpus_ddp.yaml)")
     if accelerator.num_processes > 1 and not method.distributed:
-        raise ConfigError(f"method {method.name} trains in one process: what it trains changes from task to task, which "
-                          "DDP cannot follow; launch it without accelerate")
+        raise ConfigError(f"method {method.name} trains in one process: {method.one_process_reason}; launch it without "
+                          "accelerate")
     model, tokenizer = load_base(base, device=where, dtype=DTYPES[config.dtype], allow_pickle=allow_pickle)
     targets = lora_targets(model, config)
     max_length = resolve_max_length(model, config.max_length)

@@ -42,7 +42,8 @@ def table() -> dict[str, Drawn]:
     from ..analysis.sweep import SweepResult
     from ..continual.compare import Comparison
     from ..continual.metrics import ContinualMetrics
-    from . import barrier, compare, continual, shapes, surface, sweep, train_log
+    from ..analysis.curvature import CurvatureResult
+    from . import barrier, compare, continual, curvature, shapes, surface, sweep, train_log
 
     def on_surface(stem: str) -> Drawn:
         return Drawn(SurfaceResult.from_json, shapes.surface, stem=stem,
@@ -69,6 +70,10 @@ def table() -> dict[str, Drawn]:
                             figure=lambda r, o: compare.compare_figure(r),
                             png=lambda r, o, out: compare.compare_png(r, out),
                             html=lambda r, o, out: compare.compare_html(r, out)),
+        "curvature": Drawn(CurvatureResult.from_json, shapes.curvature, stem="curvature",
+                           figure=lambda r, o: curvature.curvature_figure(r),
+                           png=lambda r, o, out: curvature.curvature_png(r, out),
+                           html=lambda r, o, out: curvature.curvature_html(r, out)),
         "train_log": Drawn(None, shapes.train_log, stem="train_log",  # read from its .jsonl, not a JSON
                            figure=lambda r, o: train_log.train_log_figure(r),
                            png=lambda r, o, out: train_log.train_log_png(r, out),

@@ -125,3 +125,16 @@ def train_log(result) -> None:
             raise ValueError(f"{where}: task should be a name, not {record['task']!r}")
         for key in NUMBERS:
             _number(record.get(key), f"{where}: {key}", none=True)
+
+
+def curvature(result) -> None:
+    if not isinstance(result.points, list) or not result.points:
+        raise ValueError("points should be a non-empty list")
+    for i, p in enumerate(result.points):
+        _number(p.loss, f"points[{i}].loss")
+        _numbers(p.hessian, None, f"points[{i}].hessian")
+        if p.ggn is not None:
+            _numbers(p.ggn, None, f"points[{i}].ggn")
+        _number(p.trace, f"points[{i}].trace", none=True)
+        _number(p.trace_se, f"points[{i}].trace_se", 0, none=True)
+        _number(p.t, f"points[{i}].t", 0, 1, none=True)

@@ -60,10 +60,12 @@ class ReportResults:
     plane_note: str = ""
     comparison: object | None = None
     reused: list[str] = field(default_factory=list)  # the results read back instead of recomputed
+    curvature: dict = field(default_factory=dict)  # run label → CurvatureResult of its task minima (--curvature)
 
     def to_json(self) -> dict:
         """``report.json``: what the page shows in numbers (the full results are in their own folders)."""
         from ..plots.sweep import best_points
+        from .sharpness import sharpness_rows
 
         runs = [{"label": e.label, "folder": str(e.folder), "AP": e.metrics.ap if e.metrics else None,
                  "BWT": e.metrics.bwt if e.metrics else None, "FWT": e.metrics.fwt if e.metrics else None,
@@ -81,7 +83,8 @@ class ReportResults:
         return {"kind": "report", "config": asdict(self.config), "runs": runs,
                 "largest_joint_gap_pair": list(self.pair) if self.pair else None, "plane": self.plane_note or None,
                 "plane_marks": {names.get(k, k): {"adapter": k, **v} for k, v in marks.items()} if marks else None,
-                "comparison": self.comparison is not None, "reused": self.reused}
+                "comparison": self.comparison is not None, "reused": self.reused,
+                "sharpness": sharpness_rows(self.runs, self.curvature) or None}
 
 
 def along_paths(sweep) -> list[dict]:
@@ -102,7 +105,7 @@ def along_paths(sweep) -> list[dict]:
     return rows
 
 
-REPORT_FILES = ["plane", "comparison", "report.html", "report.json"]  # what the report writes beside the runs' folders
+REPORT_FILES = ["plane", "comparison", "report.html", "report.json", "sharpness.png"]  # what the report writes beside the runs' folders
 
 
 def labels_of(folders: list[Path]) -> list[str]:
@@ -166,8 +169,10 @@ def _cached(out: Path, request: dict, load, compute, reused: list[str]):
     return result
 
 
-def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfig(), progress: bool = True) -> ReportResults:
-    """Every result the report page shows, computed or read back; ``out`` must already be claimed by the caller."""
+def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfig(), progress: bool = True,
+           curvature=()) -> ReportResults:
+    """Every result the report page shows, computed or read back; ``out`` must already be claimed by the caller.
+    ``curvature``: ``modeconn curvature RUN`` results (curvature.json) of some of the runs."""
     from ..analysis.bezier import CurveConfig
     from ..analysis.measure import measure_plane, sweep_sequence
     from ..continual.metrics import ContinualMetrics
@@ -175,6 +180,7 @@ def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfi
     from ..lora.adapters import PROMPT_FILE
     from ..lora.sequence import MANIFEST, load_sequence
     from ..plots.kinds import load_result, save_result
+    from .sharpness import read_curvature
 
     out = Path(out)
     folders = [Path(p) for p in paths]
@@ -188,6 +194,7 @@ def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfi
             raise DataError(f"{folder / 'metrics.json'}: not a run's metrics (kind {type(metrics).__name__})")
         read.append(metrics)
     results = ReportResults(out, config, [])
+    results.curvature = read_curvature(curvature, list(zip(labels_of(folders), folders)))
     losses = StudySettings(limit=config.limit, seed=config.seed, accuracy=False, progress=False)
     paths_eval = StudySettings(limit=config.limit, seed=config.seed, accuracy=config.accuracy, progress=progress)
     for label, folder, metrics in zip(labels_of(folders), folders, read):

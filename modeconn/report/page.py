@@ -10,6 +10,7 @@ from ..continual.compare_check import NOT_LEARNED
 from ..continual.metrics import signed
 from ..provenance import settings_line
 from ..plots.page import Section, render, table_html, write_report
+from .sharpness import sharpness_section
 
 
 def _matrices(results) -> Section | None:
@@ -186,7 +187,7 @@ def write_run_report(results) -> Path:
             sections += [s for s in (_barriers(e, results.config.curves, sweep), _along(e, sweep)) if s]
     if skipped:
         sections.append(Section("Runs without barriers", "No paths were measured for " + "; ".join(skipped) + "."))
-    sections += [s for s in (_plane(results), _comparison(results)) if s]
+    sections += [s for s in (_plane(results), _comparison(results), sharpness_section(results)) if s]
     sections.append(_settings(results))
     stopped = [_learned_nothing(e) for e in results.runs]
     ranked = any(_rank_ap(e) != "—" for e in results.runs)  # a rank AP column only where some run has one

@@ -15,8 +15,9 @@ DATA = checkpoints_dir() / "data"
 TASKS = [("news", DATA / "news"), ("gloss", DATA / "gloss")]
 SHORT = dict(rank=4, alpha=8, target_modules=("q_proj", "v_proj"), epochs=1, batch_size=8, max_train=16, seed=5, lr=3e-3)
 OPTIONS = {"er": {"buffer_size": 8}, "ilora": {"buffer_size": 8}, "sure": {"buffer_size": 8},
-           "agem": {"buffer_size": 8}, "gem": {"buffer_size": 8}, "seq-path": {"buffer_size": 8}, "ewc": {"fisher_samples": 8},
-           "pp": {"pp_length": 3}, "l2p": {"l2p_pool": 4, "l2p_length": 2, "l2p_top_k": 2}}
+           "agem": {"buffer_size": 8}, "gem": {"buffer_size": 8}, "seq-path": {"buffer_size": 8}, "mc-sgd": {"buffer_size": 8}, "ewc": {"fisher_samples": 8},
+           "pp": {"pp_length": 3}, "l2p": {"l2p_pool": 4, "l2p_length": 2, "l2p_top_k": 2},
+           **dict.fromkeys(("merge", "ties", "magmax"), {"buffer_size": 8, "merge_scales": "0.5,1"})}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_every_method_writes_a_complete_run(runs, name):
 def test_every_memory_method_keeps_the_same_memory(runs):
     """One buffer setting, one memory size M for every method that keeps labelled past examples."""
     kept = {name: json.loads((runs[name][0] / "metrics.json").read_text())["memory_examples"]
-            for name in ("er", "ilora", "sure", "agem", "gem", "seq-path")}
+            for name in ("er", "ilora", "sure", "agem", "gem", "seq-path", "mc-sgd", "merge", "ties", "magmax")}
     assert kept == dict.fromkeys(kept, 8)
 
 

@@ -30,6 +30,8 @@ class MethodBase:
     joint: ClassVar[bool] = False
     # trains under several processes (DDP); the prompt methods change their trainable set per task, which DDP cannot
     distributed: ClassVar[bool] = True
+    # why not, in the one line that refuses `accelerate launch` (a method with distributed = False)
+    one_process_reason: ClassVar[str] = "what it trains changes from task to task, which DDP cannot follow"
     # what its per-task checkpoints are: "lora" (peft adapter folders the analysis side reads) or "prompt"
     checkpoint_kind: ClassVar[str] = "lora"
 

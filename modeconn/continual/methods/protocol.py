@@ -53,6 +53,7 @@ class Method(Protocol):
     saved_adapters: ClassVar[Mapping[str, str]]  # label -> peft adapter, saved per task beside the evaluated one
     joint: ClassVar[bool]  # trains once on all tasks together: only the final accuracy row means something
     distributed: ClassVar[bool]  # can train under several processes (DDP)
+    one_process_reason: ClassVar[str]  # why not, where distributed is False
 
     @property
     def options(self) -> dict: ...

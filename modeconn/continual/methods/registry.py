@@ -12,6 +12,8 @@ from .ewc import EWC
 from .gem import GEM
 from .ilora import ILoRA
 from .l2p import L2P
+from .mcsgd import MCSGD
+from .merging import MagMax, TaskArithmetic, Ties
 from .base import MethodBase
 from .option import option_fields, option_type, takes_seed
 from .mtl import CumulativeMultiTask, MultiTask
@@ -24,7 +26,7 @@ from .sure import SuRe
 
 METHODS: dict[str, type] = {cls.name: cls for cls in (Sequential, PathPicked, ExperienceReplay, EWC, MultiTask, CumulativeMultiTask,
                                                        PerTaskModels, AGEM, GEM, L2P, ProgressivePrompts, OLoRA, SuRe,
-                                                       ILoRA)}
+                                                       ILoRA, MCSGD, TaskArithmetic, Ties, MagMax)}
 
 
 def get_method(name: str, seed: int | None = None, **options) -> MethodBase:

@@ -17,60 +17,17 @@ from typing import ClassVar
 
 import torch
 
-from ...evaluator.data import Example, Fields, load_split
 from ...evaluator.evaluate import EvalConfig, evaluate_path
 from ...lora.adapters import LoraWeights
 from ...lora.path_kinds import names as path_kinds
 from ...lora.paths import kind_path, linear_path, uniform_ts
-from ..adapter_io import FAST, lora_layers
+from ..adapter_io import FAST
 from .base import MethodBase, unwrap
+from .lora_points import adapter_weights, set_adapter_weights
 from .option import option, run_seed
 from .protocol import TaskContext
-from .replay import MemoryBudget, ReservoirBuffer
-
-PREFIX = "base_model.model."
-# keys name the frozen linear inside each peft LoRA layer: the path evaluator swaps that for a path layer, and with
-# peft's adapters disabled the LoRA layer's forward is exactly its base layer's
-BASE = ".base_layer"
-
-
-def adapter_weights(model, adapter: str = FAST) -> LoraWeights:
-    """One adapter of a PeftModel as LoraWeights (copies), keyed by the base model's names of its frozen linears."""
-    peft = unwrap(model)
-    layers = lora_layers(peft, adapter)
-    factors, scaling = {}, {}
-    for name, module in peft.named_modules():
-        if any(module is layer for layer in layers) and name.startswith(PREFIX):
-            key = name[len(PREFIX):] + BASE
-            factors[key] = (module.lora_A[adapter].weight.detach().float().clone(),
-                            module.lora_B[adapter].weight.detach().float().clone())
-            scaling[key] = float(module.scaling[adapter])
-    return LoraWeights(factors, scaling, source=adapter)
-
-
-@torch.no_grad()
-def set_adapter_weights(model, point: LoraWeights, adapter: str = FAST) -> None:
-    """Write ``point`` (any scales) into ``adapter``, whose own scale stays: B is rescaled to give the same ΔW."""
-    peft = unwrap(model)
-    for name, module in peft.named_modules():
-        key = name[len(PREFIX):] + BASE
-        if name.startswith(PREFIX) and key in point.factors:
-            a, b = point.factors[key]
-            module.lora_A[adapter].weight.copy_(a)
-            module.lora_B[adapter].weight.copy_(b * (point.scaling[key] / module.scaling[adapter]))
-
-
-class ExampleReservoir(ReservoirBuffer):
-    """The reservoir over ``(task, Example)`` pairs: the path evaluator scores text, not token ids."""
-
-    @staticmethod
-    def dump_item(item) -> list:
-        task, example = item
-        return [task, example.prompt, example.answer]
-
-    @staticmethod
-    def load_item(value: list):
-        return value[0], Example(value[1], value[2])
+from .replay import MemoryBudget
+from .text_memory import ExampleReservoir, remember
 
 
 @dataclass
@@ -94,19 +51,9 @@ class PathPicked(MemoryBudget, MethodBase):
         self.start = adapter_weights(ctx.model)  # a resumed run replaces it from the saved state
         self.size_buffer(ctx.stream_examples)
 
-    def remember(self, ctx: TaskContext) -> dict[str, list[Example]]:
-        """Offer the task's training examples (the rows the run trained on) to the memory; the memory by task."""
-        examples = load_split(dict(ctx.task_dirs)[ctx.task], "train", len(ctx.train),
-                              fields=ctx.data_fields.get(ctx.task, Fields())) if ctx.train else []
-        self.buffer.add((ctx.task, e) for e in examples)
-        by_task: dict[str, list[Example]] = {}
-        for task, example in self.buffer.items:
-            by_task.setdefault(task, []).append(example)
-        return {name: by_task[name] for name, _ in ctx.task_dirs if name in by_task}
-
     @torch.no_grad()
     def end_task(self, ctx: TaskContext) -> None:
-        seen = self.remember(ctx)
+        seen = remember(self.buffer, ctx)
         if ctx.index == 0 or not seen:
             self.chosen[ctx.task] = 1.0
             return
