@@ -81,6 +81,10 @@ CANDIDATES = {
     "olora": ("olora", {}),
     "sure": ("sure", {}),
     "seq-path": ("seq-path", {"path": "bezier"}),  # no paper of its own to take an option from: only the lr is tuned
+    "mc-sgd": ("mc-sgd", {}),
+    "merge": ("merge", {}),  # λ is chosen on the memory by the method itself, after every task
+    "ties": ("ties", {}),
+    "magmax": ("magmax", {}),
 }
 # each method's one own option (≤ MAX_OWN values), from what its paper tunes; the lr grid is the same for all
 OWN = {
@@ -90,6 +94,8 @@ OWN = {
     "gem-adamw": {"margin": [0.0, 0.5, 1.0]},
     "olora": {"orth_lambda": [0.1, 0.5, 2.0]},
     "sure": {"sure_ema": [0.9, 0.95, 0.99]},
+    "mc-sgd": {"mcsgd_lr": [0.05, 0.2, 0.8]},  # the second stage's lr (CL-Gym's default 0.05); the first stage's is the grid's
+    "ties": {"ties_density": [0.1, 0.2, 0.3]},  # k, the share of each task vector kept (the paper's 20% in the middle)
 }
 
 # the reported variants: label -> (method, fixed options); the options selected for SELECTED_AS (else the label
@@ -106,10 +112,11 @@ ILORA_ABLATIONS = {"ilora-gamma0", "ilora-reference", "ilora-reference-intended"
 SELECTED_AS = {"mtl-cumulative": "mtl", **{label: "ilora" for label in ILORA_ABLATIONS}}
 PROTOCOL = "one-budget"  # the runs' sub-folder: those of the earlier protocol (other code, other grid) stay apart
 PRIMARY = "ilora"  # the main table's declared comparison: ilora − er
-MEMORY = {"er", "ilora", "sure", "agem", "gem", "seq-path"}  # methods keeping labelled past examples: one budget M
+MEMORY = {"er", "ilora", "sure", "agem", "gem", "seq-path", "mc-sgd", "merge", "ties", "magmax"}  # methods keeping labelled past examples: one budget M
 FLAGS = {"ewc_lambda": "--ewc-lambda", "ema": "--ema", "gamma": "--gamma", "eval_adapter": "--ilora-eval",
          "variant": "--ilora-variant", "margin": "--gem-margin", "orth_lambda": "--olora-lambda1",
-         "sure_ema": "--sure-ema", "sure_eval": "--sure-eval", "path": "--path", "optimizer": "--optimizer"}
+         "sure_ema": "--sure-ema", "sure_eval": "--sure-eval", "path": "--path", "optimizer": "--optimizer",
+         "mcsgd_lr": "--mcsgd-lr", "ties_density": "--ties-density"}
 
 
 def train_args(args, method: str, options: dict, lr: float, seed: int, split: str, out: Path, name: str) -> list[str]:

@@ -129,3 +129,39 @@ class SweepResult(JsonResult):
             cells = [f"{per_path[p][key]['joint_gap']:20.4f}" if key in per_path[p] else f"{'-':>20}" for p in self.paths()]
             lines.append(f"{key[0][:11] + ' → ' + key[1][:10]:<24}" + "".join(cells))
         return "\n".join(lines)
+
+
+def consecutive_scored(result: SweepResult) -> list:
+    """The consecutive pairs (i, i+1) that carry accuracy on some path, in training order."""
+    pairs = sorted((p for p in result.pairs if p.b == p.a + 1), key=lambda p: p.a)
+    return [p for p in pairs if any(r is not None and any(tb.accuracy is not None or tb.rank_accuracy is not None
+                                                          for tb in r.tasks.values()) for r in p.paths.values())]
+
+
+KEEPS = 0.05  # "a point on the path keeps both tasks": each within 5 accuracy points of its own minimum's
+
+
+def best_points(result: SweepResult) -> list[dict]:
+    """Per consecutive pair and path, the point where the worse of its two tasks' accuracies (the task metric, else
+    rank accuracy) is highest (ties: the one nearest the middle), with both tasks' accuracies there and at their own
+    endpoints, and whether both stay within ``KEEPS`` of them: what a point on the path keeps."""
+    out = []
+    for pair in consecutive_scored(result):
+        for path in result.paths():
+            found = pair.get(path)
+            if found is None:
+                continue
+            names = (result.tasks[pair.a], result.tasks[pair.b])
+            tasks = [found.tasks.get(n) for n in names]
+            if any(t is None for t in tasks):
+                continue
+            by = "accuracy" if all(t.accuracy is not None for t in tasks) else "rank accuracy"
+            series = [t.accuracy if by == "accuracy" else t.rank_accuracy for t in tasks]
+            if any(s is None for s in series):
+                continue
+            best = max(range(len(found.t)), key=lambda i: (min(series[0][i], series[1][i]), -abs(found.t[i] - 0.5)))
+            own = (series[0][0], series[1][-1])
+            at = (series[0][best], series[1][best])
+            out.append({"a": names[0], "b": names[1], "path": path, "by": by, "t": found.t[best], "at": at,
+                        "endpoints": own, "keeps_both": all(x >= e - KEEPS for x, e in zip(at, own))})
+    return out

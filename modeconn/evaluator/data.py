@@ -232,24 +232,38 @@ def resolve_max_length(model, requested: int | None) -> int:
     return requested
 
 
-def encode_counted(tokenizer, examples: list[Example], max_length: int = DEFAULT_MAX_LENGTH) -> tuple[list[Encoded], int]:
-    """Tokenise as ``bos + prompt + answer + eos``, prompts cut from the left to fit ``max_length``; also return how
-    many prompts were cut. Answers are never cut: if any does not fit, all that do not are counted and refused."""
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+def answer_tokens(tokenizer) -> tuple[list[int], int]:
+    """The tokens around every scored row: ``[bos]`` (or none) and eos, which ends every answer."""
     eos = tokenizer.eos_token_id
     if eos is None:
         raise DataError("the tokenizer has no eos token; modeconn scores answer + eos")
+    return ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []), eos
+
+
+def fit_row(bos: list[int], prompt: list[int], answer: list[int], max_length: int) -> Encoded | None:
+    """``bos + prompt + answer`` with the prompt cut from the left to fit ``max_length``; None when the answer leaves
+    no room for one prompt token."""
+    room = max_length - len(bos) - len(answer)
+    if room < 1:
+        return None
+    kept = prompt[-room:]
+    return Encoded(tuple(bos + kept + answer), len(bos) + len(kept))
+
+
+def encode_counted(tokenizer, examples: list[Example], max_length: int = DEFAULT_MAX_LENGTH) -> tuple[list[Encoded], int]:
+    """Tokenise as ``bos + prompt + answer + eos``, prompts cut from the left to fit ``max_length``; also return how
+    many prompts were cut. Answers are never cut: if any does not fit, all that do not are counted and refused."""
+    bos, eos = answer_tokens(tokenizer)
     encoded, cut, too_long = [], 0, []
     for ex in examples:
         prompt = tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
         answer = tokenizer(ex.answer, add_special_tokens=False)["input_ids"] + [eos]
-        room = max_length - len(bos) - len(answer)
-        if room < 1:
+        row = fit_row(bos, prompt, answer, max_length)
+        if row is None:
             too_long.append(len(answer))
             continue
-        cut += len(prompt) > room
-        prompt = prompt[-room:]
-        encoded.append(Encoded(tuple(bos + prompt + answer), len(bos) + len(prompt)))
+        cut += len(prompt) > row.n_prompt - len(bos)
+        encoded.append(row)
     if too_long:
         raise DataError(f"{len(too_long)} of {len(examples)} answers do not fit max_length={max_length} (the longest is "
                         f"{max(too_long)} tokens with eos, and each needs a prompt token); raise the max_length={max_length}")

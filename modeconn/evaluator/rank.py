@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import DataError
-from .data import Encoded, Example
+from .data import Encoded, Example, answer_tokens, fit_row
 
 
 def rankable(examples: list[Example]) -> bool:
@@ -33,10 +33,7 @@ def choice_rows(tokenizer, examples: list[Example], max_length: int) -> list[Enc
     """Every (example, choice) as an Encoded, example-major in choice order, as ``encode_counted`` encodes
     ``Example(prompt, choice)``; each prompt and each distinct choice is tokenised once (``encode_counted`` would
     tokenise a prompt once per choice)."""
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise DataError("the tokenizer has no eos token; modeconn scores answer + eos")
+    bos, eos = answer_tokens(tokenizer)
     answers: dict[str, list[int]] = {}
     rows, too_long = [], []
     for ex in examples:
@@ -44,13 +41,11 @@ def choice_rows(tokenizer, examples: list[Example], max_length: int) -> list[Enc
         for choice in ex.choices:
             if choice not in answers:
                 answers[choice] = tokenizer(choice, add_special_tokens=False)["input_ids"] + [eos]
-            answer = answers[choice]
-            room = max_length - len(bos) - len(answer)
-            if room < 1:
+            row = fit_row(bos, prompt, answers[choice], max_length)
+            if row is None:
                 too_long.append(choice)
                 continue
-            kept = prompt[-room:]
-            rows.append(Encoded(tuple(bos + kept + answer), len(bos) + len(kept)))
+            rows.append(row)
     if too_long:
         raise DataError(f"the choice {too_long[0]!r} does not fit max_length={max_length} with eos and a prompt token; "
                         f"raise the max_length={max_length}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.sweep import MEASURES, SweepResult
+from ..analysis.sweep import MEASURES, SweepResult, consecutive_scored
 from .style import COLORS, caption_html, new_figure, save_png, write_html
 
 MEASURE_NAMES = {"barrier": "barrier (vs interpolated endpoints)", "mean": "barrier vs mean endpoint",
@@ -43,7 +43,7 @@ def _heatmap(fig, ax, values: np.ndarray, labels: list[str], title: str, label: 
 def sweep_png(result: SweepResult, out: str | Path, measure: str = "barrier") -> None:
     paths = result.paths()
     evaluated = list(result.matrix(measure, "linear"))
-    scored = _consecutive(result)  # with accuracy: one more row per path, each pair's accuracy along it
+    scored = consecutive_scored(result)  # with accuracy: one more row per path, each pair's accuracy along it
     cols = max(len(paths) + 1, len(evaluated), len(scored))
     rows = 1 + len(paths) + (len(paths) if scored else 0)
     fig = new_figure(figsize=(4.3 * cols, 4.0 * rows + 0.2))
@@ -138,20 +138,13 @@ def sweep_figure(result: SweepResult, measure: str = "barrier", hide_flat: bool 
     return fig
 
 
-def _consecutive(result: SweepResult) -> list:
-    """The consecutive pairs (i, i+1) that carry accuracy on some path, in training order."""
-    pairs = sorted((p for p in result.pairs if p.b == p.a + 1), key=lambda p: p.a)
-    return [p for p in pairs if any(r is not None and any(tb.accuracy is not None or tb.rank_accuracy is not None
-                                                          for tb in r.tasks.values()) for r in p.paths.values())]
-
-
 def accuracy_figure(result: SweepResult):
     """Each consecutive pair's two tasks' accuracy along each path (rows: paths, columns: pairs), the task metric
     solid and rank classification dashed as ``plots/barrier.py`` draws a path; None when no path carries accuracy."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    pairs, paths = _consecutive(result), result.paths()
+    pairs, paths = consecutive_scored(result), result.paths()
     if not pairs:
         return None
     titles = [f"{path}: {result.tasks[p.a]} → {result.tasks[p.b]}" for path in paths for p in pairs]
@@ -183,37 +176,8 @@ def accuracy_figure(result: SweepResult):
     return fig
 
 
-KEEPS = 0.05  # "a point on the path keeps both tasks": each within 5 accuracy points of its own minimum's
-
-
-def best_points(result: SweepResult) -> list[dict]:
-    """Per consecutive pair and path, the point where the worse of its two tasks' accuracies (the task metric, else
-    rank accuracy) is highest (ties: the one nearest the middle), with both tasks' accuracies there and at their own
-    endpoints, and whether both stay within ``KEEPS`` of them: what a point on the path keeps."""
-    out = []
-    for pair in _consecutive(result):
-        for path in result.paths():
-            found = pair.get(path)
-            if found is None:
-                continue
-            names = (result.tasks[pair.a], result.tasks[pair.b])
-            tasks = [found.tasks.get(n) for n in names]
-            if any(t is None for t in tasks):
-                continue
-            by = "accuracy" if all(t.accuracy is not None for t in tasks) else "rank accuracy"
-            series = [t.accuracy if by == "accuracy" else t.rank_accuracy for t in tasks]
-            if any(s is None for s in series):
-                continue
-            best = max(range(len(found.t)), key=lambda i: (min(series[0][i], series[1][i]), -abs(found.t[i] - 0.5)))
-            own = (series[0][0], series[1][-1])
-            at = (series[0][best], series[1][best])
-            out.append({"a": names[0], "b": names[1], "path": path, "by": by, "t": found.t[best], "at": at,
-                        "endpoints": own, "keeps_both": all(x >= e - KEEPS for x, e in zip(at, own))})
-    return out
-
-
 def sweep_html(result: SweepResult, out: str | Path, measure: str = "barrier") -> None:
     write_html(sweep_figure(result, measure), out)
 
 
-__all__ = ["sweep_png", "sweep_html", "sweep_figure", "flat_paths", "accuracy_figure", "best_points", "MEASURES"]
+__all__ = ["sweep_png", "sweep_html", "sweep_figure", "flat_paths", "accuracy_figure", "MEASURES"]

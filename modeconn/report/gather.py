@@ -64,7 +64,7 @@ class ReportResults:
 
     def to_json(self) -> dict:
         """``report.json``: what the page shows in numbers (the full results are in their own folders)."""
-        from ..plots.sweep import best_points
+        from ..analysis.sweep import best_points
         from .sharpness import sharpness_rows
 
         runs = [{"label": e.label, "folder": str(e.folder), "AP": e.metrics.ap if e.metrics else None,

@@ -75,7 +75,8 @@ def _barriers(entry, curves: bool, sweep=None) -> Section:
 
 def _along(entry, sweep) -> Section | None:
     """Each consecutive pair's two tasks' accuracy along its paths, by both definitions where both were scored."""
-    from ..plots.sweep import KEEPS, accuracy_figure, best_points
+    from ..analysis.sweep import KEEPS, best_points
+    from ..plots.sweep import accuracy_figure
 
     figure = accuracy_figure(sweep)
     if figure is None:

@@ -161,11 +161,11 @@ def test_replay_waits_for_the_second_task_unless_asked(name, first, tokenizer):
 def test_seq_path_fits_and_picks_on_its_training_split_memory(tmp_path, no_eval_tasks, monkeypatch):
     """With no eval split in the task folders seq-path still runs: its memory is training rows, M of them, the same
     M as every memory method (``test_every_method.py::test_every_memory_method_keeps_the_same_memory``)."""
-    import modeconn.continual.methods.seq_path as seq_path
+    import modeconn.continual.methods.text_memory as text_memory
 
     splits = []
-    load = seq_path.load_split
-    monkeypatch.setattr(seq_path, "load_split", lambda folder, split, *a, **k: splits.append(split) or load(folder, split, *a, **k))
+    load = text_memory.load_split
+    monkeypatch.setattr(text_memory, "load_split", lambda folder, split, *a, **k: splits.append(split) or load(folder, split, *a, **k))
     method = get_method("seq-path", seed=3, buffer_fraction=0.25, path_points=3)
     train_sequence(TrainRequest("tiny-llama", no_eval_tasks, method, TrainConfig(**{**TINY, "lr": 3e-3}),
                                 eval_split="test", eval_limit=2),
