@@ -55,8 +55,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.continual_selection import (LR_GRID, MAX_OWN, BudgetError, check_budget, configs,  # noqa: E402
-                                            next_grid, summarize)
+from benchmarks.continual_selection import (LR_GRIDS, MAX_OWN, BudgetError, check_budget, configs,  # noqa: E402
+                                            grids_of, next_grids, summarize)
 from benchmarks.continual_runs import finished, recorded_command, run_all, show  # noqa: E402,F401
 from benchmarks.continual_tables import comparison_lines, selection_lines  # noqa: E402
 
@@ -202,6 +202,11 @@ def store(base: str, stream: str | None, **entries) -> None:
     (RESULTS / "continual.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
+def optimizer_of(label: str) -> str:
+    """The optimizer a selected method trains with: its lr grid (continual_selection.LR_GRIDS)."""
+    return CANDIDATES[label][1].get("optimizer", "adamw")
+
+
 def _tag(label: str, config: dict) -> str:
     return "-".join([label, *[f"{k}{v:g}" if isinstance(v, float) else f"{k}{v}" for k, v in config.items()]])
 
@@ -212,12 +217,16 @@ def select(args) -> None:
     stream = stream_of(args)
     base_entry = entry_of(results_record(), args.base, stream)
     previous, meta = base_entry.get("selection", {}), base_entry.get("selection_settings", {})
-    grid = sorted(args.lr_grid or meta.get("next_lr_grid") or LR_GRID)
-    plans = {label: {"lr_grid": entry["lr_grid"], "seeds": entry["seeds"],
+    grids = grids_of(meta.get("next_lr_grid") or meta.get("lr_grid"))
+    grids.update({k: sorted(v) for k, v in (("adamw", args.lr_grid), ("sgd", args.sgd_lr_grid)) if v})
+    used = {optimizer_of(label) for label in [*args.methods, *previous]}
+    grids, _ = next_grids({k: v for k, v in grids.items() if k in used}, {})  # as many points in every grid in use
+    plans = {label: {"lr_grid": entry["lr_grid"], "seeds": entry["seeds"], "optimizer": optimizer_of(label),
                      "own": {k: sorted({c[k] for c in entry["configs"]}) for k in entry["selected"] if k != "lr"
                              and k != "eval_AP_mean"}}
              for label, entry in previous.items() if label not in args.methods}
-    plans.update({label: {"lr_grid": grid, "seeds": args.select_seeds, "own": OWN.get(label, {})} for label in args.methods})
+    plans.update({label: {"lr_grid": grids[optimizer_of(label)], "seeds": args.select_seeds,
+                          "optimizer": optimizer_of(label), "own": OWN.get(label, {})} for label in args.methods})
     try:
         check_budget(plans)
     except BudgetError as exc:
@@ -225,7 +234,7 @@ def select(args) -> None:
     jobs, outs = [], {}
     for label in args.methods:
         method, fixed = CANDIDATES[label]
-        for config in configs(grid, OWN.get(label, {})):
+        for config in configs(grids[optimizer_of(label)], OWN.get(label, {})):
             options = {**fixed, **{k: v for k, v in config.items() if k != "lr"}}
             for seed in args.select_seeds:
                 name = f"{_tag(label, config)}-seed{seed}"
@@ -240,18 +249,19 @@ def select(args) -> None:
         tried = {}
         for config, seed, out in outs[label]:
             tried.setdefault(json.dumps(config), {**config, "eval_AP": []})["eval_AP"].append(metric(out))
-        selection[label] = {**summarize(list(tried.values()), args.select_seeds, grid),
-                            "fixed": CANDIDATES[label][1], "seconds": run_seconds([o for _, _, o in outs[label]])}
-    proposed, notes = next_grid(grid, selection)
+        selection[label] = {**summarize(list(tried.values()), args.select_seeds, grids[optimizer_of(label)]),
+                            "optimizer": optimizer_of(label), "fixed": CANDIDATES[label][1],
+                            "seconds": run_seconds([o for _, _, o in outs[label]])}
+    proposed, notes = next_grids(grids, selection)
     store(args.base, stream, selection=selection, selection_settings={
-        "split": "eval", "lr_grid": grid, "next_lr_grid": proposed if proposed != grid else None, "edges": notes,
+        "split": "eval", "lr_grid": grids, "next_lr_grid": proposed if proposed != grids else None, "edges": notes,
         "max_own_configurations": MAX_OWN, "buffer_fraction": BUFFER_FRACTION, "settings": vars_of(args),
         "commands": meta.get("commands", []) + ["python benchmarks/continual.py " + " ".join(sys.argv[1:])],
         "note": "eval_AP: the AP on the eval split per selection seed; seconds: summed wall time of the method's "
                 "selection runs (single-thread processes, --jobs side by side)"})
     for label in args.methods:
         entry = selection[label]
-        print(f"{label}: selected {entry['selected']} over lr {grid}; "
+        print(f"{label}: selected {entry['selected']} over lr {entry['lr_grid']}; "
               + ("interior" if entry["interior"] else f"on the {entry['edge']} edge") + (" (flat)" if entry["flat"] else ""))
     for note in notes:
         print(note)
@@ -268,7 +278,8 @@ def stored_selection(base: str, stream: str | None = None) -> dict:
     if not selection:
         sys.exit(f"continual.py: no selection for {place(base, stream)} in {RESULTS / 'continual.json'}; run select first")
     try:
-        check_budget({label: {"lr_grid": e["lr_grid"], "seeds": e["seeds"], "own": {}} for label, e in selection.items()})
+        check_budget({label: {"lr_grid": e["lr_grid"], "seeds": e["seeds"], "own": {},
+                              "optimizer": e.get("optimizer", optimizer_of(label))} for label, e in selection.items()})
     except BudgetError as exc:
         sys.exit(f"continual.py: {exc}")
     for label, entry in selection.items():
@@ -489,8 +500,11 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES),
                         help="select: these methods")
     parser.add_argument("--lr-grid", type=float, nargs="+", default=None,
-                        help=f"select: the lr grid of every method [default: the one the last select run proposed, "
-                             f"else {LR_GRID}]")
+                        help=f"select: the lr grid of every AdamW method [default: the one the last select run "
+                             f"proposed, else {LR_GRIDS['adamw']}]")
+    parser.add_argument("--sgd-lr-grid", type=float, nargs="+", default=None,
+                        help=f"select: the lr grid of every SGD method (agem, gem), as many points as the AdamW grid "
+                             f"[default: the one the last select run proposed, else {LR_GRIDS['sgd']}]")
     parser.add_argument("--select-seeds", type=int, nargs="+", default=SELECTION_SEEDS,
                         help="select: the seeds each grid point is averaged over")
     parser.add_argument("--selection", default=None, help="whose selection (a base in continual.json, on this stream) "

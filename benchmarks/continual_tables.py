@@ -54,15 +54,24 @@ def comparison_lines(result: dict, seconds: dict | None) -> list[str]:
     return lines
 
 
+def _grids(grids) -> str:
+    """``{"adamw": [...], "sgd": [...]}`` (or an older record's single list) as text."""
+    if isinstance(grids, dict):
+        return "; ".join(f"{optimizer} {[float(f'{lr:g}') for lr in grid]}" for optimizer, grid in grids.items())
+    return str(grids)
+
+
 def selection_lines(base: str, selection: dict, meta: dict) -> list[str]:
     lines = [f"## {base}: selected on the eval split (one budget)", "",
-             f"Every method over lr {meta.get('lr_grid')} × at most {MAX_OWN} values of one own option, seeds "
+             f"Every method over its optimizer's lr grid ({_grids(meta.get('lr_grid'))}) × at most {MAX_OWN} values of "
+             f"one own option, seeds "
              f"{next(iter(selection.values()))['seeds']}." + (f" Next select run's grid: {meta['next_lr_grid']}."
                                                               if meta.get("next_lr_grid") else ""), "",
              "| method | configurations | selected | eval AP (mean) | lr interior |", "|---|---|---|---|---|"]
     for label, entry in selection.items():
         chosen = {k: v for k, v in entry["selected"].items() if k != "eval_AP_mean"}
         where = "yes" if entry["interior"] else f"no ({entry['edge']} edge)"
-        lines.append(f"| {label} | {len(entry['configs'])} | {chosen} | {entry['selected']['eval_AP_mean']:.3f} | "
+        lines.append(f"| {label} | {len(entry['configs'])} ({entry.get('optimizer', 'adamw')}) | {chosen} | "
+                     f"{entry['selected']['eval_AP_mean']:.3f} | "
                      f"{where}{' (flat)' if entry['flat'] else ''} |")
     return lines + [""]

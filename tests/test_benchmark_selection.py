@@ -79,7 +79,7 @@ def driver(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["continual.py", "select"])
     args = Namespace(base="tiny-llama", tasks=["news", "gloss"], data=tmp_path / "data", max_train=8, epochs=1,
                      batch_size=4, eval_limit=4, seeds=[0, 1, 2], methods=["er", "ilora", "agem"], select_seeds=[100, 101],
-                     selection="tiny-llama", runs=tmp_path / "runs", jobs=1, lr_grid=None, variants=["er", "ilora"],
+                     selection="tiny-llama", runs=tmp_path / "runs", jobs=1, lr_grid=None, sgd_lr_grid=None, variants=["er", "ilora"],
                      **EMBEDDED)
     return args, fake, results
 
@@ -94,7 +94,7 @@ def test_select_writes_every_configuration_the_winner_and_whether_it_is_interior
     assert set(selection) == {"er", "ilora", "agem"}
     for entry in selection.values():
         assert {"configs", "seeds", "selected", "lr_grid", "interior"} <= set(entry)
-        assert entry["lr_grid"] == sel.LR_GRID and entry["seeds"] == [100, 101]
+        assert entry["lr_grid"] == sel.LR_GRIDS[entry["optimizer"]] and entry["seeds"] == [100, 101]
         assert all(len(c["eval_AP"]) == 2 for c in entry["configs"])
     assert len(selection["er"]["configs"]) == len(sel.LR_GRID) and len(selection["ilora"]["configs"]) == 3 * len(sel.LR_GRID)
     er = selection["er"]
@@ -104,9 +104,13 @@ def test_select_writes_every_configuration_the_winner_and_whether_it_is_interior
     ilora = selection["ilora"]
     assert ilora["selected"] == {"lr": 1e-2, "ema": 0.99, "eval_AP_mean": pytest.approx(ilora["selected"]["eval_AP_mean"])}
     assert not ilora["interior"] and ilora["edge"] == "high"
-    assert selection["agem"]["flat"] and selection["agem"]["selected"]["lr"] == min(sel.LR_GRID)
+    # A-GEM trains with SGD: its own grid, of as many points (SGD's lr is not AdamW's step size)
+    assert selection["agem"]["optimizer"] == "sgd" and selection["agem"]["lr_grid"] == [1e-2, 3e-2, 1e-1, 3e-1]
+    assert selection["agem"]["flat"] and selection["agem"]["selected"]["lr"] == 1e-2
     settings = base["selection_settings"]
-    assert settings["next_lr_grid"] == sel.LR_GRID + [3e-2] and any("ilora" in n for n in settings["edges"])
+    # ilora's edge grows the AdamW grid; the SGD grid grows by one point too (its only method is flat: upward)
+    assert settings["next_lr_grid"] == {"adamw": sel.LR_GRID + [3e-2], "sgd": [1e-2, 3e-2, 1e-1, 3e-1, 1.0]}
+    assert any("ilora" in n for n in settings["edges"]) and any(n.startswith("sgd: adds lr 1") for n in settings["edges"])
     agem_cmds = [cmd for cmd, _ in fake.made if flag(cmd, "--method") == "agem"]
     assert all(flag(c, "--optimizer") == "sgd" and flag(c, "--buffer-fraction") for c in agem_cmds)
     assert len(fake.made) == 2 * (4 + 12 + 4)
@@ -118,7 +122,7 @@ def test_select_writes_every_configuration_the_winner_and_whether_it_is_interior
     args.methods = ["er", "ilora", "agem"]
     before = len(fake.made)
     bench.select(args)
-    assert len(fake.made) - before == 2 * (1 + 3 + 1)  # only the new lr 3e-2 was run; the rest were skipped
+    assert len(fake.made) - before == 2 * (1 + 3 + 1)  # only the new lrs (3e-2; SGD 1) were run; the rest skipped
     selection = json.loads((results / "continual.json").read_text())["bases"]["tiny-llama"]["selection"]
     assert selection["ilora"]["lr_grid"] == sel.LR_GRID + [3e-2] and selection["er"]["interior"]
 
@@ -139,7 +143,7 @@ def test_report_and_the_controlled_pair_use_the_selected_settings(driver):
     args, fake, results = driver
     bench.select(args)
     selection = bench.stored_selection("tiny-llama")
-    assert bench.settings_of(selection, "agem") == ("agem", {"optimizer": "sgd"}, 3e-4)
+    assert bench.settings_of(selection, "agem") == ("agem", {"optimizer": "sgd"}, 1e-2)  # the SGD grid's bottom
     assert bench.settings_of(selection, "ilora-gamma0") == ("ilora", {"ema": 0.99, "gamma": 0.0}, 1e-2)
     bench.report(args)
     base = json.loads((results / "continual.json").read_text())["bases"]["tiny-llama"]
@@ -276,3 +280,33 @@ def test_unfinished_runs_resume_or_restart_and_finished_ones_match_without_resum
     assert how.startswith("restarted") and again == cmd[:-1]
     (tmp_path / "metrics.json").write_text(json.dumps({"made_by": {"command": runs.recorded_command(again)}}))
     assert runs.finished(cmd, tmp_path)
+
+
+def test_each_optimizer_has_its_grid_and_every_grid_as_many_points():
+    adamw = {"lr_grid": [1e-3, 3e-3, 1e-2], "seeds": [100, 101], "own": {}}
+    sgd = {**adamw, "lr_grid": [1e-2, 3e-2, 1e-1], "optimizer": "sgd"}
+    sel.check_budget({"er": adamw, "gem": sgd, "agem": sgd})
+    with pytest.raises(sel.BudgetError, match="every sgd method needs the same lr grid"):
+        sel.check_budget({"er": adamw, "gem": sgd, "agem": {**sgd, "lr_grid": [3e-2, 1e-1, 3e-1]}})
+    with pytest.raises(sel.BudgetError, match="same number of points"):
+        sel.check_budget({"er": adamw, "gem": {**sgd, "lr_grid": [1e-2, 3e-2, 1e-1, 3e-1]}})
+
+
+def test_a_grown_grid_grows_the_others_on_the_side_their_winners_lean_to():
+    grids = {"adamw": [3e-4, 1e-3, 3e-3, 1e-2], "sgd": [1e-2, 3e-2, 1e-1, 3e-1]}
+
+    def entry(optimizer, lr, grid):
+        return {**sel.summarize([{"lr": x, "eval_AP": [1.0 if x == lr else 0.0] * 2} for x in grid], [1, 2], grid),
+                "optimizer": optimizer}
+
+    # an AdamW winner on the low edge adds 1e-4; the SGD winner sits one point from its grid's bottom, two from its
+    # top: the SGD grid grows downward
+    out, notes = sel.next_grids(grids, {"er": entry("adamw", 3e-4, grids["adamw"]),
+                                        "gem": entry("sgd", 3e-2, grids["sgd"])})
+    assert out == {"adamw": [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], "sgd": [3e-3, 1e-2, 3e-2, 1e-1, 3e-1]}
+    assert any("er" in n and "(adamw)" in n for n in notes) and any(n.startswith("sgd: adds lr 0.003") for n in notes)
+    # both interior: nothing grows
+    assert sel.next_grids(grids, {"er": entry("adamw", 1e-3, grids["adamw"]),
+                                  "gem": entry("sgd", 3e-2, grids["sgd"])}) == (grids, [])
+    # an older record's single grid is AdamW's
+    assert sel.grids_of([1e-3, 3e-3])["adamw"] == [1e-3, 3e-3] and sel.grids_of(None) == sel.LR_GRIDS
