@@ -1,10 +1,15 @@
 """How much does sharing each prompt between its choices save in rank classification? The rows path (each
 (example, choice) a full row, ``path_nll`` on ``choice_rows``) against the shared-prompt path (``choices.choice_nll``:
-each prompt once, its KV cache copied to its choices), on the same examples, in one process, single-threaded.
+each prompt once, its KV cache copied to its choices), on the same examples, in one process, single-threaded; and
+training's whole evaluation of such a task (``evaluate_model``: loss, exact match, rank accuracy) from one pass over
+the shared prompts (the gold choice's rows give the loss and the known answers, each prompt's cache decodes the rest),
+against the evaluation as it was (a teacher-forced pass, the shared choices, ``generate`` for the unknown answers).
 
 The work: news eval examples (32 on the embedded base, 8 on SmolLM2, whose rows path takes about 2 s per example on
 one thread) with the 5 news labels, each prompt lengthened with the next stories to about 150 tokens. The two methods alternate 3 times; each one's best CPU time of the process (which time taken by other
-processes does not inflate) is reported, with rows/shared and the largest |Δ NLL| between them. Prints one JSON line.
+processes does not inflate) is reported, with rows/shared and the largest |Δ NLL| between them; the same for
+``evaluate_model`` (forced/gold, and whether both gave the same numbers). The base model is scored as it is, so few
+of its answers are known from the loss pass and most are decoded. Prints one JSON line.
 
     python benchmarks/rank_eval.py [--models tiny-llama smollm2-135m] [--examples N] [--prompt-tokens 150]
 """
@@ -15,6 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -22,9 +28,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from modeconn.evaluator.budget import auto_budget  # noqa: E402
-from modeconn.evaluator.choices import choice_nll  # noqa: E402
+from modeconn.evaluator.choices import choice_nll, choice_scores  # noqa: E402
 from modeconn.evaluator.data import Example  # noqa: E402
-from modeconn.evaluator.evaluate import path_nll  # noqa: E402
+import modeconn.evaluator.evaluate as evaluate  # noqa: E402
+from modeconn.evaluator.evaluate import EvalConfig, evaluate_model, path_nll  # noqa: E402
 from modeconn.evaluator.layer import Unrouted  # noqa: E402
 from modeconn.evaluator.models import load_base  # noqa: E402
 from modeconn.evaluator.rank import choice_rows  # noqa: E402
@@ -55,8 +62,17 @@ def measure(name: str, n: int, tokens: int, repeats: int) -> dict:
     rows = choice_rows(tokenizer, work, 1024)
     pad, budget = tokenizer.pad_token_id, auto_budget(model)
     as_rows = lambda part: path_nll(model, part, torch.ones(1, 1), Unrouted(), pad_id=pad, budget=budget)  # noqa: E731
+    config = EvalConfig(max_batch_tokens=budget, progress=False)
+
+    def forced():  # the evaluation as it was: the teacher-forced pass and generate() beside the shared choices
+        undecoded = lambda *a, decode=None, **k: choice_scores(*a, **k)  # noqa: E731
+        with mock.patch.object(evaluate, "gold_scores", lambda *a, **k: None), \
+                mock.patch.object(evaluate, "choice_scores", undecoded):
+            return evaluate_model(model, tokenizer, {"news": work}, config)["news"]
+
     methods = {"rows": lambda: as_rows(rows),
-               "shared": lambda: choice_nll(model, rows, work, pad, budget=budget, rows_nll=as_rows)}
+               "shared": lambda: choice_nll(model, rows, work, pad, budget=budget, rows_nll=as_rows),
+               "forced": forced, "gold": lambda: evaluate_model(model, tokenizer, {"news": work}, config)["news"]}
     seconds = {m: float("inf") for m in methods}
     nll = {}
     with torch.no_grad():
@@ -69,7 +85,12 @@ def measure(name: str, n: int, tokens: int, repeats: int) -> dict:
     return {"model": name, "examples": n, "labels": len(work[0].choices), "rows": len(rows),
             "prompt_tokens_mean": round(sum(prompts) / n, 1), "rows_s": round(seconds["rows"], 3),
             "shared_s": round(seconds["shared"], 3), "rows_over_shared": round(seconds["rows"] / seconds["shared"], 2),
-            "max_abs_nll_diff": float((nll["rows"] - nll["shared"]).abs().max())}
+            "max_abs_nll_diff": float((nll["rows"] - nll["shared"]).abs().max()),
+            "evaluate_forced_s": round(seconds["forced"], 3), "evaluate_gold_s": round(seconds["gold"], 3),
+            "evaluate_forced_over_gold": round(seconds["forced"] / seconds["gold"], 2),
+            "evaluate_loss_diff": abs(nll["forced"].loss[0] - nll["gold"].loss[0]),
+            "evaluate_same_accuracy": nll["forced"].accuracy == nll["gold"].accuracy
+                                      and nll["forced"].rank_accuracy == nll["gold"].rank_accuracy}
 
 
 def main() -> None:

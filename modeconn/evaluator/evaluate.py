@@ -12,11 +12,11 @@ from .. import checks
 from ..errors import ConfigError
 from ..lora.paths import LoraPath, Span
 from .budget import Budget, auto_budget, batches, points_per_chunk, split_on_oom
-from .choices import choice_nll
+from .choices import choice_scores, gold_scores
 from .data import Encoded, Example, encode_counted, resolve_max_length
 from .fields import DTYPE_CHOICES, dtype_field, max_batch_tokens_field, max_length_field
 from .batch import scored_batch
-from .forced import forced_pass, model_accuracy
+from .forced import forced_pass, model_accuracy, plain_greedy
 from .greedy import path_accuracy
 from .head import answer_nll, causal_lm
 from .layer import Unrouted, inject_path
@@ -202,7 +202,9 @@ def evaluate_path(model, tokenizer, path: LoraPath, ts: list[float], tasks: dict
 def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: EvalConfig = EvalConfig(),
                    metrics: dict[str, str] | None = None, transform=None) -> dict[str, TaskCurve]:
     """Score a model as it stands (e.g. a PeftModel with its active adapter): one point, the same loss and accuracies.
-    ``transform`` rewrites the encoded examples (and choice rows) first (prompt methods prepend their virtual tokens)."""
+    ``transform`` rewrites the encoded examples (and choice rows) first (prompt methods prepend their virtual tokens).
+    A rankable task runs each prompt once (``choices.py``): its gold choice's rows give the loss, the prompt's cache
+    continues into the greedy answer, and the choices give the rank accuracy."""
     _check_door(model, tokenizer, tasks, config)
     was_training = model.training
     model.eval()
@@ -215,19 +217,26 @@ def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: Ev
             encoded = transform(encoded)
         budget = config.max_batch_tokens or auto_budget(model)
         metric = (metrics or {}).get(name, "exact_match")
-        if config.accuracy:  # one pass gives the loss and the answers greedy decoding would reproduce; the rest decode
-            loss, known = forced_pass(model, encoded, tokenizer.pad_token_id, budget)
-            acc = model_accuracy(model, tokenizer, examples, encoded, known=known, budget=budget, metric=metric)
-        else:
-            loss, acc = path_losses(model, encoded, single, as_it_stands, pad_id=tokenizer.pad_token_id, budget=budget), None
-        rank = None
+        rank = forced = decoded = None
         if config.accuracy and rankable(examples):
             rows = choice_rows(tokenizer, examples, max_length)
             as_rows = lambda part: path_nll(model, part, single, as_it_stands,  # noqa: E731
                                             pad_id=tokenizer.pad_token_id, budget=budget)
-            nll = (as_rows(transform(rows)) if transform is not None  # prompt methods rewrite the rows: rows path
-                   else choice_nll(model, rows, examples, tokenizer.pad_token_id, budget=budget, rows_nll=as_rows))
+            if transform is not None:  # prompt methods rewrite the rows: rows path
+                nll = as_rows(transform(rows))
+            else:  # shared prompts: the gold rows stand in for the forced pass below, and the prompts' caches decode
+                plain = plain_greedy(model)
+                decode = (max(len(e.ids) - e.n_prompt for e in encoded), tokenizer.eos_token_id) if plain else None
+                nll, misses, decoded = choice_scores(model, rows, examples, tokenizer.pad_token_id, budget=budget,
+                                                     rows_nll=as_rows, decode=decode)
+                forced = gold_scores(nll, misses, rows, examples, plain)
             rank = ranked_accuracy(nll, examples)
+        if config.accuracy:  # one pass gives the loss and the answers greedy decoding would reproduce; the rest decode
+            loss, known = forced or forced_pass(model, encoded, tokenizer.pad_token_id, budget)
+            acc = model_accuracy(model, tokenizer, examples, encoded, known=known, budget=budget, metric=metric,
+                                 decoded=decoded)
+        else:
+            loss, acc = path_losses(model, encoded, single, as_it_stands, pad_id=tokenizer.pad_token_id, budget=budget), None
         out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric, cut_prompts=cut,
                               rank_accuracy=rank.tolist() if rank is not None else None)
     model.train(was_training)

@@ -66,16 +66,20 @@ def forced_pass(model, encoded: list[Encoded], pad_id: int, budget: int) -> tupl
 
 
 def model_accuracy(model, tokenizer, examples: list[Example], encoded: list[Encoded], known: list[bool], budget: int,
-                   metric: str = "exact_match") -> torch.Tensor:
-    """``[1]`` mean score of greedy decoding: the ``known`` examples' answers as they are, the others decoded."""
+                   metric: str = "exact_match", decoded: torch.Tensor | None = None) -> torch.Tensor:
+    """``[1]`` mean score of greedy decoding: the ``known`` examples' answers as they are, the others' greedy tokens
+    where ``decoded`` has them (``choices.shared_choice_scores``: a row per example, -1 where it has none), the rest
+    decoded."""
     from .layer import Unrouted
 
     score = get_scorer(metric)
-    sure = [i for i, k in enumerate(known) if k]
-    texts = tokenizer.batch_decode([list(encoded[i].ids[encoded[i].n_prompt :]) for i in sure], skip_special_tokens=True)
+    have = [k or (decoded is not None and int(decoded[i, 0]) >= 0) for i, k in enumerate(known)]
+    sure = [i for i, h in enumerate(have) if h]
+    tokens = [list(encoded[i].ids[encoded[i].n_prompt :]) if known[i] else decoded[i].tolist() for i in sure]
+    texts = tokenizer.batch_decode(tokens, skip_special_tokens=True)
     correct = torch.tensor([sum(score(t, examples[i].answer, examples[i].prompt) for i, t in zip(sure, texts))],
                            dtype=torch.float64)
-    rest = [i for i, k in enumerate(known) if not k]
+    rest = [i for i, h in enumerate(have) if not h]
     if rest:
         max_new = max(len(e.ids) - e.n_prompt for e in encoded)  # all examples': a shorter limit could cut a text
         correct += greedy_scores(model, tokenizer, [(examples[i], encoded[i]) for i in rest], (torch.ones(1, 1), Unrouted()),

@@ -258,3 +258,93 @@ def test_shared_prompt_nll_equals_the_rows_path(tokenizer, kind):
         curve = evaluate_model(model, tokenizer, {"x": CHOICE_EXAMPLES}, EvalConfig(max_length=max_length, **QUIET))["x"]
         gold = torch.tensor([e.choices.index(e.answer) for e in CHOICE_EXAMPLES])
         assert curve.rank_accuracy == pytest.approx([(predicted(reference, CHOICE_EXAMPLES)[0] == gold).double().mean().item()])
+
+
+def forced_reference(model, tokenizer, examples, max_length):
+    """The forced pass and decoding of the examples as ``evaluate_model`` scores an unrankable task: loss, accuracy,
+    and which answers the forced pass knows greedy decoding emits."""
+    from modeconn.evaluator.forced import forced_pass, model_accuracy
+
+    encoded, _ = encode_counted(tokenizer, examples, max_length)
+    with torch.no_grad():
+        loss, known = forced_pass(model, encoded, tokenizer.pad_token_id, 1 << 20)
+        acc = model_accuracy(model, tokenizer, examples, encoded, known=known, budget=1 << 20)
+    return loss, acc, known
+
+
+def generated(model, tokenizer, examples, max_length) -> list[list[int]]:
+    """Each example's greedy tokens from ``generate`` on its own, padded to the task's longest answer + eos."""
+    from transformers import GenerationConfig
+
+    encoded, _ = encode_counted(tokenizer, examples, max_length)
+    max_new = max(len(e.ids) - e.n_prompt for e in encoded)
+    gen = GenerationConfig(do_sample=False, max_new_tokens=max_new, pad_token_id=tokenizer.pad_token_id,
+                           eos_token_id=tokenizer.eos_token_id)
+    out = []
+    with torch.no_grad():
+        for e in encoded:
+            tokens = model.generate(input_ids=torch.tensor([e.prompt_ids]), generation_config=gen)[0, e.n_prompt :].tolist()
+            out.append(tokens + [tokenizer.pad_token_id] * (max_new - len(tokens)))
+    return out
+
+
+def shared(model, tokenizer, examples, max_length):
+    """``choice_scores`` with greedy decoding from the prompts' caches, and ``gold_scores`` of it."""
+    from modeconn.evaluator.choices import choice_scores, gold_scores
+    from modeconn.evaluator.layer import Unrouted
+
+    pad = tokenizer.pad_token_id
+    encoded, _ = encode_counted(tokenizer, examples, max_length)
+    rows = choice_rows(tokenizer, examples, max_length)
+    with torch.no_grad():
+        scores = choice_scores(model, rows, examples, pad, budget=1 << 20, rows_nll=lambda part: path_nll(
+            model, part, torch.ones(1, 1), Unrouted(), pad_id=pad, budget=Budget(1 << 20)),
+            decode=(max(len(e.ids) - e.n_prompt for e in encoded), tokenizer.eos_token_id))
+    return scores, gold_scores(scores.nll, scores.misses, rows, examples, True)
+
+
+@pytest.mark.parametrize("kind", list(SHARING))
+def test_gold_rows_give_the_forced_pass_numbers(tokenizer, kind):
+    """A rankable task's loss and known answers read from its gold choice's shared rows equal the forced pass's (loss
+    1e-5, float32), each shared prompt's greedy tokens from its cache equal ``generate``'s, and evaluate_model's
+    numbers are the forced pass's and decoding's; with prompts cut (max_length 12: those examples run as rows, and the
+    task falls back to the forced pass) and without."""
+    model = tiny_lm(kind)
+    for max_length in (200, 12):
+        loss, acc, known = forced_reference(model, tokenizer, CHOICE_EXAMPLES, max_length)
+        scores, gold = shared(model, tokenizer, CHOICE_EXAMPLES, max_length)
+        assert (gold is not None) == (SHARING[kind][2] and max_length == 200 and kind != "gemma2-window-8")
+        if gold is not None:
+            assert gold[0].tolist() == pytest.approx(loss.tolist(), rel=1e-5) and gold[1] == known
+        if scores.greedy is not None:
+            reference = generated(model, tokenizer, CHOICE_EXAMPLES, max_length)
+            decoded = [i for i, row in enumerate(scores.greedy.tolist()) if row[0] >= 0]
+            assert decoded or kind == "gemma2-window-8"  # whose longer batches exceed its window: decoded later
+            assert all(scores.greedy[i].tolist() == reference[i] for i in decoded)
+        curve = evaluate_model(model, tokenizer, {"x": CHOICE_EXAMPLES}, EvalConfig(max_length=max_length, **QUIET))["x"]
+        assert curve.loss == pytest.approx(loss.tolist(), rel=1e-5) and curve.accuracy == acc.tolist()
+
+
+def test_one_pass_gives_a_trained_adapters_loss_and_answers(setup, tokenizer, monkeypatch):
+    """On the trained embedded news adapter, where greedy decoding emits some answers and not others: the gold rows
+    know the forced pass's answers, the caches decode what ``generate`` decodes, and evaluate_model's numbers, made
+    without a forced pass or a call of ``generate``, are the forced pass's and decoding's."""
+    from peft import PeftModel
+
+    import modeconn.evaluator.evaluate as evaluate
+    import modeconn.evaluator.forced as forced
+
+    model, _, points, examples = setup
+    peft_model = PeftModel.from_pretrained(model, points[0]).eval()
+    try:
+        loss, acc, known = forced_reference(peft_model, tokenizer, examples, 1024)
+        reference = generated(peft_model, tokenizer, examples, 1024)
+        scores, gold = shared(peft_model, tokenizer, examples, 1024)
+        monkeypatch.setattr(evaluate, "forced_pass", lambda *a, **k: pytest.fail("a forced pass ran"))
+        monkeypatch.setattr(forced, "greedy_scores", lambda *a, **k: pytest.fail("generate ran"))
+        curve = evaluate_model(peft_model, tokenizer, {"x": examples}, EvalConfig(**QUIET))["x"]
+    finally:
+        peft_model.unload()
+    assert any(known) and not all(known) and gold is not None and gold[1] == known
+    assert gold[0].tolist() == pytest.approx(loss.tolist(), rel=1e-5) and scores.greedy.tolist() == reference
+    assert curve.loss == pytest.approx(loss.tolist(), rel=1e-5) and curve.accuracy == acc.tolist()
