@@ -121,15 +121,16 @@ FLAGS = {"ewc_lambda": "--ewc-lambda", "ema": "--ema", "gamma": "--gamma", "eval
 
 def train_args(args, method: str, options: dict, lr: float, seed: int, split: str, out: Path, name: str) -> list[str]:
     """A `modeconn train --protocol embedded|standard-cl` command; the benchmark's own settings override the preset.
-    ``--resume`` continues an interrupted run from its saved state. --precision, --max-length and --state-every go in
-    only when given, so the embedded runs' commands (by which finished runs are matched) stay what they were."""
+    ``--resume`` continues an interrupted run from its saved state. --precision, --max-length, --state-every and
+    --grad-accum go in only when given, so the embedded runs' commands (by which finished runs are matched) stay what
+    they were."""
     order = ",".join(args.tasks) if args.protocol == "embedded" else args.order
     cmd = [sys.executable, "-m", "modeconn", "train", "--protocol", args.protocol, "--method", method, "--tasks",
            str(args.data), "--order", order, "--base", args.base, "--out", str(out), "--name", name,
            "--seed", str(seed), "--lr", str(lr), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
            "--max-train", str(args.max_train), "--eval-split", split, "--eval-limit", str(args.eval_limit), "--resume"]
     for flag, value in (("--precision", args.precision), ("--max-length", args.max_length),
-                        ("--state-every", args.state_every)):
+                        ("--state-every", args.state_every), ("--grad-accum", args.grad_accum)):
         if value is not None:
             cmd += [flag, str(value)]
     if args.base != "tiny-llama":  # attention-only LoRA with dropout on a real model (LLMCL's targets)
@@ -225,8 +226,9 @@ def select(args) -> None:
                      "own": {k: sorted({c[k] for c in entry["configs"]}) for k in entry["selected"] if k != "lr"
                              and k != "eval_AP_mean"}}
              for label, entry in previous.items() if label not in args.methods}
+    own = OWN if args.own == "searched" else {}
     plans.update({label: {"lr_grid": grids[optimizer_of(label)], "seeds": args.select_seeds,
-                          "optimizer": optimizer_of(label), "own": OWN.get(label, {})} for label in args.methods})
+                          "optimizer": optimizer_of(label), "own": own.get(label, {})} for label in args.methods})
     try:
         check_budget(plans)
     except BudgetError as exc:
@@ -234,7 +236,7 @@ def select(args) -> None:
     jobs, outs = [], {}
     for label in args.methods:
         method, fixed = CANDIDATES[label]
-        for config in configs(grids[optimizer_of(label)], OWN.get(label, {})):
+        for config in configs(grids[optimizer_of(label)], own.get(label, {})):
             options = {**fixed, **{k: v for k, v in config.items() if k != "lr"}}
             for seed in args.select_seeds:
                 name = f"{_tag(label, config)}-seed{seed}"
@@ -495,6 +497,13 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=None, help="train --max-length [train's default]")
     parser.add_argument("--state-every", type=int, default=None,
                         help="train --state-every: steps between saved states [train's default]")
+    parser.add_argument("--grad-accum", type=int, default=None,
+                        help="train --grad-accum [the protocol's: 1 embedded, 8 standard-cl as O-LoRA's scripts, "
+                             "which on a short stream leaves a handful of steps per task]")
+    parser.add_argument("--own", choices=["searched", "default"], default="searched",
+                        help="select: searched: each method's one own option over its values (OWN) beside the lr; "
+                             "default: every method at its paper's defaults, only the lr searched (the same budget "
+                             "for all, at a third of the runs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=REPORT_SEEDS)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--methods", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES),

@@ -3,7 +3,9 @@
 each prompt once, its KV cache copied to its choices), on the same examples, in one process, single-threaded; and
 training's whole evaluation of such a task (``evaluate_model``: loss, exact match, rank accuracy) from one pass over
 the shared prompts (the gold choice's rows give the loss and the known answers, each prompt's cache decodes the rest),
-against the evaluation as it was (a teacher-forced pass, the shared choices, ``generate`` for the unknown answers).
+against the evaluation as it was (a teacher-forced pass, the shared choices, ``generate`` for the unknown answers);
+and the same along a path (``evaluate_path``: K points of the straight line from the shipped news adapter to the gloss
+one, all points in each pass), one pass per point against the loss pass + every choice as a row + ``generate``.
 
 The work: news eval examples (32 on the embedded base, 8 on SmolLM2, whose rows path takes about 2 s per example on
 one thread) with the 5 news labels, each prompt lengthened with the next stories to about 150 tokens. The two methods alternate 3 times; each one's best CPU time of the process (which time taken by other
@@ -31,13 +33,17 @@ from modeconn.evaluator.budget import auto_budget  # noqa: E402
 from modeconn.evaluator.choices import choice_nll, choice_scores  # noqa: E402
 from modeconn.evaluator.data import Example  # noqa: E402
 import modeconn.evaluator.evaluate as evaluate  # noqa: E402
-from modeconn.evaluator.evaluate import EvalConfig, evaluate_model, path_nll  # noqa: E402
+from modeconn.evaluator.evaluate import EvalConfig, evaluate_model, evaluate_path, path_nll  # noqa: E402
+from modeconn.lora.adapters import load_adapter  # noqa: E402
+from modeconn.lora.paths import linear_path  # noqa: E402
 from modeconn.evaluator.layer import Unrouted  # noqa: E402
 from modeconn.evaluator.models import load_base  # noqa: E402
 from modeconn.evaluator.rank import choice_rows  # noqa: E402
 
 HEADER, TAIL = "Which topic is this news story about?\n", "\nTopic:"
 EXAMPLES = {"tiny-llama": 32, "smollm2-135m": 8}
+ADAPTERS = {"tiny-llama": "checkpoints/seq", "smollm2-135m": "checkpoints/smollm2"}  # news and gloss minima
+POINTS = {"tiny-llama": 11, "smollm2-135m": 5}
 
 
 def examples(tokenizer, n: int, tokens: int) -> list[Example]:
@@ -70,9 +76,18 @@ def measure(name: str, n: int, tokens: int, repeats: int) -> dict:
                 mock.patch.object(evaluate, "choice_scores", undecoded):
             return evaluate_model(model, tokenizer, {"news": work}, config)["news"]
 
+    line = linear_path(*(load_adapter(ROOT / ADAPTERS[name] / task) for task in ("news", "gloss")), "factor")
+    ts = [i / (POINTS[name] - 1) for i in range(POINTS[name])]
+
+    def path_before():  # every choice as a row, the loss pass and generate(), as evaluate_path scored them before
+        with mock.patch.object(evaluate, "_one_pass", lambda *a, **k: (None, None, None)):
+            return evaluate_path(model, tokenizer, line, ts, {"news": work}, config).tasks["news"]
+
     methods = {"rows": lambda: as_rows(rows),
                "shared": lambda: choice_nll(model, rows, work, pad, budget=budget, rows_nll=as_rows),
-               "forced": forced, "gold": lambda: evaluate_model(model, tokenizer, {"news": work}, config)["news"]}
+               "forced": forced, "gold": lambda: evaluate_model(model, tokenizer, {"news": work}, config)["news"],
+               "path_before": path_before,
+               "path_one_pass": lambda: evaluate_path(model, tokenizer, line, ts, {"news": work}, config).tasks["news"]}
     seconds = {m: float("inf") for m in methods}
     nll = {}
     with torch.no_grad():
@@ -90,7 +105,13 @@ def measure(name: str, n: int, tokens: int, repeats: int) -> dict:
             "evaluate_forced_over_gold": round(seconds["forced"] / seconds["gold"], 2),
             "evaluate_loss_diff": abs(nll["forced"].loss[0] - nll["gold"].loss[0]),
             "evaluate_same_accuracy": nll["forced"].accuracy == nll["gold"].accuracy
-                                      and nll["forced"].rank_accuracy == nll["gold"].rank_accuracy}
+                                      and nll["forced"].rank_accuracy == nll["gold"].rank_accuracy,
+            "path_points": len(ts), "path_before_s": round(seconds["path_before"], 3),
+            "path_one_pass_s": round(seconds["path_one_pass"], 3),
+            "path_before_over_one_pass": round(seconds["path_before"] / seconds["path_one_pass"], 2),
+            "path_max_loss_diff": max(abs(x - y) for x, y in zip(nll["path_before"].loss, nll["path_one_pass"].loss)),
+            "path_same_accuracy": nll["path_before"].accuracy == nll["path_one_pass"].accuracy
+                                  and nll["path_before"].rank_accuracy == nll["path_one_pass"].rank_accuracy}
 
 
 def main() -> None:

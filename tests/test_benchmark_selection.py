@@ -37,7 +37,7 @@ def fake_score(cmd) -> float:
     if method == "er":
         return 0.5 - 0.1 * abs(math.log10(lr) + 3) + 0.01 * (seed % 100)
     if method == "ilora":
-        return 0.2 + 0.05 * math.log10(lr / 3e-4) + 0.01 * float(flag(cmd, "--ema")) + 0.01 * (seed % 100)
+        return 0.2 + 0.05 * math.log10(lr / 3e-4) + 0.01 * float(flag(cmd, "--ema") or 0.9) + 0.01 * (seed % 100)
     return 0.0
 
 
@@ -65,7 +65,7 @@ class FakeRuns:
 
 # the driver's options besides the run sizes, as its command line leaves them by default
 EMBEDDED = {"protocol": "embedded", "order": None, "precision": None, "max_length": None, "state_every": None,
-            "dry_run": False}
+            "grad_accum": None, "own": "searched", "dry_run": False}
 
 
 @pytest.fixture()
@@ -310,3 +310,17 @@ def test_a_grown_grid_grows_the_others_on_the_side_their_winners_lean_to():
                                   "gem": entry("sgd", 3e-2, grids["sgd"])}) == (grids, [])
     # an older record's single grid is AdamW's
     assert sel.grids_of([1e-3, 3e-3])["adamw"] == [1e-3, 3e-3] and sel.grids_of(None) == sel.LR_GRIDS
+
+
+def test_own_default_searches_only_the_lr_and_grad_accum_goes_into_each_command(driver):
+    """``--own default``: every method at its defaults, the lr grid × the seeds and nothing else (ilora's λ_max is not
+    searched); ``--grad-accum`` reaches every run's command (left out of it unless given)."""
+    args, fake, results = driver
+    args.own, args.grad_accum, args.methods = "default", 1, ["er", "ilora"]
+    bench.select(args)
+    grid = bench.LR_GRIDS["adamw"]
+    assert len(fake.made) == 2 * len(grid) * 2
+    assert all("--ema" not in cmd and flag(cmd, "--grad-accum") == "1" for cmd, _ in fake.made)
+    selection = json.loads((results / "continual.json").read_text())["bases"]["tiny-llama"]["selection"]
+    assert [len(selection[m]["configs"]) for m in ("er", "ilora")] == [len(grid)] * 2
+    assert set(selection["ilora"]["selected"]) == {"lr", "eval_AP_mean"}

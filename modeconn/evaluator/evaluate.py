@@ -12,11 +12,11 @@ from .. import checks
 from ..errors import ConfigError
 from ..lora.paths import LoraPath, Span
 from .budget import Budget, auto_budget, batches, points_per_chunk, split_on_oom
-from .choices import choice_scores, gold_scores
+from .choices import choice_scores, gold_scores, shared_choice_scores
 from .data import Encoded, Example, encode_counted, resolve_max_length
 from .fields import DTYPE_CHOICES, dtype_field, max_batch_tokens_field, max_length_field
 from .batch import scored_batch
-from .forced import forced_pass, model_accuracy, plain_greedy
+from .forced import forced_pass, model_accuracy, plain_greedy, points_accuracy
 from .greedy import path_accuracy
 from .head import answer_nll, causal_lm
 from .layer import Unrouted, inject_path
@@ -171,20 +171,51 @@ def evaluate_points(model, tokenizer, span: Span, coeffs: torch.Tensor, tasks: d
     with inject_path(model, span) as injected, tqdm(total=work, desc="points × examples", disable=not config.progress, leave=False) as bar:
         for name, examples in tasks.items():
             encoded, cut = prepared[name]
-            probe = prefix_probe(model, encoded, coeffs, injected, pad_id=tokenizer.pad_token_id)
-            with (shared_prefix(model, span.modules, probe) if config.share_prefix else nullcontext()) as repeat:
-                loss = path_losses(model, encoded, coeffs, injected, pad_id=tokenizer.pad_token_id, budget=budget, bar=bar,
-                                   repeat=repeat)
-                rank = (ranked_accuracy(path_nll(model, ranked[name], coeffs, injected, pad_id=tokenizer.pad_token_id,
-                                                 budget=budget, bar=bar, repeat=repeat), examples)
-                        if name in ranked else None)
             metric = metrics.get(name, "exact_match")
-            acc = (path_accuracy(model, tokenizer, list(zip(examples, encoded)), (coeffs, injected), budget=budget.tokens,
-                                 bar=bar, metric=metric)
-                   if config.accuracy else None)
+            loss = rank = acc = None
+            if name in ranked:  # each prompt once per point: the choices' NLLs, the gold rows' loss, greedy answers
+                loss, rank, acc = _one_pass(model, tokenizer, examples, encoded, ranked[name], (coeffs, injected),
+                                            budget, metric, bar)
+            if loss is None or (name in ranked and rank is None):
+                probe = prefix_probe(model, encoded, coeffs, injected, pad_id=tokenizer.pad_token_id)
+                with (shared_prefix(model, span.modules, probe) if config.share_prefix else nullcontext()) as repeat:
+                    loss = path_losses(model, encoded, coeffs, injected, pad_id=tokenizer.pad_token_id, budget=budget,
+                                       bar=bar, repeat=repeat)
+                    if name in ranked and rank is None:
+                        rank = ranked_accuracy(path_nll(model, ranked[name], coeffs, injected, budget=budget, bar=bar,
+                                                        pad_id=tokenizer.pad_token_id, repeat=repeat), examples)
+            if config.accuracy and acc is None:
+                acc = path_accuracy(model, tokenizer, list(zip(examples, encoded)), (coeffs, injected), budget=budget.tokens,
+                                    bar=bar, metric=metric)
             out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric, cut_prompts=cut,
                                   rank_accuracy=rank.tolist() if rank is not None else None)
     return out
+
+
+def _one_pass(model, tokenizer, examples: list[Example], encoded: list[Encoded], rows: list[Encoded], points: tuple,
+              budget: Budget, metric: str, bar) -> tuple:
+    """``(loss [K], rank accuracy [K], accuracy [K])`` of a rankable task at the path ``points`` from one pass over its
+    shared prompts (``choices.py``), each None where that pass cannot give it (then the loss pass, the rows or
+    ``generate`` do, as before): the rank from every choice's NLL, the loss and known answers from the gold rows, the
+    other answers decoded greedily from each prompt's cache."""
+    coeffs, injected = points
+    pad = tokenizer.pad_token_id
+    plain = plain_greedy(model)
+    decode = (max(len(e.ids) - e.n_prompt for e in encoded), tokenizer.eos_token_id) if plain else None
+    scores = shared_choice_scores(model, rows, [len(e.choices) for e in examples], pad, budget=budget, decode=decode,
+                                  points=points)
+    if scores is None or bool(torch.isnan(scores.nll).any()):
+        return None, None, None
+    bar.update(len(coeffs) * len(rows))
+    rank = ranked_accuracy(scores.nll, examples)
+    gold = gold_scores(scores.nll, scores.misses, rows, examples, plain)
+    if gold is None:
+        return None, rank, None
+    bar.update(len(coeffs) * len(examples))
+    if scores.greedy is None or bool((scores.greedy[:, :, 0] < 0).any()):
+        return gold[0], rank, None
+    bar.update(len(coeffs) * len(examples))
+    return gold[0], rank, points_accuracy(tokenizer, examples, encoded, gold[1], scores.greedy.cpu(), metric)
 
 
 def evaluate_path(model, tokenizer, path: LoraPath, ts: list[float], tasks: dict[str, list[Example]],
@@ -229,12 +260,13 @@ def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: Ev
                 decode = (max(len(e.ids) - e.n_prompt for e in encoded), tokenizer.eos_token_id) if plain else None
                 nll, misses, decoded = choice_scores(model, rows, examples, tokenizer.pad_token_id, budget=budget,
                                                      rows_nll=as_rows, decode=decode)
-                forced = gold_scores(nll, misses, rows, examples, plain)
+                gold = gold_scores(nll, misses, rows, examples, plain)
+                forced = (gold[0], gold[1][0]) if gold else None
             rank = ranked_accuracy(nll, examples)
         if config.accuracy:  # one pass gives the loss and the answers greedy decoding would reproduce; the rest decode
             loss, known = forced or forced_pass(model, encoded, tokenizer.pad_token_id, budget)
             acc = model_accuracy(model, tokenizer, examples, encoded, known=known, budget=budget, metric=metric,
-                                 decoded=decoded)
+                                 decoded=decoded[0] if decoded is not None else None)
         else:
             loss, acc = path_losses(model, encoded, single, as_it_stands, pad_id=tokenizer.pad_token_id, budget=budget), None
         out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric, cut_prompts=cut,

@@ -65,6 +65,11 @@ def forced_pass(model, encoded: list[Encoded], pad_id: int, budget: int) -> tupl
     return total / sum(len(e.ids) - e.n_prompt for e in encoded), known
 
 
+def _answers(encoded: list[Encoded], known: list[bool], decoded: torch.Tensor | None, which: list[int]) -> list[list[int]]:
+    """The greedy answer tokens of the examples ``which``: the reference's where ``known``, else ``decoded``'s row."""
+    return [list(encoded[i].ids[encoded[i].n_prompt :]) if known[i] else decoded[i].tolist() for i in which]
+
+
 def model_accuracy(model, tokenizer, examples: list[Example], encoded: list[Encoded], known: list[bool], budget: int,
                    metric: str = "exact_match", decoded: torch.Tensor | None = None) -> torch.Tensor:
     """``[1]`` mean score of greedy decoding: the ``known`` examples' answers as they are, the others' greedy tokens
@@ -75,8 +80,7 @@ def model_accuracy(model, tokenizer, examples: list[Example], encoded: list[Enco
     score = get_scorer(metric)
     have = [k or (decoded is not None and int(decoded[i, 0]) >= 0) for i, k in enumerate(known)]
     sure = [i for i, h in enumerate(have) if h]
-    tokens = [list(encoded[i].ids[encoded[i].n_prompt :]) if known[i] else decoded[i].tolist() for i in sure]
-    texts = tokenizer.batch_decode(tokens, skip_special_tokens=True)
+    texts = tokenizer.batch_decode(_answers(encoded, known, decoded, sure), skip_special_tokens=True)
     correct = torch.tensor([sum(score(t, examples[i].answer, examples[i].prompt) for i, t in zip(sure, texts))],
                            dtype=torch.float64)
     rest = [i for i, h in enumerate(have) if not h]
@@ -85,3 +89,16 @@ def model_accuracy(model, tokenizer, examples: list[Example], encoded: list[Enco
         correct += greedy_scores(model, tokenizer, [(examples[i], encoded[i]) for i in rest], (torch.ones(1, 1), Unrouted()),
                                  budget=budget, metric=metric, max_new=max_new)
     return correct / len(examples)
+
+
+def points_accuracy(tokenizer, examples: list[Example], encoded: list[Encoded], known: list[list[bool]],
+                    decoded: torch.Tensor, metric: str = "exact_match") -> torch.Tensor:
+    """``[K]`` mean score of greedy decoding at each of K path points, every answer at hand: ``known[k]``'s as the
+    reference's tokens, the others from ``decoded [K, N, max_new]`` (``choices.shared_choice_scores``)."""
+    score = get_scorer(metric)
+    every = list(range(len(examples)))
+    out = []
+    for point, tokens in zip(known, decoded):
+        texts = tokenizer.batch_decode(_answers(encoded, point, tokens, every), skip_special_tokens=True)
+        out.append(sum(score(t, e.answer, e.prompt) for t, e in zip(texts, examples)) / len(examples))
+    return torch.tensor(out, dtype=torch.float64)

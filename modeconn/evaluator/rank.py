@@ -8,13 +8,14 @@ turns those ``[K, rows]`` NLLs into predictions and accuracy. A choice's score i
 including eos, i.e. its summed log-likelihood, as lm-evaluation-harness's ``acc`` ranks choices (not length-normalised
 like its ``acc_norm``); a tie goes to the choice listed first (labels.json's order).
 
-Along a path (``evaluate_points``) each row runs its prompt again: about one loss pass per choice. For one model as it
-stands (``evaluate_model``, what training evaluates) ``choices.py`` runs each prompt once and its KV cache feeds all
-its choices, giving the same NLLs (within float rounding). The rows run instead: for an example whose choices cut its
-prompt differently (a prompt longer than max_length allows), for a batch longer than a sliding-window layer's window,
-under a ``transform`` (prompt methods rewrite the rows), and for every example of a model that is not a plain causal
-LM (a prompt-learning PeftModel, an encoder-decoder), whose cache is not a ``DynamicCache`` of full or sliding layers
-(recurrent or linear-attention caches), or whose first shared batch raised an error (detected once per model).
+``choices.py`` runs each prompt once, at every path point of the batch (``evaluate_points``) or for one model as it
+stands (``evaluate_model``, what training evaluates), and its KV cache feeds all its choices, giving the same NLLs as
+a row per choice (within float rounding); the same pass gives the task's loss (the gold choice's rows) and its greedy
+answers (the cache continued). The rows run instead: for an example whose choices cut its prompt differently (a
+prompt longer than max_length allows), for a batch longer than a sliding-window layer's window, under a ``transform``
+(prompt methods rewrite the rows), and for every example of a model that is not a plain causal LM (a prompt-learning
+PeftModel, an encoder-decoder), whose cache is not a ``DynamicCache`` of full or sliding layers (recurrent or
+linear-attention caches), or whose first shared batch raised an error (detected once per model).
 """
 from __future__ import annotations
 
