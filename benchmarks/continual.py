@@ -19,15 +19,21 @@ holding CL_Benchmark/ and configs/, the eval split carved from train.json) is a 
 --runs/one-budget/{select,report,controlled}-<base>_standard-cl-<order>/, its results under
 results/{continual,ablations,controlled}_<base>_standard-cl-<order>/ and continual.json's
 bases.<base>.streams.standard-cl-<order> (the embedded stream's keys and folders are as they were). The SmolLM2-135M
-experiment (sizes to be set by whoever runs it; ORDER a named order or comma-separated tasks present in the copy, e.g.
-amazon,QQP,SST-2,agnews in the order of O-LoRA's scripts/long.sh), from a worktree pinned to the measured commit:
+experiment (issue 27: the tasks of the shared copy that SmolLM2 learns something of in 16 steps, in the relative
+order of O-LoRA's scripts/long.sh; 128 training examples per task, one epoch of batch 8 with no accumulation, since
+O-LoRA's 8 × 8 would leave 2 steps per task; every method at its defaults with only the lr searched, --own default),
+from a worktree pinned to the measured commit:
 
-    S="--protocol standard-cl --data ../shared/cl_benchmark --order $ORDER --base smollm2-135m --precision auto \\
-       --max-train 100 --epochs 1 --batch-size 8 --eval-limit 50 --max-length 512 --runs $RUNS --jobs 2"
-    python benchmarks/continual.py select $S --methods seq er ewc mtl ilora one agem gem l2p pp olora sure seq-path
-    python benchmarks/continual.py report $S --variants seq er ilora seq-path one mtl --seeds 0 1 2 3 4
-    python benchmarks/continual.py report $S --variants ewc agem gem olora sure l2p pp --seeds 0 1 2
-    python benchmarks/continual.py controlled $S --seeds 0 1 2 3 4
+    S="--protocol standard-cl --data ../shared/cl_benchmark --order QQP,RTE,SST-2,agnews --base smollm2-135m \
+       --precision auto --max-train 128 --epochs 1 --batch-size 8 --grad-accum 1 --runs $RUNS --jobs 2"
+    M="seq er ewc mtl ilora one agem gem l2p pp olora sure seq-path mc-sgd merge ties magmax"
+    python benchmarks/continual.py select $S --eval-limit 32 --own default --lr-grid 3e-4 1e-3 3e-3 \
+        --sgd-lr-grid 1e-2 3e-2 1e-1 --methods $M
+    python benchmarks/continual.py select $S --eval-limit 32 --own default --methods $M  # while a winner is on an edge
+    python benchmarks/continual.py report $S --eval-limit 64 --variants seq er ilora seq-path one mtl --seeds 0 1 2 3 4
+    python benchmarks/continual.py report $S --eval-limit 64 --variants ewc agem gem olora sure l2p pp mc-sgd merge \
+        ties magmax --seeds 0 1 2
+    python benchmarks/continual.py controlled $S --eval-limit 64 --seeds 0 1 2 3 4
     python benchmarks/continual.py summary
 
 (the second report call adds its variants to the same comparison: 5 paired seeds where the issue asks for 5, 3 for the

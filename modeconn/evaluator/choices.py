@@ -76,7 +76,7 @@ def _shareable_cache(cache, length: int) -> bool:
     return True
 
 
-def _greedy(model, cache, first: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, decode: tuple[int, int],
+def _greedy(model, cache, first: torch.Tensor, *, mask: torch.Tensor, positions: torch.Tensor, decode: tuple[int, int],
             pad_id: int, run_points) -> torch.Tensor:
     """``[rows, max_new]`` greedy tokens after the prompts held in ``cache``, ``first`` the argmax at their last
     position: each step feeds the last token and takes the argmax, a finished row (eos emitted) gets pad, as
@@ -102,14 +102,15 @@ def _greedy(model, cache, first: torch.Tensor, mask: torch.Tensor, positions: to
     return out
 
 
-def _batch_scores(model, items: list, pad_id: int, decode: tuple[int, int] | None, coeffs: torch.Tensor, injected,
+def _batch_scores(model, items: list, pad_id: int, *, decode: tuple[int, int] | None, points: tuple,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
     """``[K, rows]`` summed NLL and ``[K, rows]`` argmax misses of every choice of ``items`` (prompt, answers, row
-    span, example) at each of the K path points of ``coeffs`` (``injected`` routes them: the batch is point-major, K
-    blocks of the same rows), and with ``decode`` (max new tokens, eos) each item's ``[K, items, max_new]`` greedy
+    span, example) at each of the K path points of ``points`` (coefficients, and the injected path that routes them:
+    the batch is point-major, K blocks of the same rows), and with ``decode`` (max new tokens, eos) each item's ``[K, items, max_new]`` greedy
     tokens; None if the batch's length exceeds a sliding window."""
     lm = causal_lm(model)
     device = next(model.parameters()).device
+    coeffs, injected = points
     k, n = len(coeffs), len(items)
     counts = torch.tensor([len(item[1]) for item in items])
     width = max(len(item[0]) for item in items)
@@ -130,8 +131,8 @@ def _batch_scores(model, items: list, pad_id: int, decode: tuple[int, int] | Non
         return None
     argmax = out.logits[0].argmax(-1)  # [K·n]
     # the choices below extend the prompts' cache in place: greedy decoding continues a copy of it
-    greedy = (_greedy(model, copy.deepcopy(cache), argmax, mask, positions, decode, pad_id, prompts).view(k, n, -1)
-              if decode else None)
+    greedy = (_greedy(model, copy.deepcopy(cache), argmax, mask=mask, positions=positions, decode=decode, pad_id=pad_id,
+                      run_points=prompts).view(k, n, -1) if decode else None)
     m = len(answers)
     # each choice row's prompt row, point-major: point j's rows read point j's prompts
     example = (torch.arange(k)[:, None] * n + torch.repeat_interleave(torch.arange(n), counts)[None, :]).flatten().to(device)
@@ -201,7 +202,7 @@ def shared_choice_scores(model, rows: list[Encoded], sizes: list[int], pad_id: i
         examples = torch.tensor([g[3] for g in items], device=device)
 
         def run(items, coeffs):
-            scores = _batch_scores(model, items, pad_id, decode, coeffs, injected)
+            scores = _batch_scores(model, items, pad_id, decode=decode, points=(coeffs, injected))
             if scores is not None:
                 return scores
             kc, n = len(coeffs), sum(len(g[2]) for g in items)
@@ -260,7 +261,7 @@ def choice_nll(model, rows: list[Encoded], examples, pad_id: int, *, budget: int
     return choice_scores(model, rows, examples, pad_id, budget=budget, rows_nll=rows_nll).nll
 
 
-def gold_scores(nll: torch.Tensor, misses: torch.Tensor | None, rows: list[Encoded], examples, plain: bool,
+def gold_scores(nll: torch.Tensor, misses: torch.Tensor | None, rows: list[Encoded], examples, *, plain: bool,
                 ) -> tuple[torch.Tensor, list[list[bool]]] | None:
     """What ``forced.forced_pass`` gives, at each of K points, read from the gold choice's rows: ``[K]`` token-weighted
     mean answer NLL and, per point and example, whether greedy decoding emits its answer + eos (no miss, and ``plain``

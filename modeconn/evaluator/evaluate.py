@@ -174,8 +174,8 @@ def evaluate_points(model, tokenizer, span: Span, coeffs: torch.Tensor, tasks: d
             metric = metrics.get(name, "exact_match")
             loss = rank = acc = None
             if name in ranked:  # each prompt once per point: the choices' NLLs, the gold rows' loss, greedy answers
-                loss, rank, acc = _one_pass(model, tokenizer, examples, encoded, ranked[name], (coeffs, injected),
-                                            budget, metric, bar)
+                loss, rank, acc = _one_pass(model, tokenizer, examples, encoded, rows=ranked[name],
+                                            points=(coeffs, injected), budget=budget, metric=metric, bar=bar)
             if loss is None or (name in ranked and rank is None):
                 probe = prefix_probe(model, encoded, coeffs, injected, pad_id=tokenizer.pad_token_id)
                 with (shared_prefix(model, span.modules, probe) if config.share_prefix else nullcontext()) as repeat:
@@ -192,7 +192,7 @@ def evaluate_points(model, tokenizer, span: Span, coeffs: torch.Tensor, tasks: d
     return out
 
 
-def _one_pass(model, tokenizer, examples: list[Example], encoded: list[Encoded], rows: list[Encoded], points: tuple,
+def _one_pass(model, tokenizer, examples: list[Example], encoded: list[Encoded], *, rows: list[Encoded], points: tuple,
               budget: Budget, metric: str, bar) -> tuple:
     """``(loss [K], rank accuracy [K], accuracy [K])`` of a rankable task at the path ``points`` from one pass over its
     shared prompts (``choices.py``), each None where that pass cannot give it (then the loss pass, the rows or
@@ -208,14 +208,15 @@ def _one_pass(model, tokenizer, examples: list[Example], encoded: list[Encoded],
         return None, None, None
     bar.update(len(coeffs) * len(rows))
     rank = ranked_accuracy(scores.nll, examples)
-    gold = gold_scores(scores.nll, scores.misses, rows, examples, plain)
+    gold = gold_scores(scores.nll, scores.misses, rows, examples, plain=plain)
     if gold is None:
         return None, rank, None
     bar.update(len(coeffs) * len(examples))
     if scores.greedy is None or bool((scores.greedy[:, :, 0] < 0).any()):
         return gold[0], rank, None
     bar.update(len(coeffs) * len(examples))
-    return gold[0], rank, points_accuracy(tokenizer, examples, encoded, gold[1], scores.greedy.cpu(), metric)
+    return gold[0], rank, points_accuracy(tokenizer, examples, encoded, known=gold[1], decoded=scores.greedy.cpu(),
+                                          metric=metric)
 
 
 def evaluate_path(model, tokenizer, path: LoraPath, ts: list[float], tasks: dict[str, list[Example]],
@@ -260,7 +261,7 @@ def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: Ev
                 decode = (max(len(e.ids) - e.n_prompt for e in encoded), tokenizer.eos_token_id) if plain else None
                 nll, misses, decoded = choice_scores(model, rows, examples, tokenizer.pad_token_id, budget=budget,
                                                      rows_nll=as_rows, decode=decode)
-                gold = gold_scores(nll, misses, rows, examples, plain)
+                gold = gold_scores(nll, misses, rows, examples, plain=plain)
                 forced = (gold[0], gold[1][0]) if gold else None
             rank = ranked_accuracy(nll, examples)
         if config.accuracy:  # one pass gives the loss and the answers greedy decoding would reproduce; the rest decode

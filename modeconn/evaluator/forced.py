@@ -91,7 +91,7 @@ def model_accuracy(model, tokenizer, examples: list[Example], encoded: list[Enco
     return correct / len(examples)
 
 
-def points_accuracy(tokenizer, examples: list[Example], encoded: list[Encoded], known: list[list[bool]],
+def points_accuracy(tokenizer, examples: list[Example], encoded: list[Encoded], *, known: list[list[bool]],
                     decoded: torch.Tensor, metric: str = "exact_match") -> torch.Tensor:
     """``[K]`` mean score of greedy decoding at each of K path points, every answer at hand: ``known[k]``'s as the
     reference's tokens, the others from ``decoded [K, N, max_new]`` (``choices.shared_choice_scores``)."""

@@ -303,7 +303,7 @@ def shared(model, tokenizer, examples, max_length):
         scores = choice_scores(model, rows, examples, pad, budget=1 << 20, rows_nll=lambda part: path_nll(
             model, part, torch.ones(1, 1), Unrouted(), pad_id=pad, budget=Budget(1 << 20)),
             decode=(max(len(e.ids) - e.n_prompt for e in encoded), tokenizer.eos_token_id))
-    gold = gold_scores(scores.nll, scores.misses, rows, examples, True)
+    gold = gold_scores(scores.nll, scores.misses, rows, examples, plain=True)
     return scores, (gold[0], gold[1][0]) if gold else None
 
 

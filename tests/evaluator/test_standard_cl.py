@@ -196,3 +196,28 @@ def test_test_rows_without_a_gold_label_are_left_out_and_counted(tree, tmp_path)
     assert len(examples) == before - 1 and all(e.answer != "-" for e in examples)
     assert rows[1]["sentence"] not in [e.prompt.rsplit("\n", 2)[-2] for e in examples]
     assert carve_record(agnews)["test_rows_left_out"] == 1
+
+
+@pytest.mark.slow
+def test_every_method_trains_on_a_standard_cl_stream_and_records_both_accuracies(tree, tmp_path):
+    """Every continual method on two miniature O-LoRA tasks (labels with spaces, a prompt cut at max_length): a
+    complete run with exact-match and rank-classification matrices (the memory and merge methods keep and score
+    examples with their label sets)."""
+    from modeconn.continual import METHODS, TrainConfig, TrainRequest, get_method, train_sequence
+
+    bench = tree / "CL_Benchmark"
+    tasks = [("amazon", bench / "SC" / "amazon"), ("agnews", bench / "TC" / "agnews")]
+    config = TrainConfig(rank=4, alpha=8, target_modules=("q_proj", "v_proj"), epochs=1, batch_size=4, max_train=8,
+                         seed=3, lr=3e-3, max_length=200)
+    options = {"ewc": {"fisher_samples": 4}, "pp": {"pp_length": 3}, "l2p": {"l2p_pool": 4, "l2p_length": 2, "l2p_top_k": 2},
+               **dict.fromkeys(("merge", "ties", "magmax"), {"buffer_size": 4, "merge_scales": "0.5,1"}),
+               **dict.fromkeys(("er", "ilora", "sure", "agem", "gem", "seq-path", "mc-sgd"), {"buffer_size": 4})}
+    metric = dict.fromkeys(("amazon", "agnews"), "olora_exact_match")
+    for name in METHODS:
+        method = get_method(name, seed=3, **options.get(name, {}))
+        train_sequence(TrainRequest("tiny-llama", tasks, method, config, eval_limit=2, metrics=metric),
+                       tmp_path / name, name=f"{name}-seed3", progress=False)
+        metrics = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert len(metrics["accuracy"]) == 2 and len(metrics["rank_accuracy"]) == 2, name
+        assert all(0 <= a <= 1 for row in metrics["rank_accuracy"] for a in row), name
+        assert metrics["rank_AP"] is not None, name
