@@ -106,8 +106,8 @@ def _batch_scores(model, items: list, pad_id: int, *, decode: tuple[int, int] | 
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None:
     """``[K, rows]`` summed NLL and ``[K, rows]`` argmax misses of every choice of ``items`` (prompt, answers, row
     span, example) at each of the K path points of ``points`` (coefficients, and the injected path that routes them:
-    the batch is point-major, K blocks of the same rows), and with ``decode`` (max new tokens, eos) each item's ``[K, items, max_new]`` greedy
-    tokens; None if the batch's length exceeds a sliding window."""
+    the batch is point-major, K blocks of the same rows), and with ``decode`` (max new tokens, eos) the items'
+    ``[K, items, max_new]`` greedy tokens; None if the batch's length exceeds a sliding window."""
     lm = causal_lm(model)
     device = next(model.parameters()).device
     coeffs, injected = points
