@@ -286,7 +286,8 @@ def generated(model, tokenizer, examples, max_length) -> list[list[int]]:
     out = []
     with torch.no_grad():
         for e in encoded:
-            tokens = model.generate(input_ids=torch.tensor([e.prompt_ids]), generation_config=gen)[0, e.n_prompt :].tolist()
+            ids = torch.tensor([e.prompt_ids], device=next(model.parameters()).device)
+            tokens = model.generate(input_ids=ids, generation_config=gen)[0, e.n_prompt :].tolist()
             out.append(tokens + [tokenizer.pad_token_id] * (max_new - len(tokens)))
     return out
 
