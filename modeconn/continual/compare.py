@@ -117,7 +117,16 @@ def _matrix(rows, where: str) -> None:
             _number(v, f"{where}[{i}][{j}]", 0.0, 1.0, none_ok=False)
 
 
-def _learned(record: dict, where: str) -> list[bool | None] | None:
+def learned_flags(record: dict, where: str) -> list[bool | None] | None:
+    """Per task, whether the run learned it: recomputed from the run's matrices where it records them (so a run written
+    before the verdict read rank accuracy is judged by today's rule, ``ContinualMetrics.learned``), else as recorded."""
+    from .metrics import ContinualMetrics
+
+    if all(isinstance(record.get(k), list) for k in ("tasks", "accuracy", "initial_accuracy", "eval_examples")):
+        try:
+            return ContinualMetrics.from_fields(record).learned
+        except (IndexError, ZeroDivisionError, TypeError) as exc:
+            raise DataError(f"{where}: malformed matrices ({exc!r}); fix or remove that run") from None
     flags = record.get("learned")
     if flags is None:
         return None
@@ -185,7 +194,7 @@ def read_runs(paths: list[str]) -> list[Run]:
                 raise DataError(f"{where}: no AP; fix or remove that run")
             if "accuracy" in record:
                 _matrix(record["accuracy"], f"{where}: accuracy")
-            runs.append(Run(label, seed, scores, str(folder), learned=_learned(record, str(where))))
+            runs.append(Run(label, seed, scores, str(folder), learned=learned_flags(record, str(where))))
             other = _other_learner(record, str(where))
             if other is not None:
                 runs.append(Run(f"{label}:{other[0]}", seed, other[1], str(folder), learned=other[2]))
@@ -205,9 +214,15 @@ def _other_learner(record: dict, where: str) -> tuple[str, dict, list | None] | 
     if not isinstance(other, dict) or not other.get("accuracy"):
         return None
     _matrix(other["accuracy"], f"{where}: other_learner.accuracy")
-    initial = record.get("initial_accuracy")
+    initial, ranks, initial_rank = record.get("initial_accuracy"), other.get("rank_accuracy"), None
     if initial is not None:
         _matrix([initial], f"{where}: initial_accuracy")
+    if ranks is not None and record.get("initial_rank_accuracy") is not None:  # the verdict reads rank, as the run's
+        _matrix(ranks, f"{where}: other_learner.rank_accuracy")
+        initial_rank = record["initial_rank_accuracy"]
+        _matrix([initial_rank], f"{where}: initial_rank_accuracy")
+    else:
+        ranks = None
     if not isinstance(other.get("learner"), str):
         raise DataError(f"{where}: other_learner.learner should be a name; fix or remove that run")
     counts = record.get("eval_examples")
@@ -215,7 +230,8 @@ def _other_learner(record: dict, where: str) -> tuple[str, dict, list | None] | 
         counts = None  # the learned-or-not margin needs them: without, unknown
     try:
         scores = ContinualMetrics(tasks=list(record.get("tasks") or []), accuracy=other["accuracy"],
-                                  initial_accuracy=initial, eval_examples=counts)
+                                  initial_accuracy=initial, eval_examples=counts, rank_accuracy=ranks,
+                                  initial_rank_accuracy=initial_rank)
         learned = scores.learned if counts is not None and initial is not None else None
         return other["learner"], {"AP": scores.ap, "BWT": scores.bwt, "FWT": scores.fwt}, learned
     except (IndexError, ZeroDivisionError, TypeError) as exc:

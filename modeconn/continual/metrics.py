@@ -5,8 +5,9 @@
   FWT = mean_{j>1} (R[j−1][j] − R₀[j])                    (forward transfer; R₀ = the model before any task)
 
 Whether each task was learned at all (``metrics.json``: ``base_accuracy``, ``eval_examples``, ``learned_margin``,
-``learned``): R[j][j] − p_j > 1.96·√(p_j(1 − p_j)/n_j), with p_j = R₀[j] the base model's accuracy on task j (every
-method starts at the base: a fresh LoRA has B = 0, a prompt method has no prompt yet) and n_j its scored examples;
+``learned``, ``learned_by``): R[j][j] − p_j > 1.96·√(p_j(1 − p_j)/n_j), with p_j = R₀[j] the base model's accuracy
+on task j (every method starts at the base: a fresh LoRA has B = 0, a prompt method has no prompt yet) and n_j its
+scored examples;
 a joint (multi-task) run uses its final row. The margin is the normal 95% margin of a proportion at the base's rate
 (read one-sided: a 2.5% chance that a model no better than the base clears it), chosen over an exact binomial test
 because it also covers a task metric that is a mean of [0, 1] scores rather than a count (its variance is at most
@@ -14,7 +15,9 @@ p(1 − p)). A base at 0 has margin 0, so there one correct answer counts as lea
 
 Where every task's examples carry their choices, the rank-classification accuracy (``evaluator/rank.py``) is recorded
 beside it, row for row (``rank_accuracy``, ``initial_rank_accuracy``, ``rank_AP``, ``rank_BWT``); the task's own metric
-stays the primary one (AP, BWT, FWT and ``learned`` are computed from it).
+stays the primary one (AP, BWT and FWT are computed from it), but ``learned`` reads the rank accuracy where every row
+has it: a base that never answers in the label format scores 0 by exact match, and a prompt that teaches only the
+format would clear that at chance; the rank accuracy of the label set says whether the task was learned.
 """
 from __future__ import annotations
 
@@ -83,30 +86,54 @@ class ContinualMetrics(JsonResult):
         return sum(self.accuracy[j - 1][j] - self.initial_accuracy[j] for j in range(1, t)) / (t - 1)
 
     @property
+    def learned_by(self) -> str | None:
+        """Which accuracy the learned-or-not verdict reads: "rank" where the run records rank classification for every
+        row (a base that never answers in the label format scores 0 by its metric, so any run that learns the format
+        would clear it; rank accuracy asks whether the task itself was learned), else "accuracy" (the task's metric);
+        None without the base's scores."""
+        if self.eval_examples is None:
+            return None
+        ranks = self.rank_accuracy
+        if self.initial_rank_accuracy is not None and ranks and len(ranks) == len(self.accuracy):
+            return "rank"
+        return "accuracy" if self.initial_accuracy is not None else None
+
+    def _verdict_rows(self) -> tuple[list[list[float]], list[float]] | None:
+        by = self.learned_by
+        if by is None:
+            return None
+        if by == "rank":
+            return self.rank_accuracy, self.initial_rank_accuracy
+        return self.accuracy, self.initial_accuracy
+
+    @property
     def learned_margin(self) -> list[float] | None:
-        """Per task, 1.96·√(p(1 − p)/n) at the base's accuracy p over its n scored examples."""
-        if self.initial_accuracy is None or self.eval_examples is None:
+        """Per task, 1.96·√(p(1 − p)/n) at the base's accuracy p (by ``learned_by``) over its n scored examples."""
+        verdict = self._verdict_rows()
+        if verdict is None:
             return None
         return [LEARNED_Z * math.sqrt(max(p * (1 - p), 0.0) / max(n, 1))
-                for p, n in zip(self.initial_accuracy, self.eval_examples)]
+                for p, n in zip(verdict[1], self.eval_examples)]
 
     @property
     def learned(self) -> list[bool] | None:
-        """Per task trained so far: its accuracy right after training it (joint: the final row, once complete) above
-        the base model's by more than ``learned_margin``; None without the base's scores."""
-        margins = self.learned_margin
-        if margins is None:
+        """Per task trained so far: its accuracy (by ``learned_by``) right after training it (joint: the final row,
+        once complete) above the base model's by more than ``learned_margin``; None without the base's scores."""
+        verdict, margins = self._verdict_rows(), self.learned_margin
+        if verdict is None:
             return None
+        matrix, initial = verdict
         if self.joint:
-            rows = [self.accuracy[-1]] * len(self.tasks) if len(self.accuracy) == len(self.tasks) else []
+            rows = [matrix[-1]] * len(self.tasks) if len(matrix) == len(self.tasks) else []
         else:
-            rows = self.accuracy
-        return [row[j] - self.initial_accuracy[j] > margins[j] for j, row in enumerate(rows)]
+            rows = matrix
+        return [row[j] - initial[j] > margins[j] for j, row in enumerate(rows)]
 
     def json_summary(self) -> dict:
         """AP, BWT, FWT and what was learned, recomputed from the matrix on reading."""
         return {"AP": self.ap, "BWT": self.bwt, "FWT": self.fwt, "base_accuracy": self.initial_accuracy,
-                "learned_margin": self.learned_margin, "learned": self.learned, "rank_AP": self.rank_ap,
+                "learned_margin": self.learned_margin, "learned": self.learned, "learned_by": self.learned_by,
+                "rank_AP": self.rank_ap,
                 "rank_BWT": self.rank_bwt}
 
     @classmethod

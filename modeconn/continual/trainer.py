@@ -222,7 +222,8 @@ def train_task(run: Prepared, folder: RunFolder, index: int, *, clock: StepClock
     method.end_task(ctx)
     run.metrics.add_row(*run.scores(method, index + 1))
     if method.other_learner is not None:
-        method.note_other_scores(run.scores(method, index + 1, key=method.other_learner)[0])
+        accuracy, _, rank = run.scores(method, index + 1, key=method.other_learner)
+        method.note_other_scores(accuracy, rank)
     state.task_index, state.epoch, state.position, state.order, state.task_step = index + 1, 0, 0, None, 0
     if main:
         folder.save_task(run.model, method, task)

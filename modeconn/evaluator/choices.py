@@ -233,14 +233,6 @@ def shared_choice_scores(model, rows: list[Encoded], sizes: list[int], pad_id: i
     return SharedScores(out, misses, greedy)
 
 
-def shared_choice_nll(model, rows: list[Encoded], sizes: list[int], pad_id: int, *, budget: int | Budget,
-                      ) -> torch.Tensor | None:
-    """The ``[rows]`` NLLs of ``shared_choice_scores`` for the model as it stands: NaN where a prompt could not be
-    shared, None where no prompt can be."""
-    scores = shared_choice_scores(model, rows, sizes, pad_id, budget=budget)
-    return None if scores is None else scores.nll[0]
-
-
 def choice_scores(model, rows: list[Encoded], examples, pad_id: int, *, budget: int | Budget, rows_nll,
                   decode: tuple[int, int] | None = None, points: tuple | None = None) -> SharedScores:
     """``SharedScores`` of ``choice_rows``' rows at ``points`` (default: the model as it stands) with every NLL filled

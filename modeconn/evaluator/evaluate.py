@@ -16,7 +16,7 @@ from .choices import choice_scores, gold_scores, shared_choice_scores
 from .data import Encoded, Example, encode_counted, resolve_max_length
 from .fields import DTYPE_CHOICES, dtype_field, max_batch_tokens_field, max_length_field
 from .batch import scored_batch
-from .forced import forced_pass, model_accuracy, plain_greedy, points_accuracy
+from .forced import forced_pass, greedy_limit, model_accuracy, points_accuracy
 from .greedy import path_accuracy
 from .head import answer_nll, causal_lm
 from .layer import Unrouted, inject_path
@@ -200,8 +200,8 @@ def _one_pass(model, tokenizer, examples: list[Example], encoded: list[Encoded],
     other answers decoded greedily from each prompt's cache."""
     coeffs, injected = points
     pad = tokenizer.pad_token_id
-    plain = plain_greedy(model)
-    decode = (max(len(e.ids) - e.n_prompt for e in encoded), tokenizer.eos_token_id) if plain else None
+    decode = greedy_limit(model, tokenizer, encoded)
+    plain = decode is not None
     scores = shared_choice_scores(model, rows, [len(e.choices) for e in examples], pad, budget=budget, decode=decode,
                                   points=points)
     if scores is None or bool(torch.isnan(scores.nll).any()):
@@ -257,8 +257,8 @@ def evaluate_model(model, tokenizer, tasks: dict[str, list[Example]], config: Ev
             if transform is not None:  # prompt methods rewrite the rows: rows path
                 nll = as_rows(transform(rows))
             else:  # shared prompts: the gold rows stand in for the forced pass below, and the prompts' caches decode
-                plain = plain_greedy(model)
-                decode = (max(len(e.ids) - e.n_prompt for e in encoded), tokenizer.eos_token_id) if plain else None
+                decode = greedy_limit(model, tokenizer, encoded)
+                plain = decode is not None
                 nll, misses, decoded = choice_scores(model, rows, examples, tokenizer.pad_token_id, budget=budget,
                                                      rows_nll=as_rows, decode=decode)
                 gold = gold_scores(nll, misses, rows, examples, plain=plain)

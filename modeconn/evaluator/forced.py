@@ -34,6 +34,12 @@ def plain_greedy(model) -> bool:
     return config is None or all(getattr(config, key, None) in (None, value) for key, value in NEUTRAL.items())
 
 
+def greedy_limit(model, tokenizer, encoded: list[Encoded]) -> tuple[int, int] | None:
+    """``(max_new_tokens, eos)`` for decoding ``encoded``'s answers from cached prompts (``choices.py``), or None
+    where greedy decoding is not the logits' argmax (``plain_greedy``) and ``generate`` must decode."""
+    return (max(len(e.ids) - e.n_prompt for e in encoded), tokenizer.eos_token_id) if plain_greedy(model) else None
+
+
 def forced_pass(model, encoded: list[Encoded], pad_id: int, budget: int) -> tuple[torch.Tensor, list[bool]]:
     """``[1]`` token-weighted mean answer NLL (the numbers ``path_losses`` gives for the model as it stands) and, per
     example, whether greedy decoding reproduces its answer + eos, from one forward pass per batch."""

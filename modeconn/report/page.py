@@ -211,12 +211,17 @@ def _rank_ap(entry) -> str:
 
 
 def _learned_nothing(entry) -> bool:
-    """The run records (``learned`` in its metrics.json) that it learned none of its tasks; unknown counts as no."""
+    """The run learned none of its tasks (``learned_flags``: from its matrices, else as its metrics.json records);
+    unknown counts as no."""
+    from ..continual.compare import learned_flags
+    from ..errors import DataError
+
     if entry.metrics is None:
         return False
     try:
-        flags = json.loads((entry.folder / "metrics.json").read_text()).get("learned")
-    except (OSError, ValueError, AttributeError):
+        record = json.loads((entry.folder / "metrics.json").read_text())
+        flags = learned_flags(record, str(entry.folder / "metrics.json")) if isinstance(record, dict) else None
+    except (OSError, ValueError, AttributeError, DataError):
         return False
     return isinstance(flags, list) and bool(flags) and all(f is False for f in flags)
 

@@ -262,3 +262,26 @@ def test_the_second_learner_is_judged_learned_or_not_from_its_own_matrix(runs, t
     assert _learned_nothing(SimpleNamespace(metrics=object(), folder=tmp_path / "l2p"))
     assert not _learned_nothing(SimpleNamespace(metrics=object(), folder=runs / "sure-seed0"))
     assert not _learned_nothing(SimpleNamespace(metrics=object(), folder=runs / "er-seed0"))  # unknown: not marked
+
+
+def test_learned_is_recomputed_from_a_runs_rank_matrices(runs, tmp_path):
+    """A run recorded with exact-match verdicts (true: the base scored 0) whose rank accuracy never left the base's is
+    judged by rank on reading: it learned nothing; its second learner too, from its own rank rows."""
+    from types import SimpleNamespace
+
+    from modeconn.report.page import _learned_nothing
+
+    chance = {"tasks": ["a", "b"], "initial_accuracy": [0.0, 0.0], "eval_examples": [64, 64],
+              "initial_rank_accuracy": [0.5, 0.5], "rank_accuracy": [[0.5, 0.5], [0.5, 0.5]]}
+    for seed in (0, 1):
+        fake_run(runs / f"l2p-seed{seed}", f"l2p-seed{seed}", 0.5, 0.0, seed, "l2p", accuracy=[[0.5, 0.0], [0.5, 0.5]],
+                 learned=[True, True], **chance)
+        fake_run(runs / f"sure-seed{seed}", f"sure-seed{seed}", 0.6, 0.0, seed, "sure", accuracy=[[0.7, 0.0], [0.6, 0.7]],
+                 learned=[True, True], **{**chance, "rank_accuracy": [[0.7, 0.5], [0.6, 0.7]]},
+                 method_record={"other_learner": {"learner": "fast", "accuracy": [[0.5, 0.0], [0.5, 0.5]],
+                                                  "rank_accuracy": [[0.5, 0.5], [0.5, 0.5]]}})
+    result = compare(read_runs([str(runs)]), baseline="er")
+    assert result.not_learned == ["l2p", "sure:fast"] and result.groups["l2p"]["learned"] == [[False, False]] * 2
+    assert result.groups["sure"]["learned"] == [[True, True]] * 2
+    assert _learned_nothing(SimpleNamespace(metrics=object(), folder=runs / "l2p-seed0"))
+    assert not _learned_nothing(SimpleNamespace(metrics=object(), folder=runs / "sure-seed0"))

@@ -191,6 +191,19 @@ def test_learned_is_above_the_base_by_more_than_the_binomial_margin():
     assert ContinualMetrics(["a"], accuracy=[[0.5]]).learned is None  # no base scores, no verdict
 
 
+def test_learned_reads_rank_accuracy_where_every_row_has_it():
+    """A base that never answers in the label format (exact match 0) against one that ranks at chance (0.5): a run
+    that learned only the format (exact match 0.5, rank 0.5) did not learn the task; one that ranks 0.7 did."""
+    margin = 1.96 * (0.5 * 0.5 / 64) ** 0.5  # 0.1225
+    m = ContinualMetrics(["a", "b"], accuracy=[[0.5, 0.0], [0.5, 0.7]], initial_accuracy=[0.0, 0.0],
+                         rank_accuracy=[[0.5, 0.5], [0.5, 0.7]], initial_rank_accuracy=[0.5, 0.5], eval_examples=[64, 64])
+    assert m.learned_by == "rank" and m.learned_margin == pytest.approx([margin, margin])
+    assert m.learned == [False, True]  # +0.0 rank; +0.2 > 0.1225
+    assert ContinualMetrics.from_json(m.to_json()).learned == [False, True] and m.to_json()["learned_by"] == "rank"
+    by_metric = ContinualMetrics(["a", "b"], accuracy=m.accuracy, initial_accuracy=[0.0, 0.0], eval_examples=[64, 64])
+    assert by_metric.learned_by == "accuracy" and by_metric.learned == [True, True]  # the format alone clears 0
+
+
 def test_the_base_accuracy_is_the_base_models_own(tmp_path, tokenizer):
     """``base_accuracy`` in metrics.json is the bare base model's accuracy on the same examples."""
     from modeconn.evaluator.evaluate import EvalConfig, evaluate_model

@@ -240,7 +240,7 @@ def test_shared_prompt_nll_equals_the_rows_path(tokenizer, kind):
     """Prompts run once, their cache copied to each choice: every choice's NLL equals the rows path's (1e-4, float32),
     with prompts cut at max_length (12: each choice cuts its own, so those examples run as rows), and so do the
     predicted labels and evaluate_model's rank accuracy; a model whose cache cannot be copied falls back to rows."""
-    from modeconn.evaluator.choices import choice_nll, shared_choice_nll
+    from modeconn.evaluator.choices import choice_nll, shared_choice_scores
     from modeconn.evaluator.layer import Unrouted
 
     model = tiny_lm(kind)
@@ -248,7 +248,8 @@ def test_shared_prompt_nll_equals_the_rows_path(tokenizer, kind):
     for max_length, budget in ((200, 1 << 20), (200, 64), (12, 1 << 20)):
         rows = choice_rows(tokenizer, CHOICE_EXAMPLES, max_length)
         reference = path_nll(model, rows, torch.ones(1, 1), Unrouted(), pad_id=pad, budget=Budget(budget))
-        shared = shared_choice_nll(model, rows, [len(e.choices) for e in CHOICE_EXAMPLES], pad, budget=budget)
+        scores = shared_choice_scores(model, rows, [len(e.choices) for e in CHOICE_EXAMPLES], pad, budget=budget)
+        shared = None if scores is None else scores.nll[0]
         assert (shared is not None) == SHARING[kind][2]
         if shared is not None and max_length == 12:  # the cut examples run as rows, the others are shared
             assert 0 < int(torch.isnan(shared).sum()) < len(rows)

@@ -221,3 +221,7 @@ def test_every_method_trains_on_a_standard_cl_stream_and_records_both_accuracies
         assert len(metrics["accuracy"]) == 2 and len(metrics["rank_accuracy"]) == 2, name
         assert all(0 <= a <= 1 for row in metrics["rank_accuracy"] for a in row), name
         assert metrics["rank_AP"] is not None, name
+        assert metrics["learned_by"] == "rank" and len(metrics["learned"]) == 2, name  # the verdict reads rank
+        other = metrics.get("method_record", {}).get("other_learner")
+        if name in ("ilora", "sure"):  # the learner not evaluated keeps its rank rows too
+            assert len(other["rank_accuracy"]) == 2 and all(0 <= a <= 1 for row in other["rank_accuracy"] for a in row)

@@ -99,8 +99,9 @@ class MethodBase:
         learner not evaluated), handed to ``note_other_scores``; None for most methods."""
         return None
 
-    def note_other_scores(self, accuracy: list[float]) -> None:
-        """The other learner's accuracy on every task after the task just trained."""
+    def note_other_scores(self, accuracy: list[float], rank: list[float] | None = None) -> None:
+        """The other learner's accuracy (and rank accuracy, where recorded) on every task after the task just
+        trained."""
 
     def evaluation_plan(self, trained: int, tasks: int) -> list:
         """A key per task, naming what the task is scored with after ``trained`` tasks (default: the evaluated adapter

@@ -70,6 +70,7 @@ class ILoRA(DualLearners, ReplayState, MethodBase):
         self.buffer = ReservoirBuffer(self.buffer_size, self.seed)
         self.slow = SlowLearner(self.ilora_ema)
         self.other_rows: list[list[float]] = []
+        self.other_rank_rows: list[list[float]] = []  # empty unless every task has choices
         self.collate, self.index = None, 0
         self.parts: dict[str, float] = {}
 

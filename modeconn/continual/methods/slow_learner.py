@@ -42,28 +42,34 @@ class SlowLearner:
 class DualLearners:
     """Mixin of the methods with a fast and a slow learner (I-LoRA, SuRe): the learner not evaluated is scored too
     after each task, on the same tasks, and its matrix goes to ``metrics.json``'s ``method_record`` — both learners of
-    one training run, paired exactly. Expects ``evaluated_adapter``, a ``slow`` SlowLearner and an ``other_rows``
-    list; adds the slow learner's step and those rows to the resumable state of the class after it (ReplayState)."""
+    one training run, paired exactly. Expects ``evaluated_adapter``, a ``slow`` SlowLearner and ``other_rows`` and
+    ``other_rank_rows`` lists; adds the slow learner's step and those rows to the resumable state of the class after it (ReplayState)."""
 
     def state(self) -> tuple[dict, dict]:
         tensors, meta = super().state()
-        return tensors, {**meta, "step": self.slow.step, "other_rows": self.other_rows}
+        return tensors, {**meta, "step": self.slow.step, "other_rows": self.other_rows,
+                         "other_rank_rows": self.other_rank_rows}
 
     def load_state(self, tensors: dict, meta: dict) -> None:
         super().load_state(tensors, meta)
         self.slow.step = meta["step"]
         self.other_rows = [list(row) for row in meta["other_rows"]]
+        self.other_rank_rows = [list(row) for row in meta.get("other_rank_rows", [])]  # absent before it was kept
 
     @property
     def other_learner(self) -> str:
         return FAST if self.evaluated_adapter == SLOW else SLOW
 
-    def note_other_scores(self, accuracy: list[float]) -> None:
+    def note_other_scores(self, accuracy: list[float], rank: list[float] | None = None) -> None:
         self.other_rows.append(list(accuracy))
+        if rank is not None:
+            self.other_rank_rows.append(list(rank))
 
     def record(self) -> dict:
         if not self.other_rows:
             return {}
         scores = ContinualMetrics(tasks=[], accuracy=self.other_rows)
         learner = "fast" if self.other_learner == FAST else "slow"
-        return {"other_learner": {"learner": learner, "accuracy": self.other_rows, "AP": scores.ap, "BWT": scores.bwt}}
+        ranks = {"rank_accuracy": self.other_rank_rows} if len(self.other_rank_rows) == len(self.other_rows) else {}
+        return {"other_learner": {"learner": learner, "accuracy": self.other_rows, "AP": scores.ap, "BWT": scores.bwt,
+                                  **ranks}}

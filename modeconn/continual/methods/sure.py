@@ -86,6 +86,7 @@ class SuRe(DualLearners, ReplayState, MethodBase):
         self.buffer = SurpriseBuffer(self.buffer_size, self.seed)
         self.slow = SlowLearner(self.sure_ema)
         self.other_rows: list[list[float]] = []
+        self.other_rank_rows: list[list[float]] = []  # empty unless every task has choices
         self.index, self.collate, self.parts = 0, None, {}
 
     @property
