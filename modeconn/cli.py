@@ -173,6 +173,10 @@ def _study_options(command: str, *, skip: tuple[str, ...] = (), reword: dict | N
     return decorate
 
 
+# the StudySettings fields ``report`` does not take: each run names its base, tasks and data; --limit and --seed are its own
+LOADED_BY_RUNS = ("data", "prompt_field", "answer_field", "manifest", "split", "base", "limit", "seed", "accuracy")
+
+
 def _settings(**given):
     """The one ``StudySettings`` an analysis command builds from its flags."""
     from .analysis.settings import StudySettings
@@ -590,14 +594,18 @@ def compare(runs, baseline, out, primary, seed, as_json):
 @click.option("--curvature", "curvature_files", multiple=True, metavar="FILE",
               help="a curvature.json of one of the runs (`modeconn curvature RUN --out DIR`): a table and a plot of each "
                    "task minimum's sharpness against its forgetting; repeatable")
-def report(runs, out, points, limit, curves, curve_steps, grid, baseline, seed, space, accuracy, curvature_files):
+@_study_options("report", skip=LOADED_BY_RUNS, as_json=False)
+def report(runs, out, points, limit, curves, curve_steps, grid, baseline, seed, space, accuracy, curvature_files,
+           **loading):
     """The report page for any runs or task sequences: accuracy matrices, consecutive barriers (line and fitted
     curve), the plane through the largest barrier (with any slow and fast learners the runs keep marked on it), the
     method comparison, and every result's settings. Results already in OUT with the same settings are read back, not
     recomputed."""
+    from dataclasses import fields
     from pathlib import Path
 
     from . import checks
+    from .analysis.settings import StudySettings
     from .report.gather import REPORT_FILES, ReportConfig, gather, labels_of
     from .files import write_json
     from .outdir import claim
@@ -606,7 +614,10 @@ def report(runs, out, points, limit, curves, curve_steps, grid, baseline, seed, 
     checks.seed("seed", seed)
     folders = [Path(r) for r in runs]
     labels = labels_of(folders)
-    config = ReportConfig(points, limit, curves, curve_steps, grid=grid, seed=seed, baseline=baseline, space=space, accuracy=accuracy)
+    _settings(**loading)  # checked at the door
+    defaults = {f.name: f.default for f in fields(StudySettings)}
+    config = ReportConfig(points, limit, curves, curve_steps, grid=grid, seed=seed, baseline=baseline, space=space,
+                          accuracy=accuracy, loading={k: v for k, v in loading.items() if v != defaults[k]})
     with claim(out, owned=[*labels, *REPORT_FILES], inputs=_inputs(runs, curvature_files)) as claimed:
         results = gather([str(f) for f in folders], claimed.root, config, curvature=curvature_files)
         write_json(claimed.root / "report.json", results.to_json())

@@ -243,22 +243,23 @@ def sweep_sequence(sequence: str, settings: StudySettings = StudySettings(), *, 
     train = study.encoded("train") if bezier else {}  # the curves' training answers must fit too, before any work
     adapters, split, seed = study.adapters, study.split, study.seed
     todo = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names)) if pairs == "all" or j == i + 1]
-    quiet = replace(study.eval_config, progress=False)
+    shown = settings.progress and study.processes.main  # each pair's paths and fit show their own bars beneath
+    inner = replace(study.eval_config, progress=shown)  # (a 4-task pair on a 135M model takes minutes on a CPU)
     done = []  # this process's share of the pairs (all of them in one process), gathered below
     for i, j in tqdm([todo[k] for k in study.processes.share(len(todo))], desc="adapter pairs",
-                     disable=not (settings.progress and study.processes.main)):
+                     disable=not shown):
         ends = [ends_of[i], ends_of[j]]
-        line = _evaluate_path(study, linear_path(adapters[i], adapters[j], space, True), ts, quiet, shared=False)
+        line = _evaluate_path(study, linear_path(adapters[i], adapters[j], space, True), ts, inner, shared=False)
         pair = PairResult(i, j, {"linear": BarrierResult.from_evaluation(line, "linear", space, ends,
                                                                          base_model=seq.base_model, split=split, seed=seed)})
         fit = None
         if bezier:
             fit = fit_path(study.model, study.tokenizer, start_path(config.path, adapters[i], adapters[j], space),
-                           train=train[names[i]][0] + train[names[j]][0], config=config, progress=False)
+                           train=train[names[i]][0] + train[names[j]][0], config=config, progress=shown)
             fit.endpoints = ends
             curve = _evaluate_path(study, kind_path(config.path, adapters[i], fit.controls, adapters[j], space=space,
                                                   base_given=True), ts,
-                                   quiet, shared=False)
+                                   inner, shared=False)
             pair.paths[config.path] = BarrierResult.from_evaluation(
                 curve, config.path, space, ends, base_model=seq.base_model, split=split, seed=seed,
                 extra={"fit_loss_first": fit.history[0], "fit_loss_last": fit.history[-1]})

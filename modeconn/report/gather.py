@@ -29,6 +29,7 @@ class ReportConfig:
     baseline: str = "er"  # the comparison's baseline, when several runs are given and it is among them
     space: str = "factor"  # the paths' space: factor, delta, or both (the plane takes the first)
     accuracy: bool = False  # score the paths by accuracy too (greedy decoding, and rank classification where choices)
+    loading: dict = field(default_factory=dict)  # StudySettings fields of loading and batching given (dtype, device, …)
 
     def spaces(self) -> list[str]:
         return ["factor", "delta"] if self.space == "both" else [self.space]
@@ -195,8 +196,9 @@ def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfi
         read.append(metrics)
     results = ReportResults(out, config, [])
     results.curvature = read_curvature(curvature, list(zip(labels_of(folders), folders)))
-    losses = StudySettings(limit=config.limit, seed=config.seed, accuracy=False, progress=False)
-    paths_eval = StudySettings(limit=config.limit, seed=config.seed, accuracy=config.accuracy, progress=progress)
+    losses = StudySettings(limit=config.limit, seed=config.seed, accuracy=False, progress=False, **config.loading)
+    paths_eval = StudySettings(limit=config.limit, seed=config.seed, accuracy=config.accuracy, progress=progress,
+                               **config.loading)
     for label, folder, metrics in zip(labels_of(folders), folders, read):
         entry = RunEntry(label, folder, metrics)
         results.runs.append(entry)
@@ -211,7 +213,8 @@ def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfi
         for space in config.spaces():
             request = {"kind": "sweep", "run": str(folder.resolve()), "content": content, "space": space,
                        "accuracy": config.accuracy, "points": config.points, "limit": config.limit,
-                       "curves": config.curves, "curve_steps": config.curve_steps, "seed": config.seed}
+                       "curves": config.curves, "curve_steps": config.curve_steps, "seed": config.seed,
+                       **config.loading}
             curves = out / label / sweep_folder(space, "curves")
             entry.sweeps[space] = _cached(
                 out / label / sweep_folder(space), request, lambda o: load_result(o / "sweep.json"),
@@ -263,7 +266,7 @@ def _plane(entry: RunEntry, row: dict, out: Path, config: ReportConfig, losses, 
                                      if marks else ""))
     request = {"kind": "plane", "space": space, "points": [a, b, third], "marks": list(marks),
                "content": content_hash([a, b, third, *marks, *_sequence_files(seq)]),
-               "grid": config.grid, "limit": config.limit, "seed": config.seed}
+               "grid": config.grid, "limit": config.limit, "seed": config.seed, **config.loading}
 
     def compute():
         plane = measure_plane([a, b, third], losses, space=space, grid=config.grid, marks=list(marks))

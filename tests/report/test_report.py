@@ -63,6 +63,12 @@ def test_results_with_the_same_settings_are_read_back_and_others_recomputed(runs
     record = json.loads((other / "report.json").read_text())
     assert record["reused"] == [] and list(record["runs"][0]["consecutive"]) == ["linear"]
     assert "fortune minimum" in record["plane"]  # no curve: the plane takes the next minimum as its third point
+    assert main(["report", str(root / "seq-seed0"), "--out", str(other), "--no-curves", "--points", "2", "--limit", "4",
+                 "--grid", "3", "--dtype", "bfloat16"]) == 0  # another precision: recomputed in it, and recorded
+    record = json.loads((other / "report.json").read_text())
+    assert record["reused"] == [] and record["config"]["loading"] == {"dtype": "bfloat16"}
+    made_by = json.loads((other / "seq-seed0" / "sweep" / "sweep.json").read_text())["made_by"]
+    assert made_by["settings"]["dtype"] == "bfloat16"
 
 
 def test_a_flat_row_of_barriers_is_one_sentence(runs):
