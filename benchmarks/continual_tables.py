@@ -38,9 +38,11 @@ def comparison_lines(result: dict, seconds: dict | None) -> list[str]:
     stopped = set(result.get("not_learned", []))
     order = sorted(result["groups"], key=lambda g: (g in stopped, -(result["summary"][g].get("AP") or {"mean": 0})["mean"]))
     base = result["baseline"]
+    ranked = any((result["summary"][g].get("rank_AP") or {}).get("mean") is not None for g in order)
     lines = [f"| variant | seeds | AP | BWT | FWT | AP − {base} (paired) | Holm p (* < 0.05) | BWT − {base} | "
-             "relative AP |" + (" run time (s) |" if seconds is not None else ""),
-             "|---|---|---|---|---|---|---|---|---|" + ("---|" if seconds is not None else "")]
+             "relative AP |" + (f" rank AP | rank AP − {base} (paired) |" if ranked else "")
+             + (" run time (s) |" if seconds is not None else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if ranked else "") + ("---|" if seconds is not None else "")]
     for label in order:
         summ, paired = result["summary"][label], result["paired"].get(label, {})
         gain, grey = result["relative_ap_gain"].get(label), label in stopped
@@ -50,6 +52,8 @@ def comparison_lines(result: dict, seconds: dict | None) -> list[str]:
                      f"{_cell(paired.get('AP'), True) if paired else '—'} | {holm_cell(result, label) if paired else '—'} | "
                      f"{'—' if grey or not paired else _cell(paired.get('BWT'), True)} | "
                      f"{f'{gain:+.1%}' if gain is not None and not grey else '—'} |"
+                     + (f" {_cell(summ.get('rank_AP'))} | {_cell(paired.get('rank_AP'), True) if paired else '—'} |"
+                        if ranked else "")
                      + (f" {seconds_cell(seconds, label)} |" if seconds is not None else ""))
     return lines
 

@@ -324,3 +324,20 @@ def test_own_default_searches_only_the_lr_and_grad_accum_goes_into_each_command(
     selection = json.loads((results / "continual.json").read_text())["bases"]["tiny-llama"]["selection"]
     assert [len(selection[m]["configs"]) for m in ("er", "ilora")] == [len(grid)] * 2
     assert set(selection["ilora"]["selected"]) == {"lr", "eval_AP_mean"}
+
+
+def test_the_markdown_table_has_rank_columns_only_where_runs_record_rank(tmp_path):
+    from benchmarks.continual_tables import comparison_lines
+    from modeconn.continual.compare import compare, read_runs
+    from tests.continual.test_compare import fake_run
+
+    for seed in (0, 1):
+        fake_run(tmp_path / "a" / f"er-seed{seed}", f"er-seed{seed}", 0.4, -0.1, seed, rank_AP=0.5 + 0.1 * seed)
+        fake_run(tmp_path / "a" / f"seq-seed{seed}", f"seq-seed{seed}", 0.2, -0.3, seed, "seq", rank_AP=0.4)
+        fake_run(tmp_path / "b" / f"er-seed{seed}", f"er-seed{seed}", 0.4, -0.1, seed)
+    ranked = comparison_lines(compare(read_runs([str(tmp_path / "a")])).to_json(), None)
+    assert "rank AP − er (paired)" in ranked[0] and ranked[0].count("|") == ranked[1].count("|") == 12
+    seq = next(line for line in ranked if line.startswith("| seq "))
+    assert "| 0.400 [0.400, 0.400] PI [0.400, 0.400] | -0.150 [" in seq  # rank AP 0.4 twice; paired 0.4 − (0.5, 0.6)
+    plain = comparison_lines(compare(read_runs([str(tmp_path / "b")])).to_json(), None)
+    assert "rank AP" not in plain[0] and plain[0].count("|") == 10

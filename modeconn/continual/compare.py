@@ -2,7 +2,8 @@
 
 For each group: AP, BWT and FWT as the mean over seeds with the 95% t-interval of the mean (mean ± t₀.₉₇₅,ₙ₋₁·s/√n)
 and the 95% prediction interval for one new seed (mean ± t₀.₉₇₅,ₙ₋₁·s·√(1 + 1/n)). For each group against the
-baseline, over the seeds both have: the paired difference of each measure with the same two intervals, the paired
+baseline, over the seeds both have: the paired difference of each measure (and of rank AP and rank BWT, by rank
+classification over each task's label set, where the runs record them) with the same two intervals, the paired
 t-test's two-sided p-value, a paired bootstrap interval (BCa) as a cross-check of the t-interval, and the relative AP
 gain (mean AP − baseline mean AP) / baseline mean AP, the form of the I-LoRA paper's "up to 11%".
 
@@ -27,9 +28,10 @@ from pathlib import Path
 from ..checks import load_json_text
 from ..errors import DataError
 from ..results import JsonResult
-from .compare_check import ALPHA, MEASURES, check_comparison, settings_record
+from .compare_check import ALPHA, MEASURES, RANK_MEASURES, check_comparison, settings_record
 
-RANGES = {"AP": (0.0, 1.0), "BWT": (-1.0, 1.0), "FWT": (-1.0, 1.0)}
+RANGES = {"AP": (0.0, 1.0), "BWT": (-1.0, 1.0), "FWT": (-1.0, 1.0), "rank_AP": (0.0, 1.0), "rank_BWT": (-1.0, 1.0)}
+SCORED = MEASURES + RANK_MEASURES  # every measure summarised and paired (the rank ones where runs record them)
 _SEED = re.compile(r"^(?P<label>.+)-seed(?P<seed>\d+)$")
 
 
@@ -37,7 +39,7 @@ _SEED = re.compile(r"^(?P<label>.+)-seed(?P<seed>\d+)$")
 class Run:
     label: str
     seed: int
-    scores: dict[str, float | None]  # AP, BWT, FWT
+    scores: dict[str, float | None]  # AP, BWT, FWT, and rank_AP, rank_BWT (None where not recorded)
     path: str
     learned: list[bool | None] | None = None  # per task; None: the run does not say
 
@@ -189,7 +191,7 @@ def read_runs(paths: list[str]) -> list[Run]:
                 label, seed = _label(folder, record)
             except (ValueError, UnicodeDecodeError, AttributeError, TypeError, RecursionError) as exc:
                 raise DataError(f"{where}: not a run's metrics ({type(exc).__name__}); fix or remove that run") from None
-            scores = {m: _number(record.get(m), f"{where}: {m}", *RANGES[m]) for m in MEASURES}
+            scores = {m: _number(record.get(m), f"{where}: {m}", *RANGES[m]) for m in SCORED}
             if scores["AP"] is None:
                 raise DataError(f"{where}: no AP; fix or remove that run")
             if "accuracy" in record:
@@ -233,7 +235,8 @@ def _other_learner(record: dict, where: str) -> tuple[str, dict, list | None] | 
                                   initial_accuracy=initial, eval_examples=counts, rank_accuracy=ranks,
                                   initial_rank_accuracy=initial_rank)
         learned = scores.learned if counts is not None and initial is not None else None
-        return other["learner"], {"AP": scores.ap, "BWT": scores.bwt, "FWT": scores.fwt}, learned
+        return other["learner"], {"AP": scores.ap, "BWT": scores.bwt, "FWT": scores.fwt, "rank_AP": scores.rank_ap,
+                                  "rank_BWT": scores.rank_bwt}, learned
     except (IndexError, ZeroDivisionError, TypeError) as exc:
         raise DataError(f"{where}: a malformed other_learner record ({exc!r})") from None
 
@@ -298,26 +301,26 @@ def compare(runs: list[Run], baseline: str = "er", primary: str | None = None, s
     every compared group but ``primary`` (see the module's docstring); ``seed`` fixes the bootstrap's resampling."""
     groups: dict[str, dict] = {}
     for run in sorted(runs, key=lambda r: (r.label, r.seed)):
-        group = groups.setdefault(run.label, {"seeds": [], "runs": [], **{m: [] for m in MEASURES}, "learned": []})
+        group = groups.setdefault(run.label, {"seeds": [], "runs": [], **{m: [] for m in SCORED}, "learned": []})
         if run.seed in group["seeds"]:
             raise DataError(f"two runs of {run.label} have seed {run.seed}: {group['runs'][group['seeds'].index(run.seed)]} "
                             f"and {run.path}")
         group["seeds"].append(run.seed)
         group["runs"].append(run.path)
         group["learned"].append(run.learned)
-        for m in MEASURES:
-            group[m].append(run.scores[m])
+        for m in SCORED:
+            group[m].append(run.scores.get(m))
     check_labels(runs, baseline, primary)
     result = Comparison(baseline, groups, primary=primary, not_learned=[g for g in groups if did_not_learn(groups[g])])
     result.made_by = settings_record(baseline, primary, seed, resamples)
     base = dict(zip(groups[baseline]["seeds"], range(len(groups[baseline]["seeds"]))))
     for label, group in groups.items():
-        result.summary[label] = {m: _entry(group[m]) for m in MEASURES}
+        result.summary[label] = {m: _entry(group[m]) for m in SCORED}
         if label == baseline:
             continue
         common = [s for s in group["seeds"] if s in base]
         result.paired[label] = {"seeds": common}
-        for m in MEASURES:
+        for m in SCORED:
             pairs = [(group[m][group["seeds"].index(s)], groups[baseline][m][base[s]]) for s in common]
             pairs = [(v, b) for v, b in pairs if v is not None and b is not None]
             entry = _entry([v - b for v, b in pairs])

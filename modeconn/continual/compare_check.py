@@ -5,6 +5,9 @@ from __future__ import annotations
 import math
 
 MEASURES = ("AP", "BWT", "FWT")
+# by rank classification over each task's label set, where every task of a run has one (metrics.json's rank_AP,
+# rank_BWT); optional in a compare.json (one written before they were kept has none)
+RANK_MEASURES = ("rank_AP", "rank_BWT")
 ALPHA = 0.05
 NOT_LEARNED = "did not learn at this scale"
 _ENTRY_KEYS = ("mean", "low", "high", "pi_low", "pi_high", "p", "boot_low", "boot_high")
@@ -58,7 +61,7 @@ def check_comparison(result) -> None:
         n = len(group["seeds"])
         if any(isinstance(s, bool) or not isinstance(s, int) for s in group["seeds"]):
             _fail(f"groups.{label}.seeds should be whole numbers")
-        for m in MEASURES:
+        for m in MEASURES + tuple(k for k in RANK_MEASURES if k in group):
             values = group.get(m)
             if not isinstance(values, list) or len(values) != n or not all(_is_number(v) for v in values):
                 _fail(f"groups.{label}.{m} should be {n} numbers (or null)")
@@ -69,12 +72,12 @@ def check_comparison(result) -> None:
     for label, measures in result.summary.items():
         if not isinstance(measures, dict):
             _fail(f"summary.{label} should map measures to entries")
-        for m in MEASURES:
+        for m in MEASURES + RANK_MEASURES:
             _entry(measures.get(m), f"summary.{label}.{m}")
     for label, measures in result.paired.items():
         if not isinstance(measures, dict) or not isinstance(measures.get("seeds", []), list):
             _fail(f"paired.{label} should map measures to entries")
-        for m in MEASURES:
+        for m in MEASURES + RANK_MEASURES:
             _entry(measures.get(m), f"paired.{label}.{m}")
     if not all(_is_number(v) for v in result.relative_ap_gain.values()):
         _fail("relative_ap_gain should hold numbers (or null)")

@@ -31,6 +31,22 @@ def _p(value: float | None) -> str:
     return "—" if value is None else f"{value:.3g}"
 
 
+def _rank_lines(result, width: int, col: int) -> list[str]:
+    """The same groups by rank classification over each task's label set, where their runs record it: rank AP, rank
+    BWT and the paired rank AP difference from the baseline (not in the Holm family: AP is the declared measure)."""
+    rows = [g for g in ranked(result) if result.summary[g].get("rank_AP")]
+    if not rows:
+        return []
+    lines = ["", "by rank classification (the label with the lowest answer NLL) where every task has a label set:",
+             f"{'':>4} {'method':<{width}} {'seeds':>5}  {'rank AP':<{col}}  {'rank BWT':<{col}}  "
+             f"{'rank AP − ' + result.baseline + ' (paired)':<{col}}"]
+    for label in rows:
+        summary, paired = result.summary[label], result.paired.get(label, {})
+        lines.append(f"{'':>4} {label:<{width}} {summary['rank_AP']['n']:>5}  {cell(summary['rank_AP']):<{col}}  "
+                     f"{cell(summary.get('rank_BWT')):<{col}}  {cell(paired.get('rank_AP')) if paired else '—':<{col}}")
+    return lines
+
+
 def comparison_table(result) -> str:
     width = max(12, *(len(label) for label in result.groups))
     col = 44
@@ -62,6 +78,7 @@ def comparison_table(result) -> str:
         lines.append(f"{'':>4} {label:<{width}} {ap['n'] if ap else 0:>5}  {cell(ap):<{col}} "
                      f"{_p(ap.get('p') if ap and not stopped else None):>8} {_p(holm.get('p_holm')):>8} {mark:<7} "
                      f"{bwt:<{col}}" + (f"  AP {gain:+.1%} relative" if gain is not None and not stopped else ""))
+    lines += _rank_lines(result, width, col)
     if result.not_learned:
         lines += ["", f"{', '.join(result.not_learned)}: {NOT_LEARNED} (no task's accuracy rose above the base model's "
                   "by more than its binomial margin, in any seed): not ranked, BWT not shown, out of the Holm family."]

@@ -285,3 +285,32 @@ def test_learned_is_recomputed_from_a_runs_rank_matrices(runs, tmp_path):
     assert result.groups["sure"]["learned"] == [[True, True]] * 2
     assert _learned_nothing(SimpleNamespace(metrics=object(), folder=runs / "l2p-seed0"))
     assert not _learned_nothing(SimpleNamespace(metrics=object(), folder=runs / "sure-seed0"))
+
+
+def test_rank_ap_is_summarised_and_paired_where_runs_record_it(tmp_path):
+    """rank_AP and rank_BWT from metrics.json get the same means, intervals and paired differences as AP (by hand);
+    a group without them has none, and a compare.json written before they were kept still reads."""
+    from modeconn.continual.compare import Comparison
+
+    for seed, (er, il) in enumerate([(0.5, 0.7), (0.6, 0.7)]):
+        fake_run(tmp_path / f"er-seed{seed}", f"er-seed{seed}", 0.4, -0.1, seed, rank_AP=er, rank_BWT=-0.2)
+        fake_run(tmp_path / f"ilora-seed{seed}", f"ilora-seed{seed}", 0.5, -0.1, seed, "ilora", rank_AP=il,
+                 rank_BWT=-0.1)
+        fake_run(tmp_path / f"seq-seed{seed}", f"seq-seed{seed}", 0.2, -0.3, seed, "seq")
+    result = compare(read_runs([str(tmp_path)]), baseline="er")
+    assert result.summary["er"]["rank_AP"]["mean"] == pytest.approx(0.55)
+    paired = result.paired["ilora"]["rank_AP"]  # differences 0.2, 0.1: mean 0.15, s 0.0707, t(0.975, 1) 12.706
+    assert paired["mean"] == pytest.approx(0.15) and paired["high"] == pytest.approx(0.15 + 12.7062 * 0.070711 / 2**0.5,
+                                                                                    rel=1e-4)
+    assert result.paired["ilora"]["rank_BWT"]["mean"] == pytest.approx(0.1)
+    assert result.summary["seq"]["rank_AP"] is None and result.paired["seq"]["rank_AP"] is None
+    assert "rank_AP" not in result.holm.get("ilora", {})  # the Holm family is AP's alone
+    assert "by rank classification" in result.table() and "+0.150 [" in result.table()
+    old = result.to_json()
+    for group in old["groups"].values():
+        del group["rank_AP"], group["rank_BWT"]
+    for table in ("summary", "paired"):
+        for measures in old[table].values():
+            measures.pop("rank_AP", None), measures.pop("rank_BWT", None)
+    assert "by rank classification" not in Comparison.from_fields(
+        {k: v for k, v in old.items() if k != "kind"}).table()
