@@ -264,13 +264,15 @@ def landscape(adapter, dimensions, grid, span, surface, out, as_json, **study):
 @click.option("--probes", type=click.IntRange(min=2), default=20, show_default=True,
               help="Rademacher probes of the trace estimate (--seed draws them)")
 @click.option("--ggn/--no-ggn", default=True, show_default=True, help="also the Gauss-Newton matrix's top eigenvalues")
+@click.option("--tol", type=float, default=None, help="relative accuracy of the eigenvalues (ARPACK's stop) [1e-5; "
+              "machine precision in float64]; 1e-3 needs a fraction of the Hessian-vector products on a large base")
 @click.option("--along", is_flag=True, help="the two ADAPTERS are the ends of a straight path: measure its points")
 @click.option("--points", type=click.IntRange(min=2), default=5, show_default=True, help="with --along: evenly spaced t")
 @click.option("--space", type=click.Choice(["factor", "delta"]), default="factor", show_default=True,
               help="with --along: the path's space")
 @click.option("--out", default="results", show_default=True, help="folder for curvature.json, curvature.png, curvature.html")
 @_study_options("landscape", skip=("accuracy",))
-def curvature(adapters, top_k, trace, probes, ggn, along, points, space, out, as_json, **study):
+def curvature(adapters, top_k, trace, probes, ggn, tol, along, points, space, out, as_json, **study):
     """Largest Hessian and Gauss-Newton eigenvalues of each task's loss with respect to the LoRA factors of each
     ADAPTER, and the Hessian's trace (Hutchinson); a run folder gives each task's minimum on its own task."""
     from .analysis.curvature import CurvatureConfig, measure_curvature
@@ -280,7 +282,7 @@ def curvature(adapters, top_k, trace, probes, ggn, along, points, space, out, as
                  ("--probes", _given("probes") and not trace, "with --no-trace"))
     settings = _settings(**study)
     _analysis(out, as_json, lambda: measure_curvature(
-        list(adapters), settings, CurvatureConfig(top_k, ggn, probes if trace else None), along=along, space=space,
+        list(adapters), settings, CurvatureConfig(top_k, ggn, probes if trace else None, tol), along=along, space=space,
         points=points), inputs=_inputs(list(adapters), settings.data, settings.base))
 
 

@@ -85,6 +85,9 @@ def test_eigenvalues_and_trace_match_dense_float64_matrices(setup):
     again = point_curvature(model, load_adapter(folder), encoded, tokenizer.pad_token_id,
                             config=CurvatureConfig(top_k=1, ggn=False, probes=40), seed=0)
     assert again["trace"] == found["trace"]  # the probes come from the seed alone
+    loose = point_curvature(model, load_adapter(folder), encoded, tokenizer.pad_token_id,
+                            config=CurvatureConfig(top_k=3, probes=None, tol=1e-3), seed=0)
+    assert loose["hessian"] == pytest.approx(top_h, rel=1e-3) and loose["ggn"] == pytest.approx(top_g, rel=1e-3)
 
 
 def test_a_path_point_is_measured_in_the_adapters_own_factors(setup, tmp_path):
@@ -101,6 +104,7 @@ def test_a_path_point_is_measured_in_the_adapters_own_factors(setup, tmp_path):
     (["--dtype", "bfloat16"], "float32"),
     (["--points", "3"], "--points has no effect without --along"),
     (["--along"], "exactly two adapter folders"),
+    (["--tol", "0"], "tol"),
 ])
 def test_curvature_refuses_bad_input_in_one_line(tmp_path, capsys, args, words):
     code = main(["curvature", "checkpoints/seq/news", *args, "--out", str(tmp_path / "cv")])
