@@ -26,18 +26,28 @@ from a worktree pinned to the measured commit:
 
     S="--protocol standard-cl --data ../shared/cl_benchmark --order QQP,RTE,SST-2,agnews --base smollm2-135m \
        --precision auto --max-train 128 --epochs 1 --batch-size 8 --grad-accum 1 --runs $RUNS --jobs 2"
-    M="seq er ewc mtl ilora one agem gem l2p pp olora sure seq-path mc-sgd merge ties magmax"
+    M="seq er ewc mtl ilora one agem gem l2p pp olora sure seq-path"
     python benchmarks/continual.py select $S --eval-limit 32 --own default --lr-grid 3e-4 1e-3 3e-3 \
         --sgd-lr-grid 1e-2 3e-2 1e-1 --methods $M
     python benchmarks/continual.py select $S --eval-limit 32 --own default --methods $M  # while a winner is on an edge
     python benchmarks/continual.py report $S --eval-limit 64 --variants seq er ilora seq-path one mtl --seeds 0 1 2 3 4
-    python benchmarks/continual.py report $S --eval-limit 64 --variants ewc agem gem olora sure l2p pp mc-sgd merge \
-        ties magmax --seeds 0 1 2
+    python benchmarks/continual.py report $S --eval-limit 64 --variants ewc agem gem olora sure l2p pp --seeds 0 1 2
     python benchmarks/continual.py controlled $S --eval-limit 64 --seeds 0 1 2 3 4
     python benchmarks/continual.py summary
+    W=$RUNS/one-budget/report-smollm2-135m_standard-cl-QQP+RTE+SST-2+agnews       # then, for seq, er and ilora:
+    modeconn curvature $W/seq-seed0 --limit 16 --top-k 3 --probes 10 --tol 1e-3 --seed 0 --out $RUNS/curvature/seq
+    modeconn report $W/seq-seed0 $W/er-seed0 $W/ilora-seed0 --out $RUNS/mc-report --space both --accuracy \
+        --dtype auto --seed 0 --curve-steps 60 --points 7 --curvature $RUNS/curvature/seq/curvature.json …  # er, ilora
+    M="mc-sgd merge ties magmax"                    # issue 29's methods last, on the grid the others ended on
+    python benchmarks/continual.py select $S --eval-limit 32 --own default --methods $M
+    python benchmarks/continual.py report $S --eval-limit 64 --variants $M --seeds 0 1 2
+    python benchmarks/continual.py summary
 
-(the second report call adds its variants to the same comparison: 5 paired seeds where the issue asks for 5, 3 for the
-rest). select, report and controlled with --dry-run print each run's command and whether it is done, would resume
+(the later report calls add their variants to the same comparison: 5 paired seeds where the issue asks for 5, 3 for
+the rest). Costs seen in pilots on the 2-core machine beside other jobs (so upper bounds): one er run of the stream 27
+minutes (3-4 processes side by side); the curvature of one task minimum at 4 examples and ARPACK's default tolerance
+5 minutes; the report's line path of one 4-task pair with accuracy 8 minutes, a curve-fitting step 30 s (niced).
+select, report and controlled with --dry-run print each run's command and whether it is done, would resume
 or would start, and run nothing.
 
 Every run is a `modeconn train` run folder under --runs/one-budget (kept outside the repository), named LABEL-seedN
