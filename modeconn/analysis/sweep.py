@@ -142,9 +142,10 @@ KEEPS = 0.05  # "a point on the path keeps both tasks": each within 5 accuracy p
 
 
 def best_points(result: SweepResult) -> list[dict]:
-    """Per consecutive pair and path, the point where the worse of its two tasks' accuracies (the task metric, else
-    rank accuracy) is highest (ties: the one nearest the middle), with both tasks' accuracies there and at their own
-    endpoints, and whether both stay within ``KEEPS`` of them: what a point on the path keeps."""
+    """Per consecutive pair, path and accuracy definition scored (the task metric, rank accuracy, or both), the point
+    where the worse of its two tasks' accuracies is highest (ties: the one nearest the middle), with both tasks'
+    accuracies there and at their own endpoints, and whether both stay within ``KEEPS`` of them: what a point on the
+    path keeps."""
     out = []
     for pair in consecutive_scored(result):
         for path in result.paths():
@@ -155,13 +156,13 @@ def best_points(result: SweepResult) -> list[dict]:
             tasks = [found.tasks.get(n) for n in names]
             if any(t is None for t in tasks):
                 continue
-            by = "accuracy" if all(t.accuracy is not None for t in tasks) else "rank accuracy"
-            series = [t.accuracy if by == "accuracy" else t.rank_accuracy for t in tasks]
-            if any(s is None for s in series):
-                continue
-            best = max(range(len(found.t)), key=lambda i: (min(series[0][i], series[1][i]), -abs(found.t[i] - 0.5)))
-            own = (series[0][0], series[1][-1])
-            at = (series[0][best], series[1][best])
-            out.append({"a": names[0], "b": names[1], "path": path, "by": by, "t": found.t[best], "at": at,
-                        "endpoints": own, "keeps_both": all(x >= e - KEEPS for x, e in zip(at, own))})
+            for by, key in (("accuracy", "accuracy"), ("rank accuracy", "rank_accuracy")):
+                series = [getattr(t, key) for t in tasks]
+                if any(s is None for s in series):
+                    continue
+                best = max(range(len(found.t)), key=lambda i: (min(series[0][i], series[1][i]), -abs(found.t[i] - 0.5)))
+                own = (series[0][0], series[1][-1])
+                at = (series[0][best], series[1][best])
+                out.append({"a": names[0], "b": names[1], "path": path, "by": by, "t": found.t[best], "at": at,
+                            "endpoints": own, "keeps_both": all(x >= e - KEEPS for x, e in zip(at, own))})
     return out

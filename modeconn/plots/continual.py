@@ -14,9 +14,10 @@ def _matrix(m: ContinualMetrics) -> np.ndarray:
     return np.array(m.accuracy, dtype=float)
 
 
-def _title(label: str, m: ContinualMetrics) -> str:
+def _title(label: str, m: ContinualMetrics, newline: str = "\n") -> str:
+    """The run's name, then its scores on a line of their own (a run folder's name is often as wide as the panel)."""
     rank = f" (rank {m.rank_ap:.3f})" if m.rank_ap is not None else ""
-    return f"{label}: AP {m.ap:.3f}{rank}, BWT {signed(m.bwt)}"
+    return f"{label}{newline}AP {m.ap:.3f}{rank}, BWT {signed(m.bwt)}"
 
 
 def continual_png(runs: dict[str, ContinualMetrics], out: str | Path) -> None:
@@ -53,7 +54,7 @@ def continual_figure(runs: dict[str, ContinualMetrics]):
     from plotly.subplots import make_subplots
 
     n = len(runs)
-    titles = [_title(label, m) for label, m in runs.items()] + ["AP and BWT"]
+    titles = [_title(label, m, "<br>") for label, m in runs.items()] + ["AP and BWT"]
     fig = make_subplots(rows=1, cols=n + 1, subplot_titles=titles, horizontal_spacing=0.07)
     for k, (label, m) in enumerate(runs.items(), start=1):
         z = _matrix(m)
@@ -69,7 +70,8 @@ def continual_figure(runs: dict[str, ContinualMetrics]):
     fig.add_trace(go.Bar(x=labels, y=[m.bwt or 0.0 for m in runs.values()], name="BWT", marker_color=COLORS[1]), 1, n + 1)
     fig.update_layout(title="accuracy matrix R[i][j] per method (row: after training task i; column: task j)",
                       template="plotly_white", height=430, width=max(800, 330 * (n + 1)), barmode="group",
-                      legend=dict(orientation="h", x=1.0, xanchor="right", y=-0.2))
+                      legend=dict(orientation="h", x=1.0, xanchor="right", y=1.14, yanchor="bottom"),
+                      margin=dict(t=110))
     return fig
 
 

@@ -64,7 +64,7 @@ def curvature_figure(result: CurvatureResult):
             fig.add_trace(go.Scatter(x=x, y=[points[k].ggn[0] for k in keys], name=f"{task}: λ_max GGN",
                                      mode="lines+markers", line=dict(color=color, dash="dash")))
     fig.update_layout(title=_title(result), xaxis_title="t" if result.along else "adapter", yaxis_title="largest eigenvalue",
-                      margin=dict(b=90))
+                      template="plotly_white", margin=dict(b=90))
     caption_html(fig, result.made_by)
     return fig
 
@@ -84,7 +84,8 @@ def sharpness_figure(rows: list[dict]):
                                  text=[r["task"] for r in mine], textposition="top center", name=run,
                                  marker=dict(size=10, color=COLORS[i % len(COLORS)])))
     fig.update_layout(xaxis_title="sharpness: λ_max of the Hessian at the task's minimum", xaxis_type="log",
-                      yaxis_title="forgetting: a(T, i) − a(i, i)", title="sharpness against forgetting")
+                      yaxis_title="forgetting: a(T, i) − a(i, i)", title="sharpness against forgetting",
+                      template="plotly_white")
     return fig
 
 

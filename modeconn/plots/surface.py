@@ -102,7 +102,7 @@ def surface_figure(result: SurfaceResult, surface3d: bool = False):
         names = [name for name, _ in panels]
         kind = "surface" if surface3d else "xy"
         fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, specs=[[{"type": kind}] * len(names)],
-                            horizontal_spacing=0.1)
+                            horizontal_spacing=0.14)
         for i, (name, z) in enumerate(panels):
             hover = f"{name}<br>x=%{{x:.4f}}<br>y=%{{y:.4f}}<br>loss=%{{customdata:.5f}}<extra></extra>"
             suffix = "" if i == 0 else str(i + 1)

@@ -171,9 +171,8 @@ def accuracy_figure(result: SweepResult):
     fig.update_yaxes(title_text="accuracy", col=1)
     fig.update_layout(title=f"accuracy along the consecutive paths ({result.space} space): task metric solid, rank "
                       "classification dashed", template="plotly_white", height=320 * len(paths) + 80,
-                      width=max(800, 300 * len(pairs)), margin=dict(b=90))
-    caption_html(fig, result.made_by)
-    return fig
+                      width=max(800, 300 * len(pairs)), margin=dict(b=60))
+    return fig  # its settings go under it on the report page, as the sweep's (one long line does not fit a figure)
 
 
 def sweep_html(result: SweepResult, out: str | Path, measure: str = "barrier") -> None:

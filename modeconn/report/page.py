@@ -84,14 +84,15 @@ def _along(entry, sweep) -> Section | None:
     best = best_points(sweep)
     text = ("Accuracy of each consecutive pair's two tasks along its paths (t = 0: the earlier task's adapter, 1: the "
             "later one's): solid, the task's own metric after greedy decoding; dashed, rank classification over the "
-            "task's choices (where it has them). The table gives, per path, the point where the worse of the two "
-            "tasks' accuracies is highest, each task's accuracy there and at its own minimum (t = 0 for the earlier "
-            f"task, t = 1 for the later), and whether that point keeps both within {KEEPS:.0%} of them.")
+            "task's choices (where it has them). The table gives, per path and definition, the point where the worse of "
+            "the two tasks' accuracies is highest, each task's accuracy there and at its own minimum (t = 0 for the "
+            f"earlier task, t = 1 for the later), and whether that point keeps both within {KEEPS:.0%} of them.")
     rows = [[f"{b['a']} → {b['b']}", b["path"], b["by"], f"{b['t']:.2f}", f"{b['at'][0]:.3f} ({b['endpoints'][0]:.3f})",
              f"{b['at'][1]:.3f} ({b['endpoints'][1]:.3f})", "yes" if b["keeps_both"] else "no"] for b in best]
     table = table_html(["pair", "path", "scored by", "best t", "earlier task (at its minimum)",
                         "later task (at its minimum)", f"both within {KEEPS:.0%}"], rows) if rows else ""
-    return Section(f"Accuracy along the paths: {entry.label}, {sweep.space} space", text, figure, table=table)
+    return Section(f"Accuracy along the paths: {entry.label}, {sweep.space} space", text, figure, table=table,
+                   settings=settings_line(sweep.made_by))
 
 
 def _num(value) -> str:

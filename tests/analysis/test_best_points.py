@@ -35,6 +35,16 @@ def test_ties_go_to_the_point_nearest_the_middle_and_rank_accuracy_stands_in():
     assert row["t"] == 0.5 and row["by"] == "rank accuracy" and row["keeps_both"]
 
 
+def test_both_definitions_give_their_own_rows_where_both_were_scored():
+    t = [0.0, 0.5, 1.0]
+    both = path(t, [0.8, 0.6, 0.2], [0.1, 0.6, 0.9])
+    both.tasks["news"].rank_accuracy, both.tasks["gloss"].rank_accuracy = [0.9, 0.88, 0.5], [0.5, 0.86, 0.9]
+    rows = best_points(sweep({"linear": both}))
+    assert [r["by"] for r in rows] == ["accuracy", "rank accuracy"]
+    assert rows[0]["at"] == (0.6, 0.6) and not rows[0]["keeps_both"]  # exact match loses 0.2 and 0.3
+    assert rows[1]["at"] == (0.88, 0.86) and rows[1]["keeps_both"]  # rank keeps both within 0.05
+
+
 @pytest.mark.parametrize("missing", ["accuracy", "task"])
 def test_a_pair_without_accuracy_gives_no_row(missing):
     t = [0.0, 1.0]
