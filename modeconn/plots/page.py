@@ -6,6 +6,8 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .style import CAPTION
+
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1400px; margin: 2em auto; padding: 0 1.5em; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -45,6 +47,8 @@ def render(title: str, intro: str, sections: list[Section], summary_table: str =
                   *(f"<p>{html.escape(p)}</p>" for p in section.text.split("\n\n") if p.strip()), section.table]
         if section.figure is not None:
             section.figure.update_layout(width=None, autosize=True)  # the page's width, not the standalone page's
+            if section.settings:  # printed under the figure in the page's own type: the figure's small copy goes
+                section.figure.layout.annotations = [a for a in section.figure.layout.annotations if a.name != CAPTION]
             parts.append("<div class='wide figure'>" + section.figure.to_html(  # at least 720 px: scrolls on a phone
                 full_html=False, include_plotlyjs=first, default_width="100%",
                 div_id=f"figure-{k}") + "</div>")  # fixed ids: the same results give the same page

@@ -29,12 +29,15 @@ def save_png(fig, out: str | Path, made_by: dict | None = None, dpi: int = 130) 
     fig.savefig(out, dpi=dpi, format="png")
 
 
+CAPTION = "caption"  # the name of a figure's settings annotation (a page that prints the settings drops it)
+
+
 def caption_html(fig, made_by: dict | None) -> None:
     """The same caption under a plotly figure."""
     caption = settings_line(made_by)
     if caption:
         fig.add_annotation(text=caption, xref="paper", yref="paper", x=0, y=-0.16, xanchor="left", yanchor="top",
-                           showarrow=False, font=dict(size=10, color="#666666"))
+                           showarrow=False, font=dict(size=10, color="#666666"), name=CAPTION)
 
 
 def write_html(fig, out: str | Path) -> None:

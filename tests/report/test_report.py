@@ -48,6 +48,8 @@ def test_the_report_holds_every_section_and_names_the_largest_barrier(runs):
                     "Method comparison", "Settings"):
         assert heading in page
     assert (out / "plane" / "plane.json").is_file() and (out / "comparison" / "compare.json").is_file()
+    # each section prints its settings under its figure; the figure's own small copy is left out (not the plot's)
+    assert '"name":"caption"' not in page and '"name":"caption"' in (out / "plane" / "plane.html").read_text()
 
 
 @pytest.mark.slow
