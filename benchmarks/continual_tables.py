@@ -42,7 +42,8 @@ def comparison_lines(result: dict, seconds: dict | None) -> list[str]:
     lines = [f"| variant | seeds | AP | BWT | FWT | AP − {base} (paired) | Holm p (* < 0.05) | BWT − {base} | "
              "relative AP |" + (f" rank AP | rank AP − {base} (paired) |" if ranked else "")
              + (" run time (s) |" if seconds is not None else ""),
-             "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if ranked else "") + ("---|" if seconds is not None else "")]
+             "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if ranked else "")
+             + ("---|" if seconds is not None else "")]
     for label in order:
         summ, paired = result["summary"][label], result["paired"].get(label, {})
         gain, grey = result["relative_ap_gain"].get(label), label in stopped

@@ -173,7 +173,8 @@ def _study_options(command: str, *, skip: tuple[str, ...] = (), reword: dict | N
     return decorate
 
 
-# the StudySettings fields ``report`` does not take: each run names its base, tasks and data; --limit and --seed are its own
+# the StudySettings fields ``report`` does not take: each run names its base, tasks and data; --limit and --seed are
+# its own
 LOADED_BY_RUNS = ("data", "prompt_field", "answer_field", "manifest", "split", "base", "limit", "seed", "accuracy")
 
 

@@ -216,15 +216,14 @@ def _other_learner(record: dict, where: str) -> tuple[str, dict, list | None] | 
     if not isinstance(other, dict) or not other.get("accuracy"):
         return None
     _matrix(other["accuracy"], f"{where}: other_learner.accuracy")
-    initial, ranks, initial_rank = record.get("initial_accuracy"), other.get("rank_accuracy"), None
+    initial, ranks = record.get("initial_accuracy"), other.get("rank_accuracy")
+    initial_rank = record.get("initial_rank_accuracy") if ranks is not None else None
     if initial is not None:
         _matrix([initial], f"{where}: initial_accuracy")
-    if ranks is not None and record.get("initial_rank_accuracy") is not None:  # the verdict reads rank, as the run's
+    if ranks is not None:  # its rank AP; the verdict reads rank too where the base's rank scores are there
         _matrix(ranks, f"{where}: other_learner.rank_accuracy")
-        initial_rank = record["initial_rank_accuracy"]
-        _matrix([initial_rank], f"{where}: initial_rank_accuracy")
-    else:
-        ranks = None
+        if initial_rank is not None:
+            _matrix([initial_rank], f"{where}: initial_rank_accuracy")
     if not isinstance(other.get("learner"), str):
         raise DataError(f"{where}: other_learner.learner should be a name; fix or remove that run")
     counts = record.get("eval_examples")

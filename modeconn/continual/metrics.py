@@ -7,8 +7,7 @@
 Whether each task was learned at all (``metrics.json``: ``base_accuracy``, ``eval_examples``, ``learned_margin``,
 ``learned``, ``learned_by``): R[j][j] − p_j > 1.96·√(p_j(1 − p_j)/n_j), with p_j = R₀[j] the base model's accuracy
 on task j (every method starts at the base: a fresh LoRA has B = 0, a prompt method has no prompt yet) and n_j its
-scored examples;
-a joint (multi-task) run uses its final row. The margin is the normal 95% margin of a proportion at the base's rate
+scored examples; a joint (multi-task) run uses its final row. The margin is the normal 95% margin of a proportion at the base's rate
 (read one-sided: a 2.5% chance that a model no better than the base clears it), chosen over an exact binomial test
 because it also covers a task metric that is a mean of [0, 1] scores rather than a count (its variance is at most
 p(1 − p)). A base at 0 has margin 0, so there one correct answer counts as learned.
@@ -133,8 +132,7 @@ class ContinualMetrics(JsonResult):
         """AP, BWT, FWT and what was learned, recomputed from the matrix on reading."""
         return {"AP": self.ap, "BWT": self.bwt, "FWT": self.fwt, "base_accuracy": self.initial_accuracy,
                 "learned_margin": self.learned_margin, "learned": self.learned, "learned_by": self.learned_by,
-                "rank_AP": self.rank_ap,
-                "rank_BWT": self.rank_bwt}
+                "rank_AP": self.rank_ap, "rank_BWT": self.rank_bwt}
 
     @classmethod
     def from_fields(cls, data: dict) -> "ContinualMetrics":

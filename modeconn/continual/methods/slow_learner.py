@@ -43,7 +43,8 @@ class DualLearners:
     """Mixin of the methods with a fast and a slow learner (I-LoRA, SuRe): the learner not evaluated is scored too
     after each task, on the same tasks, and its matrix goes to ``metrics.json``'s ``method_record`` — both learners of
     one training run, paired exactly. Expects ``evaluated_adapter``, a ``slow`` SlowLearner and ``other_rows`` and
-    ``other_rank_rows`` lists; adds the slow learner's step and those rows to the resumable state of the class after it (ReplayState)."""
+    ``other_rank_rows`` lists; adds the slow learner's step and those rows to the resumable state of the class after
+    it (ReplayState)."""
 
     def state(self) -> tuple[dict, dict]:
         tensors, meta = super().state()
