@@ -14,7 +14,7 @@ import math
 LR_GRID = [3e-4, 1e-3, 3e-3, 1e-2]  # 3e-3 won for 9 of 13 methods over [1e-3, 3e-3]: one more point each side
 # SGD: from AdamW's top up; A-GEM's reference code trains at 0.03 (CIFAR) and 0.1 (MNIST), GEM's at 0.1
 LR_GRIDS = {"adamw": LR_GRID, "sgd": [1e-2, 3e-2, 1e-1, 3e-1]}
-LR_BOUNDS = (1e-5, 1.0)  # the grid is never extended past these
+LR_BOUNDS = (1e-5, 10.0)  # the grid is never extended past these (SGD on LoRA factors took lr 1 and asked for more)
 MAX_OWN = 3
 
 

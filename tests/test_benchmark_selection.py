@@ -187,8 +187,8 @@ def test_edges_extend_the_grid_and_ties_go_to_the_smaller_lr():
     extended, notes = sel.next_grid(grid, {"a": low})
     assert extended == [1e-4] + grid and "low edge" in notes[0]
     assert sel._beyond(1e-2, True) == 3e-2 and sel._beyond(3e-2, True) == 1e-1 and sel._beyond(1e-4, False) == 3e-5
-    assert sel.next_grid([1.0, 3.0], {"a": sel.summarize([{"lr": 3.0, "eval_AP": [1, 1]}, {"lr": 1.0, "eval_AP": [0, 0]}],
-                                                          [1, 2], [1.0, 3.0])})[0] == [1.0, 3.0]  # past LR_BOUNDS
+    assert sel.next_grid([3.0, 10.0], {"a": sel.summarize([{"lr": 10.0, "eval_AP": [1, 1]}, {"lr": 3.0, "eval_AP": [0, 0]}],
+                                                            [1, 2], [3.0, 10.0])})[0] == [3.0, 10.0]  # past LR_BOUNDS
 
 
 def test_commands_skip_finished_runs_and_resume_interrupted_ones(tmp_path):
