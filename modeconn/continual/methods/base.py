@@ -13,6 +13,7 @@ from typing import ClassVar, Mapping
 import torch
 
 from ...evaluator.data import Encoded
+from ...evaluator.head import scoring_head
 from ..adapter_io import FAST, save_peft_adapter
 from .option import option_fields, option_type
 from .protocol import Batch, Scorer, TaskContext
@@ -74,7 +75,7 @@ class MethodBase:
 
     def training_step(self, model, batch: Batch) -> torch.Tensor:
         """The loss to minimise for one batch of the current task (default: its cross-entropy)."""
-        return model(**batch.inputs).loss
+        return answer_loss(model, batch.inputs)
 
     def before_update(self, model) -> None:
         """After the step's backward passes, before clipping and the update: a method may rewrite the gradients
@@ -167,16 +168,31 @@ def unwrap(model):
     return getattr(model, "module", model)
 
 
-def mean_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row summed NLL of the labelled next tokens and their count (labels -100 are ignored).
+def labelled_nll(model, inputs: dict, **forward) -> tuple[torch.Tensor, torch.Tensor, object]:
+    """Per-row summed NLL of the labelled next tokens, their count per row, and the model's output, whose ``logits``
+    are ``[1, labelled tokens, vocab]``: the model's own forward (through ``model`` itself, so that a DDP wrapper still
+    synchronises gradients; ``forward`` goes to it, e.g. ``output_hidden_states=True``) with its LM head applied at
+    the labelled positions only (``evaluator/head.py``'s ``ScoredHead``, under whatever the model does around its
+    head, such as Gemma-2's soft-cap).
 
-    Only the labelled positions are gathered and upcast: prompts and padding make up most of a row.
+    ``model(**inputs).loss`` projects every position onto the vocabulary, prompts and padding included: on
+    SmolLM2-135M (49,152 tokens) that head, its backward and its cross-entropy were about a quarter of a step.
     """
-    shift_labels = labels[:, 1:]
-    keep = shift_labels != -100
-    rows = keep.nonzero()[:, 0]
-    nll = torch.nn.functional.cross_entropy(logits[:, :-1][keep].float(), shift_labels[keep], reduction="none")
-    return torch.zeros(len(labels), dtype=nll.dtype, device=nll.device).index_add_(0, rows, nll), keep.sum(1)
+    labels = inputs["labels"][:, 1:]
+    keep = labels != -100
+    rows, cols = keep.nonzero(as_tuple=True)
+    with scoring_head(unwrap(model), rows, cols):
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **forward)
+    nll = torch.nn.functional.cross_entropy(out.logits[0].float(), labels[keep], reduction="none")
+    per_row = torch.zeros(len(labels), dtype=nll.dtype, device=nll.device).index_add_(0, rows.to(nll.device), nll)
+    return per_row, keep.sum(1), out
 
 
-__all__ = ["MethodBase", "train_only", "trained_weight", "unwrap", "mean_token_nll", "FAST"]
+def answer_loss(model, inputs: dict) -> torch.Tensor:
+    """The mean NLL over the batch's labelled tokens, as transformers' ``ForCausalLMLoss`` computes it (float32
+    logits, labels shifted by one, -100 ignored): ``model(**inputs).loss`` without the full head."""
+    nll, count, _ = labelled_nll(model, inputs)
+    return nll.sum() / count.sum()
+
+
+__all__ = ["MethodBase", "train_only", "trained_weight", "unwrap", "labelled_nll", "answer_loss", "FAST"]

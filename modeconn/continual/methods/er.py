@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .base import MethodBase
+from .base import MethodBase, answer_loss
 from .option import run_seed
 from .protocol import Batch, TaskContext
 from .replay import ReplayState, ReservoirBuffer
@@ -35,4 +35,4 @@ class ExperienceReplay(ReplayState, MethodBase):
         inputs = self.collate(batch.examples + replay) if replay else batch.inputs
         if batch.epoch == 0:
             self.buffer.add(batch.examples)
-        return model(**inputs).loss
+        return answer_loss(model, inputs)

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch
 
-from .base import MethodBase, unwrap
+from .base import MethodBase, answer_loss, unwrap
 from .option import option
 from .protocol import Batch, TaskContext
 
@@ -27,7 +27,7 @@ def per_example_fisher(model, examples, collate) -> dict[str, torch.Tensor]:
     try:
         for example in examples:
             model.zero_grad(set_to_none=True)
-            model(**collate([example])).loss.backward()
+            answer_loss(model, collate([example])).backward()
             for n, p in params.items():
                 if p.grad is not None:
                     fisher[n] += p.grad.detach() ** 2
@@ -57,7 +57,7 @@ class EWC(MethodBase):
         return 0.5 * self.ewc_lambda * total
 
     def training_step(self, model, batch: Batch):
-        loss = model(**batch.inputs).loss
+        loss = answer_loss(model, batch.inputs)
         return loss + self.penalty(model) if self.fisher else loss
 
     def end_task(self, ctx: TaskContext) -> None:

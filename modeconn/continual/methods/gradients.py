@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .buffer_state import dump_example, dump_rng, load_example, load_rng
-from .base import MethodBase, unwrap
+from .base import MethodBase, answer_loss, unwrap
 from .option import run_seed
 from .protocol import TaskContext
 from .replay import MemoryBudget
@@ -38,7 +38,7 @@ def memory_gradient(model, params: list[torch.nn.Parameter], examples: list, col
         p.grad = None
     for start in range(0, len(examples), batch_size):
         chunk = examples[start : start + batch_size]
-        (model(**collate(chunk)).loss * len(chunk) / len(examples)).backward()
+        (answer_loss(model, collate(chunk)) * len(chunk) / len(examples)).backward()
     grad = flat_grad(params)
     for p in params:
         p.grad = None

@@ -27,7 +27,7 @@ from typing import ClassVar
 
 import torch
 
-from .base import FAST, MethodBase, mean_token_nll, unwrap
+from .base import FAST, MethodBase, answer_loss, labelled_nll, unwrap
 from .option import option, run_seed
 from .protocol import Batch, TaskContext
 from .replay import ReplayState, ReservoirBuffer
@@ -102,13 +102,12 @@ class ILoRA(DualLearners, ReplayState, MethodBase):
         if batch.epoch == 0:  # each example is offered once per task
             self.buffer.add(batch.examples)
         if not replay:
-            loss = model(**batch.inputs).loss
+            loss = answer_loss(model, batch.inputs)
             self.parts = {"ce_current": loss.item()}
             return loss
         inputs = self.collate(batch.examples + replay)  # one forward of the fast adapter serves both batches
         n = len(batch.examples)
-        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=True)
-        nll, count = mean_token_nll(out.logits, inputs["labels"])
+        nll, count, out = labelled_nll(model, inputs, output_hidden_states=True)
         ce = 0.5 * (nll[:n].sum() / count[:n].sum() + nll[n:].sum() / count[n:].sum())
         replay_inputs = {"input_ids": inputs["input_ids"][n:], "attention_mask": inputs["attention_mask"][n:]}
         slow = self._slow_hidden(model, replay_inputs)

@@ -22,7 +22,7 @@ from torch import nn
 
 from ...evaluator.data import Encoded
 from ..adapter_io import FAST
-from .base import MethodBase, unwrap
+from .base import MethodBase, answer_loss, unwrap
 from .option import option
 from .protocol import Batch, Scorer, TaskContext
 from .prompts import embedding_rows, install, prepend, save_prompts
@@ -87,7 +87,7 @@ class L2P(MethodBase):
         chosen = similarity.detach().topk(self.l2p_top_k, dim=1).indices
         inputs = self.collate(prepend(batch.examples, self.virtual_ids(chosen), self.max_length))
         pull = similarity.gather(1, chosen).sum(1).mean()
-        return model(**inputs).loss - self.l2p_key_weight * pull
+        return answer_loss(model, inputs) - self.l2p_key_weight * pull
 
     def choose(self, encoded: list[Encoded]) -> list[Encoded]:
         with torch.no_grad():

@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 
 from ..adapter_io import FAST, add_frozen_adapter, lora_layers, paired_weights, reset_adapter, save_peft_adapter
-from .base import MethodBase, train_only
+from .base import MethodBase, answer_loss, train_only
 from .option import option, run_seed
 from .protocol import Batch, TaskContext
 
@@ -53,7 +53,7 @@ class OLoRA(MethodBase):
         self.restore_training(ctx.model)
 
     def training_step(self, model, batch: Batch):
-        ce = model(**batch.inputs).loss
+        ce = answer_loss(model, batch.inputs)
         orth = ce.new_zeros(())
         if self.index:
             rows = self.index * self.rank

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..adapter_io import FAST
-from .base import MethodBase, unwrap
+from .base import MethodBase, answer_loss, unwrap
 from .option import option
 from .protocol import Batch, Scorer, TaskContext
 from .prompts import embedding_rows, install, prepend, save_prompts
@@ -74,7 +74,7 @@ class ProgressivePrompts(MethodBase):
         self.restore_training(ctx.model)
 
     def training_step(self, model, batch: Batch):
-        return model(**self.collate(prepend(batch.examples, self.stack(self.index + 1), self.max_length))).loss
+        return answer_loss(model, self.collate(prepend(batch.examples, self.stack(self.index + 1), self.max_length)))
 
     @torch.no_grad()
     def end_task(self, ctx: TaskContext) -> None:
