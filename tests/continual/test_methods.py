@@ -196,6 +196,58 @@ def test_ilora_slow_hidden_states_equal_peft_forward_of_the_slow_adapter(peft_ll
     assert not torch.allclose(hidden[-1], other[-1])  # and not the fast adapter's
 
 
+class _DDP(torch.nn.Module):
+    """Stands for a DistributedDataParallel wrapper: a ``module``, and each forward's row count recorded."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.module, self.rows = model, []
+
+    def forward(self, **inputs):
+        self.rows.append(len(inputs["input_ids"]))
+        return self.module(**inputs)
+
+
+def test_ilora_step_in_one_process_equals_its_ddp_form_and_a_hand_computation(peft_llama):
+    """One process: the current rows split by length and the replayed rows in a forward of their own; under DDP one
+    forward over both. The same loss and gradients, and the loss as the paper writes it, from peft's own losses:
+    ½ (CE current + CE replay) + γ · consistency(fast, slow hidden states of the replayed rows)."""
+    from modeconn.evaluator.data import Encoded, collate
+
+    from modeconn.continual.methods.protocol import Batch
+
+    pad = lambda examples: collate(examples, 0)  # noqa: E731
+    current = [Encoded((1, 5, 6, 7, 8, 9, 2), 4), Encoded((1, 8, 9, 2), 2), Encoded((1, 10, 11, 12, 2), 3)]
+    replay = [Encoded((1, 20, 21, 2), 2), Encoded((1, 22, 23, 24, 25, 26, 27, 28, 2), 6), Encoded((1, 30, 31, 2), 2)]
+    method = ILoRA(ilora_gamma=2.0)
+    method.begin_task(TaskContext(peft_llama, "t", 1, [], pad, 4))
+    method.buffer.sample = lambda k: list(replay)
+    with torch.no_grad():
+        for name, p in peft_llama.named_parameters():
+            if ".slow." in name:
+                p.normal_(0, 0.05)  # B = 0 at the start would leave the consistency term nearly 0
+    peft_llama.train()
+    losses, grads = {}, {}
+    for form, model in (("one", peft_llama), ("ddp", _DDP(peft_llama))):
+        losses[form] = method.training_step(model, Batch(current, pad(current), 1))
+        losses[form].backward()
+        grads[form] = {n: p.grad.clone() for n, p in peft_llama.named_parameters() if p.requires_grad}
+        peft_llama.zero_grad(set_to_none=True)
+    assert model.rows == [6]  # the DDP form: one forward of 3 current and 3 replayed rows
+    assert losses["one"].item() == pytest.approx(losses["ddp"].item(), rel=1e-5)
+    for name, value in grads["one"].items():
+        torch.testing.assert_close(value, grads["ddp"][name], rtol=1e-4, atol=1e-7)
+    with torch.no_grad():
+        inputs = pad(replay)
+        fast = peft_llama(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                          output_hidden_states=True).hidden_states[1:]
+        slow = method._slow_hidden(peft_llama, {k: inputs[k] for k in ("input_ids", "attention_mask")})
+        expected = (0.5 * (peft_llama(**pad(current)).loss + peft_llama(**inputs).loss)
+                    + 2.0 * consistency_loss(list(fast), slow, inputs["attention_mask"], method.ilora_consistency))
+    assert method.parts["consistency"] > 0
+    assert losses["one"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_each_example_is_offered_once_and_the_buffer_is_a_uniform_sample(monkeypatch):
     """Examples offered in a task's first epoch only (later epochs replay, not re-offer): no duplicates, and over
     many seeds every one of 200 examples is kept equally often (chi-square test, p > 0.01)."""

@@ -27,7 +27,7 @@ from typing import ClassVar
 
 import torch
 
-from .base import FAST, MethodBase, answer_loss, labelled_nll, unwrap
+from .base import FAST, MethodBase, answer_loss, labelled_nll, row_nll, unwrap
 from .option import option, run_seed
 from .protocol import Batch, TaskContext
 from .replay import ReplayState, ReservoirBuffer
@@ -105,17 +105,25 @@ class ILoRA(DualLearners, ReplayState, MethodBase):
             loss = answer_loss(model, batch.inputs)
             self.parts = {"ce_current": loss.item()}
             return loss
-        inputs = self.collate(batch.examples + replay)  # one forward of the fast adapter serves both batches
-        n = len(batch.examples)
-        nll, count, out = labelled_nll(model, inputs, output_hidden_states=True)
-        ce = 0.5 * (nll[:n].sum() / count[:n].sum() + nll[n:].sum() / count[n:].sum())
-        replay_inputs = {"input_ids": inputs["input_ids"][n:], "attention_mask": inputs["attention_mask"][n:]}
+        if model is unwrap(model):  # one process: the replayed rows in a forward of their own, the current ones split
+            # by length (row_nll): the two batches' prompts differ in length, and neither pads to the other's
+            current, current_count = row_nll(model, batch.inputs)
+            inputs = self.collate(replay)
+            past, past_count, out = labelled_nll(model, inputs, output_hidden_states=True)
+            fast = list(out.hidden_states[1:])
+        else:  # DDP wants one forward per backward: one forward of the fast adapter serves both batches
+            n = len(batch.examples)
+            inputs = self.collate(batch.examples + replay)
+            nll, count, out = labelled_nll(model, inputs, output_hidden_states=True)
+            current, current_count, past, past_count = nll[:n], count[:n], nll[n:], count[n:]
+            fast = [h[n:] for h in out.hidden_states[1:]]
+            inputs = {key: value[n:] for key, value in inputs.items()}
+        ce_current, ce_replay = current.sum() / current_count.sum(), past.sum() / past_count.sum()
+        replay_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
         slow = self._slow_hidden(model, replay_inputs)
-        fast = [h[n:] for h in out.hidden_states[1:]]
         consistency = consistency_loss(fast, slow, replay_inputs["attention_mask"], self.ilora_consistency)
-        self.parts = {"ce_current": (nll[:n].sum() / count[:n].sum()).item(),
-                      "ce_replay": (nll[n:].sum() / count[n:].sum()).item(), "consistency": consistency.item()}
-        return ce + self.ilora_gamma * consistency
+        self.parts = {"ce_current": ce_current.item(), "ce_replay": ce_replay.item(), "consistency": consistency.item()}
+        return 0.5 * (ce_current + ce_replay) + self.ilora_gamma * consistency
 
     def step_parts(self) -> dict[str, float]:
         return self.parts

@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import ClassVar
 
 from .buffer_state import dump_example, dump_rng, load_example, load_rng
-from .base import FAST, MethodBase, labelled_nll
+from .base import FAST, MethodBase, row_nll
 from .option import option, run_seed
 from .protocol import Batch, TaskContext
 from .replay import ReplayState
@@ -104,7 +104,7 @@ class SuRe(DualLearners, ReplayState, MethodBase):
         self.buffer.reach_task(self.index)  # here, not in begin_task: a resumed run loads its buffer after that
         replay = self.buffer.sample(n) if self.replays(self.index) else []
         inputs = self.collate(batch.examples + replay) if replay else batch.inputs
-        nll, count, _ = labelled_nll(model, inputs)
+        nll, count = row_nll(model, inputs)
         current = nll[:n].sum() / count[:n].sum()
         if batch.epoch == 0:  # each example is offered once per task, scored before any update on it
             self.buffer.add(batch.examples, (nll[:n] / count[:n].clamp_min(1)).detach().tolist())
