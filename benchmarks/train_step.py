@@ -14,6 +14,8 @@ examples per task, 3 epochs, batch 16, eval-limit 100, 4 tasks), timing the eval
     OMP_NUM_THREADS=1 flock /tmp/bench.lock python benchmarks/train_step.py step --base tiny-llama
     OMP_NUM_THREADS=1 flock /tmp/bench.lock python benchmarks/train_step.py step --base smollm2-135m --precision bf16
     OMP_NUM_THREADS=1 flock /tmp/bench.lock python benchmarks/train_step.py run --method ilora
+    OMP_NUM_THREADS=1 flock /tmp/bench.lock python benchmarks/train_step.py step --base smollm2-135m --precision bf16 \
+        --batch-size 8 --tasks ../shared/cl_benchmark/CL_Benchmark/QQP/QQP ../shared/cl_benchmark/CL_Benchmark/NLI/RTE
 
 Each call adds (or replaces) its rows in benchmarks/results/train_step.{json,md}. Supersedes step_time.py (ilora
 against er over whole runs): the ilora / er ratio here is per step, on identical batches. Not a test.
@@ -128,11 +130,16 @@ class Trainer:
         return seconds, collate(window + self.replayed, self.pad)
 
 
-def measure_steps(base: str, precision: str, batch_size: int, steps: int, warmup: int, seed: int) -> list[dict]:
+def task_folder(task: str) -> Path:
+    """An embedded task by name, or a task folder (O-LoRA's CL benchmark: CL_Benchmark/<family>/<task>)."""
+    return checkpoints_dir() / "data" / task if "/" not in task else Path(task)
+
+
+def measure_steps(base: str, precision: str, batch_size: int, steps: int, warmup: int, seed: int, *,
+                  tasks: tuple[str, str] = ("news", "gloss")) -> list[dict]:
     config = settings(base, precision, batch_size)
-    data = checkpoints_dir() / "data"
     tokenizer = load_base(base)[1]
-    first, second = (encode(tokenizer, read_split(data / task, "train", 200)[0], 1024) for task in ("news", "gloss"))
+    first, second = (encode(tokenizer, read_split(task_folder(task), "train", 200)[0], 1024) for task in tasks)
     trainers = {m: Trainer(m, base, config, first, second, seed) for m in ("seq", "er", "ilora")}
     floor = Floor(base, config, seed)
     generator = torch.Generator().manual_seed(seed)
@@ -151,8 +158,8 @@ def measure_steps(base: str, precision: str, batch_size: int, steps: int, warmup
                 counts[kind].append(tokens(inputs))
     median = {k: statistics.median(v) for k, v in times.items()}
     rate = {k: statistics.fmean(counts[k]) / median[k] for k in times}
-    common = dict(base=base, dtype=precision, batch=batch_size, steps=steps, warmup=warmup, threads=torch.get_num_threads(),
-                  command=command())
+    common = dict(base=base, dtype=precision, batch=batch_size, tasks=",".join(Path(t).name for t in tasks), steps=steps,
+                  warmup=warmup, threads=torch.get_num_threads(), command=command())
     rows = []
     for method, floor_kind, against in (("seq", "floor", "floor"), ("er", "floor_er", "floor (doubled batch)")):
         rows.append(dict(common, kind="step", method=method, seconds=median[method], floor_seconds=median[floor_kind],
@@ -208,7 +215,7 @@ def machine() -> dict:
 
 
 def key(row: dict) -> tuple:
-    return row["kind"], row["method"], row["base"], row["dtype"]
+    return row["kind"], row["method"], row["base"], row["dtype"], row.get("tasks", "news,gloss")
 
 
 def write(rows: list[dict]) -> None:
@@ -222,10 +229,10 @@ def write(rows: list[dict]) -> None:
     tmp.write_text(json.dumps({"machine": machine(), "rows": kept, "notes": notes}, indent=2) + "\n")
     tmp.replace(path)
     lines = ["## Training step against its floor (median seconds per step, steps alternating in one process)", "",
-             "| base | dtype | method | against | s / step | floor s / step | ratio | tokens/s | floor tokens/s | threads |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| base | dtype | tasks | method | against | s / step | floor s / step | ratio | tokens/s | floor tokens/s "
+             "| threads |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in (r for r in kept if r["kind"] == "step"):
-        lines.append(f"| {r['base']} | {r['dtype']} | {r['method']} | {r['against']} | {r['seconds']:.4f} | "
+        lines.append(f"| {r['base']} | {r['dtype']} | {r.get('tasks', 'news,gloss')} | {r['method']} | {r['against']} | {r['seconds']:.4f} | "
                      f"{r['floor_seconds']:.4f} | {r['ratio']:.3f} | {r['tokens_per_second']:.0f} | "
                      f"{r['floor_tokens_per_second']:.0f} | {r['threads']} |")
     runs = [r for r in kept if r["kind"] == "run"]
@@ -251,7 +258,7 @@ def targets(rows: list[dict]) -> list[str]:
     for r in rows:
         if r["kind"] == "step":
             limit, what = limits[r["method"]]
-            out.append(f"{what}, {r['base']} {r['dtype']}: {r['ratio']:.3f}× — {'met' if r['ratio'] <= limit else 'missed'}")
+            out.append(f"{what}, {r['base']} {r['dtype']} ({r.get('tasks', 'news,gloss')}): {r['ratio']:.3f}× — {'met' if r['ratio'] <= limit else 'missed'}")
         else:
             out.append(f"evaluation after each task ≤ 25% of the run, {r['method']} on {r['base']} {r['dtype']}: "
                        f"{r['eval_share']:.1%} — {'met' if r['eval_share'] <= 0.25 else 'missed'} "
@@ -268,12 +275,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--method", default="seq", choices=["seq", "er", "ilora"], help="run: the method")
+    parser.add_argument("--tasks", nargs=2, default=["news", "gloss"], metavar=("FIRST", "SECOND"),
+                        help="step: the task whose examples fill the replay buffer and the one trained on (embedded "
+                             "names, or task folders such as CL_Benchmark/NLI/RTE)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.what == "step":
-        rows = measure_steps(args.base, args.precision, args.batch_size, args.steps, args.warmup, args.seed)
+        rows = measure_steps(args.base, args.precision, args.batch_size, args.steps, args.warmup, args.seed,
+                             tasks=tuple(args.tasks))
     else:
         rows = [measure_run(args.method, args.base, args.precision, args.seed)]
     write(rows)
