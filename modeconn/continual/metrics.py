@@ -5,10 +5,10 @@
   FWT = mean_{j>1} (R[j−1][j] − R₀[j])                    (forward transfer; R₀ = the model before any task)
 
 Whether each task was learned at all (``metrics.json``: ``base_accuracy``, ``eval_examples``, ``learned_margin``,
-``learned``, ``learned_by``): R[j][j] − p_j > 1.96·√(p_j(1 − p_j)/n_j), with p_j = R₀[j] the base model's accuracy
-on task j (every method starts at the base: a fresh LoRA has B = 0, a prompt method has no prompt yet) and n_j its
-scored examples; a joint (multi-task) run uses its final row. The margin is the normal 95% margin of a proportion at the base's rate
-(read one-sided: a 2.5% chance that a model no better than the base clears it), chosen over an exact binomial test
+``learned``, ``learned_by``): R[j][j] − p_j > 1.96·√(p_j(1 − p_j)/n_j), with p_j = R₀[j] the base model's accuracy on
+task j (every method starts at the base: a fresh LoRA has B = 0, a prompt method has no prompt yet) and n_j its scored
+examples; a joint (multi-task) run uses its final row. The margin is the normal 95% margin of a proportion at the base's
+rate (read one-sided: a 2.5% chance that a model no better than the base clears it), chosen over an exact binomial test
 because it also covers a task metric that is a mean of [0, 1] scores rather than a count (its variance is at most
 p(1 − p)). A base at 0 has margin 0, so there one correct answer counts as learned.
 
