@@ -157,3 +157,24 @@ def test_a_call_on_finished_runs_runs_nothing(experiment):
     calls = experiment[2]
     assert calls["again"] == []
     assert not any(line.get("start") for line in calls["resume"] if line["run"].endswith(f"seed{SEEDS[0]}"))
+
+
+def test_runs_kept_in_the_ledger_are_restored_and_taken_as_done(experiment, tmp_path):
+    """A session that loses its runs folder keeps the ledger (benchmarks/continual_ledger.py): restored into the same
+    path, every finished run is skipped again and the selection read from them is the same."""
+    import shutil
+
+    from benchmarks.continual_ledger import main as ledger
+
+    reference = experiment[0]
+    before = json.loads((reference / "results" / "continual.json").read_text())["bases"]["tiny-llama"]["selection"]
+    ledger(["save", "--runs", str(reference / "runs"), "--ledger", str(tmp_path / "ledger")])
+    kept = sorted(p.relative_to(tmp_path / "ledger").as_posix() for p in (tmp_path / "ledger").rglob("*")
+                  if p.is_file())
+    names = [f"one-budget/select-tiny-llama/er-lr0.003-seed{seed}" for seed in SEEDS]
+    assert kept == sorted(f"{n}{end}" for n in names for end in (".seconds", "/metrics.json", "/sequence.json"))
+    shutil.rmtree(reference / "runs")
+    ledger(["restore", "--runs", str(reference / "runs"), "--ledger", str(tmp_path / "ledger")])
+    assert call(reference) == []
+    after = json.loads((reference / "results" / "continual.json").read_text())["bases"]["tiny-llama"]["selection"]
+    assert after["er"]["configs"] == before["er"]["configs"] and after["er"]["seconds"] == before["er"]["seconds"]
