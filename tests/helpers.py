@@ -60,3 +60,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class DDPStandIn(torch.nn.Module):
+    """Stands for a DistributedDataParallel wrapper (a ``module`` inside, what the methods unwrap) and records each
+    forward's input shape (rows, width): under DDP a step must run one forward per backward."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.module, self.shapes = model, []
+
+    def forward(self, **inputs):
+        self.shapes.append(tuple(inputs["input_ids"].shape))
+        return self.module(**inputs)

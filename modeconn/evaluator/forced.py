@@ -15,7 +15,7 @@ from .batch import scored_batch
 from .budget import Budget, batches, split_on_oom
 from .data import Encoded, Example
 from .greedy import greedy_scores
-from .head import causal_lm, scoring_head
+from .head import causal_lm, scored_nll
 from .scoring import get_scorer
 
 # generation settings a model's own generation_config can bring into generate(): any of them away from its neutral
@@ -52,14 +52,12 @@ def forced_pass(model, encoded: list[Encoded], pad_id: int, budget: int) -> tupl
 
     def run(items, _):
         ids, mask, rows, cols, targets = scored_batch(items, pad_id, device)
-        with scoring_head(model, rows, cols):  # as head.answer_nll, plus the argmax at the same logits
-            logits = causal_lm(model)(input_ids=ids, attention_mask=mask, use_cache=False).logits[0]
-        targets = targets.to(logits.device)
-        nll = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-        rows = rows.to(ids.device)
-        per_row = torch.zeros(len(items), dtype=torch.float64, device=ids.device).index_add_(0, rows, nll.double().to(ids.device))
+        per_row, out = scored_nll(model, lambda: causal_lm(model)(input_ids=ids, attention_mask=mask, use_cache=False),
+                                  rows, cols, targets=targets, n_rows=len(items), dtype=torch.float64)
+        logits = out.logits[0]  # greedy decoding's argmax, at the same logits
+        per_row, rows = per_row.to(ids.device), rows.to(ids.device)
         wrong = torch.zeros(len(items), dtype=torch.long, device=ids.device).index_add_(
-            0, rows, (logits.argmax(-1) != targets).long().to(ids.device))
+            0, rows, (logits.argmax(-1) != targets.to(logits.device)).long().to(ids.device))
         return per_row.view(1, -1).sum(1), wrong
 
     for batch in batches(encoded, lambda e: len(e.ids), 1, budget.tokens):

@@ -56,10 +56,21 @@ def scoring_head(model, rows: torch.Tensor, cols: torch.Tensor):
         lm.set_output_embeddings(head)
 
 
+def scored_nll(model, forward, rows: torch.Tensor, cols: torch.Tensor, *, targets: torch.Tensor, n_rows: int,
+               dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, object]:
+    """``[n_rows]`` summed NLL (``dtype``) of ``targets`` at ``(rows, cols)``, and the output of ``forward()``, a
+    forward of ``model`` run with its head applied at those positions only: how the evaluator and every training loss
+    score the labelled tokens."""
+    with scoring_head(model, rows, cols):
+        out = forward()
+    logits = out.logits[0]
+    nll = torch.nn.functional.cross_entropy(logits.float(), targets.to(logits.device), reduction="none").to(dtype)
+    return torch.zeros(n_rows, dtype=dtype, device=nll.device).index_add_(0, rows.to(nll.device), nll), out
+
+
 def answer_nll(model, ids: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor,
                cols: torch.Tensor, n_rows: int) -> torch.Tensor:
     """``[n_rows]`` summed NLL (float64) of the target tokens at ``(rows, cols)``, computed from the model's logits."""
-    with scoring_head(model, rows, cols):
-        logits = causal_lm(model)(input_ids=ids, attention_mask=mask, use_cache=False).logits[0]
-    nll = torch.nn.functional.cross_entropy(logits.float(), targets.to(logits.device), reduction="none")
-    return torch.zeros(n_rows, dtype=torch.float64, device=ids.device).index_add_(0, rows.to(ids.device), nll.double().to(ids.device))
+    nll, _ = scored_nll(model, lambda: causal_lm(model)(input_ids=ids, attention_mask=mask, use_cache=False), rows,
+                        cols, targets=targets, n_rows=n_rows, dtype=torch.float64)
+    return nll.to(ids.device)

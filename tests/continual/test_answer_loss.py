@@ -14,6 +14,7 @@ from peft import LoraConfig, get_peft_model
 
 from modeconn.continual.methods import base
 from modeconn.continual.methods.base import answer_loss, labelled_nll, row_nll
+from helpers import DDPStandIn
 from tiny_configs import tiny_causal_lm
 
 ARCHITECTURES = {"llama": {}, "qwen2": {}, "phi3": {}, "gpt2": {}, "falcon": {},
@@ -93,18 +94,6 @@ def test_labelled_nll_per_row_matches_a_float64_hand_computation_from_the_full_l
     assert len(out.hidden_states) == 3  # the forward options reach the model
 
 
-class Forwards(torch.nn.Module):
-    """A wrapper with a ``module`` (as DistributedDataParallel) that records the width of each forward."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.module, self.widths = model, []
-
-    def forward(self, **inputs):
-        self.widths.append(inputs["input_ids"].shape[1])
-        return self.module(**inputs)
-
-
 def _brute_force(lengths: list[int], cost: int) -> int:
     """The least Σ rows·longest + cost per group over every split of the sorted rows into consecutive groups."""
     rows = sorted(lengths)
@@ -144,9 +133,9 @@ def test_rows_split_by_length_on_a_cpu_and_one_forward_under_ddp_or_left_padding
     with torch.no_grad():
         row_nll(model, inputs)
         assert widths == [3, 4, 6, 8, 9]  # each row cut to its own length
-        wrapped = Forwards(model)
+        wrapped = DDPStandIn(model)
         row_nll(wrapped, inputs)
-        assert wrapped.widths == [9]  # DDP: one forward per backward
+        assert [width for _, width in wrapped.shapes] == [9]  # DDP: one forward per backward
         left = {k: v.flip(1) for k, v in inputs.items()}
         widths.clear()
         row_nll(model, left)

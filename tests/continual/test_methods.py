@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+from helpers import DDPStandIn
+
 from modeconn.continual import get_method
 from modeconn.continual.methods.ilora import ILoRA, consistency_loss
 from modeconn.continual.methods.protocol import TaskContext
@@ -196,18 +198,6 @@ def test_ilora_slow_hidden_states_equal_peft_forward_of_the_slow_adapter(peft_ll
     assert not torch.allclose(hidden[-1], other[-1])  # and not the fast adapter's
 
 
-class _DDP(torch.nn.Module):
-    """Stands for a DistributedDataParallel wrapper: a ``module``, and each forward's row count recorded."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.module, self.rows = model, []
-
-    def forward(self, **inputs):
-        self.rows.append(len(inputs["input_ids"]))
-        return self.module(**inputs)
-
-
 def test_ilora_step_in_one_process_equals_its_ddp_form_and_a_hand_computation(peft_llama):
     """One process: the current rows split by length and the replayed rows in a forward of their own; under DDP one
     forward over both. The same loss and gradients, and the loss as the paper writes it, from peft's own losses:
@@ -228,12 +218,12 @@ def test_ilora_step_in_one_process_equals_its_ddp_form_and_a_hand_computation(pe
                 p.normal_(0, 0.05)  # B = 0 at the start would leave the consistency term nearly 0
     peft_llama.train()
     losses, grads = {}, {}
-    for form, model in (("one", peft_llama), ("ddp", _DDP(peft_llama))):
+    for form, model in (("one", peft_llama), ("ddp", DDPStandIn(peft_llama))):
         losses[form] = method.training_step(model, Batch(current, pad(current), 1))
         losses[form].backward()
         grads[form] = {n: p.grad.clone() for n, p in peft_llama.named_parameters() if p.requires_grad}
         peft_llama.zero_grad(set_to_none=True)
-    assert model.rows == [6]  # the DDP form: one forward of 3 current and 3 replayed rows
+    assert [rows for rows, _ in model.shapes] == [6]  # the DDP form: one forward of 3 current and 3 replayed rows
     assert losses["one"].item() == pytest.approx(losses["ddp"].item(), rel=1e-5)
     for name, value in grads["one"].items():
         torch.testing.assert_close(value, grads["ddp"][name], rtol=1e-4, atol=1e-7)

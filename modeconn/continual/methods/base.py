@@ -13,7 +13,7 @@ from typing import ClassVar, Mapping
 import torch
 
 from ...evaluator.data import Encoded
-from ...evaluator.head import scoring_head
+from ...evaluator.head import scored_nll
 from ..adapter_io import FAST, save_peft_adapter
 from .option import option_fields, option_type
 from .protocol import Batch, Scorer, TaskContext
@@ -181,10 +181,9 @@ def labelled_nll(model, inputs: dict, **forward) -> tuple[torch.Tensor, torch.Te
     labels = inputs["labels"][:, 1:]
     keep = labels != -100
     rows, cols = keep.nonzero(as_tuple=True)
-    with scoring_head(unwrap(model), rows, cols):
-        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **forward)
-    nll = torch.nn.functional.cross_entropy(out.logits[0].float(), labels[keep], reduction="none")
-    per_row = torch.zeros(len(labels), dtype=nll.dtype, device=nll.device).index_add_(0, rows.to(nll.device), nll)
+    per_row, out = scored_nll(unwrap(model), lambda: model(input_ids=inputs["input_ids"],
+                                                           attention_mask=inputs["attention_mask"], **forward),
+                              rows, cols, targets=labels[keep], n_rows=len(labels))
     return per_row, keep.sum(1), out
 
 
@@ -223,11 +222,10 @@ def row_nll(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
     needs one forward per backward, or where the batch is not right-padded."""
     mask = inputs["attention_mask"]
     cost = FORWARD_COST.get(mask.device.type)
-    groups = None
-    if cost is not None and model is unwrap(model) and bool((mask[:, 1:] <= mask[:, :-1]).all()):
-        lengths = mask.sum(1)
-        groups = length_groups(lengths.tolist(), cost)
-    if groups is None or len(groups) == 1:
+    lengths = mask.sum(1)
+    one_forward = cost is None or model is not unwrap(model) or not bool((mask[:, 1:] <= mask[:, :-1]).all())
+    groups = [list(range(len(lengths)))] if one_forward else length_groups(lengths.tolist(), cost)
+    if len(groups) == 1:
         nll, count, _ = labelled_nll(model, inputs)
         return nll, count
     parts = []
