@@ -385,7 +385,8 @@ def memory_of(label_of: dict[Path, str]) -> dict:
 
 def controlled(args) -> None:
     """er and ilora at one shared lr (er's selected one), the report's seeds: the comparison that isolates the method
-    from its tuning. er's runs are the report's own (same command, same folder); ilora keeps its selected options."""
+    from its tuning. er's runs are the report's own (same command, same folder); ilora keeps its selected options,
+    and where its selected lr is er's its runs are the report's too (the same command but for --out)."""
     selection = selection_of(args)
     where = place(args.base, stream_of(args))
     method, er_options, lr = settings_of(selection, "er")
@@ -393,7 +394,7 @@ def controlled(args) -> None:
     jobs, outs = [], []
     for seed in args.seeds:
         er_out = args.runs / f"report-{where}" / f"er-seed{seed}"
-        il_out = args.runs / f"controlled-{where}" / f"ilora-seed{seed}"
+        il_out = args.runs / (f"report-{where}" if ilora_lr == lr else f"controlled-{where}") / f"ilora-seed{seed}"
         jobs += [(train_args(args, method, er_options, lr, seed, "test", er_out, f"er-seed{seed}"), er_out),
                  (train_args(args, ilora_method, ilora_options, lr, seed, "test", il_out, f"ilora-seed{seed}"), il_out)]
         outs += [er_out, il_out]
@@ -405,8 +406,10 @@ def controlled(args) -> None:
     append_command(folder)
     store(args.base, stream_of(args), controlled={"lr": lr, "ilora_selected_lr": ilora_lr, "seeds": list(args.seeds),
                                  "er": er_options, "ilora": ilora_options, "comparison": comparison,
+                                 "ilora_runs_are_the_report's": ilora_lr == lr,
                                  "note": "er and ilora at er's selected lr, the report's seeds (er's runs are the "
-                                         "report's); ilora keeps its other selected options"})
+                                         "report's, and ilora's too where its selected lr is er's); ilora keeps its "
+                                         "other selected options"})
 
 
 def mean_matrices(label_of: dict[Path, str]) -> dict:

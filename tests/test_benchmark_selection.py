@@ -160,6 +160,23 @@ def test_report_and_the_controlled_pair_use_the_selected_settings(driver):
     comparison = controlled["comparison"]
     assert comparison["primary"] == "ilora" and comparison["groups"]["er"]["seeds"] == [0, 1, 2]
     assert (results / "controlled_tiny-llama" / "compare.png").is_file()
+    assert not controlled["ilora_runs_are_the_report's"]
+
+
+def test_the_controlled_pair_reuses_ilora_s_report_runs_when_its_lr_is_er_s(driver):
+    args, fake, results = driver
+    bench.select(args)
+    record = json.loads((results / "continual.json").read_text())
+    record["bases"]["tiny-llama"]["selection"]["ilora"]["selected"]["lr"] = 1e-3  # as er's
+    (results / "continual.json").write_text(json.dumps(record))
+    bench.report(args)
+    made = len(fake.made)
+    bench.controlled(args)
+    assert len(fake.made) == made  # every run of the pair is a finished report run
+    controlled = json.loads((results / "continual.json").read_text())["bases"]["tiny-llama"]["controlled"]
+    assert controlled["ilora_runs_are_the_report's"] and controlled["lr"] == controlled["ilora_selected_lr"] == 1e-3
+    assert controlled["comparison"]["groups"]["ilora"]["seeds"] == [0, 1, 2]
+    assert not (args.runs / "one-budget" / "controlled-tiny-llama").exists()
 
 
 def test_the_budget_check_refuses_unequal_budgets():
