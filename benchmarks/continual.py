@@ -28,7 +28,7 @@ from a worktree pinned to the measured commit:
        --precision auto --max-train 128 --epochs 1 --batch-size 8 --grad-accum 1 --runs $RUNS --jobs 2"
     M="seq er ewc mtl ilora one agem gem l2p pp olora sure seq-path"
     python benchmarks/continual.py select $S --eval-limit 32 --own default --lr-grid 3e-4 1e-3 3e-3 \
-        --sgd-lr-grid 1e-2 3e-2 1e-1 --methods $M
+        --sgd-lr-grid 0.1 0.3 1 --methods $M   # SGD on LoRA factors: GEM won at 1, A-GEM at 0.3 on the embedded stream
     python benchmarks/continual.py select $S --eval-limit 32 --own default --methods $M  # while a winner is on an edge
     python benchmarks/continual.py report $S --eval-limit 64 --variants seq er ilora seq-path one mtl --seeds 0 1 2 3 4
     python benchmarks/continual.py report $S --eval-limit 64 --variants ewc agem gem olora sure l2p pp --seeds 0 1 2
