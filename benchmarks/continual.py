@@ -44,9 +44,10 @@ from a worktree pinned to the measured commit:
     python benchmarks/continual.py summary
 
 (the later report calls add their variants to the same comparison: 5 paired seeds where the issue asks for 5, 3 for
-the rest). Costs seen in pilots on the 2-core machine beside other jobs (so upper bounds): one er run of the stream 27
-minutes (3-4 processes side by side; before the loss at the answer positions and the length groups of
-modeconn/continual/methods/base.py, benchmarks/results/train_step.md); the curvature of one task minimum at 4
+the rest). Costs seen on the 2-core machine beside other jobs (so upper bounds): one seq selection run (lr 1e-3, seed
+100, eval-limit 32) 6.9 minutes wall, 6.6 CPU-minutes, beside two embedded runs (at bb9df84; an earlier pilot
+of one er run, before the loss at the answer positions and the length groups of modeconn/continual/methods/base.py,
+took 27 minutes with 3-4 processes side by side); the curvature of one task minimum at 4
 examples and ARPACK's default tolerance 5 minutes; the report's line path of one 4-task pair with accuracy 8 minutes,
 a curve-fitting step 30 s (niced).
 select, report and controlled with --dry-run print each run's command and whether it is done, would resume

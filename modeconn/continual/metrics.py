@@ -130,7 +130,9 @@ class ContinualMetrics(JsonResult):
 
     def json_summary(self) -> dict:
         """AP, BWT, FWT and what was learned, recomputed from the matrix on reading."""
-        return {"AP": self.ap, "BWT": self.bwt, "FWT": self.fwt, "base_accuracy": self.initial_accuracy,
+        verdict = self._verdict_rows()  # the base's accuracy by what the verdict reads (rank where it reads rank)
+        return {"AP": self.ap, "BWT": self.bwt, "FWT": self.fwt,
+                "base_accuracy": verdict[1] if verdict else self.initial_accuracy,
                 "learned_margin": self.learned_margin, "learned": self.learned, "learned_by": self.learned_by,
                 "rank_AP": self.rank_ap, "rank_BWT": self.rank_bwt}
 

@@ -200,6 +200,7 @@ def test_learned_reads_rank_accuracy_where_every_row_has_it():
     assert m.learned_by == "rank" and m.learned_margin == pytest.approx([margin, margin])
     assert m.learned == [False, True]  # +0.0 rank; +0.2 > 0.1225
     assert ContinualMetrics.from_json(m.to_json()).learned == [False, True] and m.to_json()["learned_by"] == "rank"
+    assert m.to_json()["base_accuracy"] == [0.5, 0.5]  # the base row the verdict read, not the exact match's 0
     by_metric = ContinualMetrics(["a", "b"], accuracy=m.accuracy, initial_accuracy=[0.0, 0.0], eval_examples=[64, 64])
     assert by_metric.learned_by == "accuracy" and by_metric.learned == [True, True]  # the format alone clears 0
 
