@@ -19,9 +19,10 @@ def _array(matrix) -> np.ndarray:
 
 
 def _colour_range(values: np.ndarray) -> tuple[float, float]:
-    """From 0 (or below) to the largest value; an all-zero matrix stays pale instead of mid-scale."""
+    """From 0 to the largest value: a negative joint gap (a point better than both minima) is as pale as 0, its
+    number in the cell, so that colour means barrier height only; an all-zero matrix stays pale instead of mid-scale."""
     finite = values[np.isfinite(values)]
-    return min(0.0, float(finite.min()) if finite.size else 0.0), max(float(finite.max()) if finite.size else 0.0, 1e-3)
+    return 0.0, max(float(finite.max()) if finite.size else 0.0, 1e-3)
 
 
 def _heatmap(fig, ax, values: np.ndarray, labels: list[str], title: str, label: str) -> None:

@@ -92,6 +92,22 @@ def test_a_flat_row_of_barriers_is_one_sentence(runs):
     assert "No per-task barrier on any pair along the linear or the bezier paths" in section.text
 
 
+def test_a_negative_joint_gap_is_coloured_as_no_gap(runs):
+    """A path point better than both minima (a negative joint gap) shows as pale as 0, not mid-scale."""
+    from modeconn.plots.kinds import load_result
+    from modeconn.plots.sweep import sweep_figure
+
+    _, out = runs
+    sweep = load_result(out / "seq-seed0" / "sweep" / "sweep.json")
+    pair = sweep.pairs[0]
+    for k in (pair.a, pair.b):  # a dip in the middle of the curve for both of its own tasks
+        task = pair.get("bezier").tasks[sweep.tasks[k]]
+        task.loss = [1.0 if i in (0, len(task.loss) - 1) else 0.5 for i in range(len(task.loss))]
+    assert sweep.joint("bezier")[pair.a][pair.b] == -0.5
+    for trace in sweep_figure(sweep).data:  # the joint-gap heatmaps and every task's barrier heatmap
+        assert trace.zmin == 0.0 and trace.zmax > 0
+
+
 def test_bad_runs_are_refused_in_one_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 2
