@@ -30,6 +30,7 @@ from a worktree pinned to the measured commit:
     python benchmarks/continual.py select $S --eval-limit 32 --own default --lr-grid 3e-4 1e-3 3e-3 \
         --sgd-lr-grid 0.1 0.3 1 --methods $M   # SGD on LoRA factors: GEM won at 1, A-GEM at 0.3 on the embedded stream
     python benchmarks/continual.py select $S --eval-limit 32 --own default --methods $M  # while a winner is on an edge
+                                    # (no --lr-grid there: it would override the stored next grid)
     python benchmarks/continual.py report $S --eval-limit 64 --variants seq er ilora seq-path one mtl --seeds 0 1 2 3 4
     python benchmarks/continual.py report $S --eval-limit 64 --variants ewc agem gem olora sure l2p pp --seeds 0 1 2
     python benchmarks/continual.py controlled $S --eval-limit 64 --seeds 0 1 2 3 4
@@ -37,7 +38,8 @@ from a worktree pinned to the measured commit:
     W=$RUNS/one-budget/report-smollm2-135m_standard-cl-QQP+RTE+SST-2+agnews       # then, for seq, er and ilora:
     modeconn curvature $W/seq-seed0 --limit 16 --top-k 3 --probes 10 --tol 1e-3 --seed 0 --out $RUNS/curvature/seq
     modeconn report $W/seq-seed0 $W/er-seed0 $W/ilora-seed0 --out $RUNS/mc-report --space both --accuracy \
-        --dtype auto --seed 0 --curve-steps 60 --points 7 --curvature $RUNS/curvature/seq/curvature.json …  # er, ilora
+        --dtype auto --seed 0 --curve-steps 30 --points 7 --limit 16 --grid 7 \
+        --curvature $RUNS/curvature/seq/curvature.json …  # and er's, ilora's
     M="mc-sgd merge ties magmax"                    # issue 29's methods last, on the grid the others ended on
     python benchmarks/continual.py select $S --eval-limit 32 --own default --methods $M
     python benchmarks/continual.py report $S --eval-limit 64 --variants $M --seeds 0 1 2
@@ -49,7 +51,13 @@ the rest). Costs seen on the 2-core machine beside other jobs (so upper bounds):
 of one er run, before the loss at the answer positions and the length groups of modeconn/continual/methods/base.py,
 took 27 minutes with 3-4 processes side by side); the curvature of one task minimum at 4
 examples and ARPACK's default tolerance 5 minutes; the report's line path of one 4-task pair with accuracy 8 minutes,
-a curve-fitting step 30 s (niced).
+a curve-fitting step 20-30 s (niced; the steps' cost does not grow with --limit). A report pilot on the seq selection
+run (lr 1e-3, seed 100; --space both --accuracy --limit 8 --points 5 --curve-steps 10 --grid 5) took 29.6 minutes
+wall, 28.4 CPU-minutes, beside the chain's two runs: 13 minutes per space, three quarters of it fitting. Ten steps
+are too few (the QQP → RTE curve's QQP barrier came out at 0.27 against the line's 0.04); over 30 steps at the
+default lr 0.01 and at 1e-3 the fitted curve's training loss (mean of the last 10 steps, the same sampled t and
+batches) fell to 0.35 and 0.34 from the line's 0.46 (`modeconn curve … --steps 30 --lr 1e-7`, the line held still),
+so the report above takes 30 steps at the default lr: some 10 minutes per pair, 18 pairs for the three runs.
 select, report and controlled with --dry-run print each run's command and whether it is done, would resume
 or would start, and run nothing.
 
