@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 PLAIN_INITS = (True, False, "gaussian", "eva", "orthogonal", "mica")  # base weights untouched, on training and on load
-RESIDUAL_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga")  # these move the base weights (a residual) at init
+RESIDUAL_INITS = ("pissa", "olora", "corda", "astra", "loftq", "lora_ga")  # these move the base weights (a residual) at init
 CONVERT = "path_initial_model_for_weight_conversion"
 
 
@@ -70,8 +70,8 @@ FIELDS: dict[str, Decision] = {
     "modules_to_save": _refused("refused when set", "the adapter carries full copies of these modules, which are not "
                                 "LoRA factors"),
     "init_lora_weights": Decision("supported", "True, False, 'gaussian', 'eva', 'orthogonal', 'mica' (the base is left "
-                                  "as it is); 'pissa*', 'olora', 'corda', 'loftq', 'lora_ga' saved unconverted are "
-                                  f"refused (convert with {CONVERT})", _init_refusal),
+                                  "as it is); 'pissa*', 'olora', 'corda', 'astra', 'loftq', 'lora_ga' saved unconverted "
+                                  f"are refused (convert with {CONVERT})", _init_refusal),
     "layers_to_transform": _supported("only chooses the modules at creation; the tensors say which are adapted"),
     "layers_pattern": _supported("only chooses the modules at creation; the tensors say which are adapted"),
     "rank_pattern": _supported("per-module ranks, read from the tensors"),
@@ -85,6 +85,7 @@ FIELDS: dict[str, Decision] = {
     "eva_config": _ignored("used only to initialise (init_lora_weights='eva')"),
     "corda_config": _ignored("used only with init_lora_weights='corda' (refused)"),
     "lora_ga_config": _ignored("used only with init_lora_weights='lora_ga' (refused)"),
+    "astra_config": _ignored("used only with init_lora_weights='astra' (refused; peft 0.22 on)"),
     "use_dora": _refused("refused", "a DoRA adapter; its magnitude vector is not a low-rank update, so paths are "
                          "undefined"),
     "velora_config": _supported("changes the backward pass only; the forward is plain LoRA"),
