@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 PLAIN_INITS = (True, False, "gaussian", "eva", "orthogonal", "mica")  # base weights untouched, on training and on load
-RESIDUAL_INITS = ("pissa", "olora", "corda", "astra", "loftq", "lora_ga")  # these move the base weights (a residual) at init
+RESIDUAL_INITS = ("pissa", "olora", "corda", "astra", "loftq", "lora_ga")  # these move the base weights at init
 CONVERT = "path_initial_model_for_weight_conversion"
 
 
@@ -70,8 +70,8 @@ FIELDS: dict[str, Decision] = {
     "modules_to_save": _refused("refused when set", "the adapter carries full copies of these modules, which are not "
                                 "LoRA factors"),
     "init_lora_weights": Decision("supported", "True, False, 'gaussian', 'eva', 'orthogonal', 'mica' (the base is left "
-                                  "as it is); 'pissa*', 'olora', 'corda', 'astra', 'loftq', 'lora_ga' saved unconverted "
-                                  f"are refused (convert with {CONVERT})", _init_refusal),
+                                  "as it is); 'pissa*', 'olora', 'corda', 'astra', 'loftq', 'lora_ga' saved "
+                                  f"unconverted are refused (convert with {CONVERT})", _init_refusal),
     "layers_to_transform": _supported("only chooses the modules at creation; the tensors say which are adapted"),
     "layers_pattern": _supported("only chooses the modules at creation; the tensors say which are adapted"),
     "rank_pattern": _supported("per-module ranks, read from the tensors"),

@@ -26,13 +26,12 @@ def _colour_range(values: np.ndarray) -> tuple[float, float]:
 
 
 def _heatmap(fig, ax, values: np.ndarray, labels: list[str], title: str, label: str) -> None:
-    finite = values[np.isfinite(values)]
     low, top = _colour_range(values)
     image = ax.imshow(np.ma.masked_invalid(values), cmap="magma_r", vmin=low, vmax=top)
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set(title=title, xlabel="adapter (trained on)", ylabel="adapter (trained on)")
-    middle = (finite.max() + finite.min()) / 2 if finite.size else 0
+    middle = (low + top) / 2  # white text on the darker half of the colour scale
     for i in range(len(labels)):
         for j in range(len(labels)):
             if np.isfinite(values[i, j]):

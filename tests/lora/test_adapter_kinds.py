@@ -14,6 +14,7 @@ from pathlib import Path
 import peft
 import pytest
 import torch
+from packaging.version import Version
 from peft import LoraConfig, get_peft_model
 from peft.tuners.lora.config import (CordaConfig, EvaConfig, KasaConfig, LoftQConfig, LoraGAConfig, LoraRuntimeConfig,
                                      MontecloraConfig, VeloraConfig)
@@ -21,7 +22,6 @@ try:
     from peft.tuners.lora.config import AstraConfig  # peft 0.22 on
 except ImportError:
     AstraConfig = None
-from packaging.version import Version
 from safetensors.torch import load_file
 
 from helpers import MODEL_KINDS, peft_loss, tiny_model
