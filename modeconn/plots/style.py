@@ -16,14 +16,20 @@ def new_figure(**kwargs):
 
 
 def save_png(fig, out: str | Path, made_by: dict | None = None, dpi: int = 130) -> None:
-    """Lay the figure out, leaving a strip at the bottom for the result's settings as a small caption; write PNG."""
+    """Lay the figure out, leaving a strip at the bottom for the result's settings as a small caption and one at the
+    top for the title (strips in inches: a fraction of a tall figure is a gap, of a short one an overlap); write PNG."""
     caption = settings_line(made_by)
-    bottom = 0.045 if caption else 0.0
+    height = fig.get_figheight()
+    bottom = 0.3 / height if caption else 0.0
     engine = fig.get_layout_engine()
-    if engine is not None and type(engine).__name__ == "ConstrainedLayoutEngine":
+    if engine is not None and type(engine).__name__ == "ConstrainedLayoutEngine":  # it makes room for a title itself
         engine.set(rect=(0, bottom, 1, 1 - bottom))
     else:
-        fig.tight_layout(rect=(0, bottom, 1, 1))
+        title = fig._suptitle  # no public getter; tight_layout lays the top row over it (seen in matplotlib 3.11)
+        top = 1.0 if title is None else 1 - 0.32 / height
+        if title is not None:
+            title.set(y=1 - 0.08 / height, va="top")
+        fig.tight_layout(rect=(0, bottom, 1, top))
     if caption:
         fig.text(0.005, 0.005, caption, fontsize=6.5, color="#666666", ha="left", va="bottom")
     fig.savefig(out, dpi=dpi, format="png")

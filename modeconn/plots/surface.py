@@ -75,9 +75,12 @@ def _draw_points(ax, result: SurfaceResult) -> None:
     if result.curve:
         xy = np.asarray(result.curve["xy"])
         ax.plot(xy[:, 0], xy[:, 1], "-", color="#ff7f0e", lw=2, label="Bézier curve")
+    middle = sum(ax.get_xlim()) / 2
     for (px, py), label, marker in zip(pts, result.short_labels(), "o^sD*Pvh"):
         ax.plot(px, py, marker, color="white", mec="black", ms=8)
-        ax.annotate(label, (px, py), textcoords="offset points", xytext=(6, 6), color="white", fontsize=8,
+        right = px <= middle  # a label runs inwards, so one near the right edge stays off the colour bar
+        ax.annotate(label, (px, py), textcoords="offset points", xytext=(6 if right else -6, 6), color="white",
+                    fontsize=8, ha="left" if right else "right",
                     bbox=dict(boxstyle="round,pad=0.2", fc="black", alpha=0.5, lw=0))
     if result.kind == "plane":
         ax.legend(fontsize=7, loc="lower right")
