@@ -43,7 +43,7 @@ def curvature_png(result: CurvatureResult, out: str | Path) -> None:
     if min(values) > 0 and max(values) > 30 * min(values):
         ax.set_yscale("log")
     elif min(values) > 0:
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, 1.08 * max(values))  # from 0, with room above the top marker (autoscale left it half cut)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     save_png(fig, out, result.made_by)

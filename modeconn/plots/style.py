@@ -15,12 +15,17 @@ def new_figure(**kwargs):
     return Figure(**kwargs)
 
 
+CAPTION_POINTS = 6.5  # the caption's font size
+
+
 def save_png(fig, out: str | Path, made_by: dict | None = None, dpi: int = 130) -> None:
-    """Lay the figure out, leaving a strip at the bottom for the result's settings as a small caption and one at the
-    top for the title (strips in inches: a fraction of a tall figure is a gap, of a short one an overlap); write PNG."""
-    caption = settings_line(made_by)
+    """Lay the figure out, leaving a strip at the bottom for the result's settings as a small caption (wrapped to the
+    figure's width) and one at the top for the title (strips in inches: a fraction of a tall figure is a gap, of a
+    short one an overlap); write PNG."""
     height = fig.get_figheight()
-    bottom = 0.3 / height if caption else 0.0
+    per_line = int(fig.get_figwidth() * 72 / (0.6 * CAPTION_POINTS))  # 0.6 em: wider than DejaVu Sans's mean glyph
+    lines = _wrapped(settings_line(made_by), per_line)
+    bottom = (0.12 + 0.11 * len(lines)) / height if lines else 0.0
     engine = fig.get_layout_engine()
     if engine is not None and type(engine).__name__ == "ConstrainedLayoutEngine":  # it makes room for a title itself
         engine.set(rect=(0, bottom, 1, 1 - bottom))
@@ -30,9 +35,21 @@ def save_png(fig, out: str | Path, made_by: dict | None = None, dpi: int = 130) 
         if title is not None:
             title.set(y=1 - 0.08 / height, va="top")
         fig.tight_layout(rect=(0, bottom, 1, top))
-    if caption:
-        fig.text(0.005, 0.005, caption, fontsize=6.5, color="#666666", ha="left", va="bottom")
+    if lines:
+        fig.text(0.005, 0.05 / height, "\n".join(lines), fontsize=CAPTION_POINTS, color="#666666", ha="left",
+                 va="bottom", linespacing=1.2)
     fig.savefig(out, dpi=dpi, format="png")
+
+
+def _wrapped(caption: str, width: int) -> list[str]:
+    """The caption in lines of at most ``width`` characters, broken between settings (never inside ``max length 1024``)."""
+    lines: list[str] = []
+    for part in caption.split(" · ") if caption else []:
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    return lines
 
 
 CAPTION = "caption"  # the name of a figure's settings annotation (a page that prints the settings drops it)
