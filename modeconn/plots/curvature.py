@@ -90,6 +90,8 @@ def sharpness_figure(rows: list[dict]):
 
 
 def sharpness_png(rows: list[dict], out: str | Path) -> None:
+    from matplotlib.ticker import FuncFormatter
+
     fig = new_figure(figsize=(8, 4.6))
     ax = fig.subplots()
     for i, run in enumerate(dict.fromkeys(r["run"] for r in rows)):
@@ -99,6 +101,10 @@ def sharpness_png(rows: list[dict], out: str | Path) -> None:
             ax.annotate(r["task"], (r["hessian"], r["forgetting"]), fontsize=7, textcoords="offset points", xytext=(3, 3))
     ax.set(xlabel="sharpness: λ_max of the Hessian at the task's minimum", ylabel="forgetting: a(T, i) − a(i, i)",
            xscale="log", title="sharpness against forgetting")
+    # 20, not 2×10¹, and 2, 3 and 5 of each decade labelled: the minima often span less than a decade
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else ""))
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_png(fig, out)
