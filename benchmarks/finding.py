@@ -20,9 +20,10 @@ def finding_rows(report: dict, by: str = "accuracy") -> list[dict]:
     for run in report["runs"]:
         for space, paths in (run.get("spaces") or {}).items():
             best = {(b["a"], b["b"], b["path"]): b for b in run.get("best_points", {}).get(space, []) if b["by"] == by}
-            for k, line in enumerate(paths.get("linear", [])):
-                curve = (paths.get("bezier") or [None] * (k + 1))[k]
+            curves = {(c["from"], c["to"]): c for c in paths.get("bezier", [])}
+            for line in paths.get("linear", []):
                 pair = (line["from"], line["to"])
+                curve = curves.get(pair)
                 rows.append({"run": run["label"], "space": space, "from": pair[0], "to": pair[1],
                              "line": line["joint_gap"], "curve": curve["joint_gap"] if curve else None,
                              "best_line": best.get((*pair, "linear")), "best_curve": best.get((*pair, "bezier"))})

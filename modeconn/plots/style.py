@@ -30,9 +30,9 @@ def save_png(fig, out: str | Path, made_by: dict | None = None, dpi: int = 130) 
     if engine is not None and type(engine).__name__ == "ConstrainedLayoutEngine":  # it makes room for a title itself
         engine.set(rect=(0, bottom, 1, 1 - bottom))
     else:
-        title = fig._suptitle  # no public getter; tight_layout lays the top row over it (seen in matplotlib 3.11)
-        top = 1.0 if title is None else 1 - 0.32 / height
+        title, top = fig._suptitle, 1.0  # no public getter; tight_layout lays the top row over it (matplotlib 3.11)
         if title is not None:
+            top = 1 - 0.32 / height
             title.set(y=1 - 0.08 / height, va="top")
         fig.tight_layout(rect=(0, bottom, 1, top))
     if lines:
