@@ -50,7 +50,9 @@ the rest). Costs seen on the 2-core machine beside other jobs (so upper bounds):
 100, eval-limit 32) 6.9 minutes wall, 6.6 CPU-minutes, beside two embedded runs (at bb9df84; an earlier pilot
 of one er run, before the loss at the answer positions and the length groups of modeconn/continual/methods/base.py,
 took 27 minutes with 3-4 processes side by side); the curvature of one task minimum at 4
-examples and ARPACK's default tolerance 5 minutes; the report's line path of one 4-task pair with accuracy 8 minutes,
+examples and ARPACK's default tolerance 5 minutes; at the analysis's settings (--limit 8 --top-k 3 --probes 10
+--tol 1e-3, seq lr 3e-4 seed 100's QQP minimum, beside two ilora runs) 14.7 minutes wall, 13.9 CPU-minutes, 8.2 GB
+RSS; the report's line path of one 4-task pair with accuracy 8 minutes,
 a curve-fitting step 20-30 s (niced; the steps' cost does not grow with --limit). A report pilot on the seq selection
 run (lr 1e-3, seed 100; --space both --accuracy --limit 8 --points 5 --curve-steps 10 --grid 5) took 29.6 minutes
 wall, 28.4 CPU-minutes, beside the chain's two runs: 13 minutes per space, three quarters of it fitting. Ten steps
