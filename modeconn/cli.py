@@ -307,12 +307,15 @@ def curvature(adapters, top_k, trace, probes, ggn, tol, along, points, space, ou
                 reword={"base": ("--base", "base model (default: the manifest's)")})
 def sweep(sequence, space, points, pairs, bezier, curve_kind, curve_steps, measure, out, curves_out, as_json, **study):
     """Barriers between every pair of task adapters in SEQUENCE (a sequence.json or its folder), as matrices and heatmaps."""
+    import shutil
     from contextlib import nullcontext
+    from pathlib import Path
 
     from .analysis.bezier import CurveConfig
     from .analysis.measure import sweep_sequence
     from .errors import OutputError
-    from .outdir import check_apart, check_before_work, claim
+    from .outdir import KEPT_PAIRS, check_apart, check_before_work, claim
+    from .ranks import main_process
 
     if bezier and curve_kind not in (None, "bezier"):
         from .errors import ConfigError
@@ -331,10 +334,13 @@ def sweep(sequence, space, points, pairs, bezier, curve_kind, curve_steps, measu
         check_before_work(out, inputs=inputs)
     with claim(curves_out, "curves", inputs=[*inputs, out]) if curves_out else nullcontext():
         _analysis(out, as_json, lambda: sweep_sequence(
-            sequence, settings, space=space, points=points, pairs=pairs, bezier=bezier,
-            curve_config=CurveConfig(steps=curve_steps, seed=settings.seed, max_length=settings.max_length,
-                                     path=curve_kind or "bezier"),
-            curves_out=curves_out), measure=measure, inputs=[*inputs, *([curves_out] if curves_out else [])])
+            sequence, settings, space=space, points=points, pairs=pairs,
+            curve=CurveConfig(steps=curve_steps, seed=settings.seed, max_length=settings.max_length,
+                              path=curve_kind or "bezier") if bezier else None,
+            curves_out=curves_out, keep=str(Path(out) / KEPT_PAIRS)), measure=measure,
+            inputs=[*inputs, *([curves_out] if curves_out else [])])
+    if main_process():
+        shutil.rmtree(Path(out) / KEPT_PAIRS, ignore_errors=True)  # the sweep is written: its kept pairs go
 
 
 @cli.command()

@@ -5,6 +5,7 @@ same for a result's files together (JSON + PNG + HTML), ``atomic_folder`` for a 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -127,3 +128,17 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def content_hash(paths) -> str:
+    """sha256 over every file under ``paths`` (relative name and content), in a fixed order: the key of a result
+    read back, so a changed input is measured again."""
+    digest = hashlib.sha256()
+    for given in paths:
+        root = Path(given)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root] if root.is_file() else []
+        for path in files:
+            digest.update(f"{path.relative_to(root) if root.is_dir() else root.name}\0".encode())
+            with open(path, "rb") as handle:
+                digest.update(hashlib.file_digest(handle, "sha256").digest())
+    return digest.hexdigest()

@@ -218,7 +218,8 @@ def test_run_labels_are_unique_and_never_a_report_file():
 
 def test_report_read_back_keys_on_content(tmp_path):
     from modeconn.lora.sequence import load_sequence
-    from modeconn.report.gather import _sequence_files, content_hash
+    from modeconn.files import content_hash
+    from modeconn.report.gather import _sequence_files
 
     shutil.copytree(SEQ, tmp_path / "seq")
     seq = load_sequence(tmp_path / "seq")

@@ -6,8 +6,10 @@ them in batched passes, and returns a result that records its settings.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+import json
+from dataclasses import asdict, dataclass, replace
 from os import PathLike
+from pathlib import Path
 
 import torch
 
@@ -84,14 +86,14 @@ def measure_barrier(adapters, settings: StudySettings = StudySettings(), *, spac
                                          seed=study.seed, extra=extra, made_by=study.made_by(**options))
 
 
-def _curve_config(config, settings: StudySettings):
+def _curve_config(config, settings: StudySettings, name: str = "curve_config"):
     """The curve fitting's config: ``config`` (checked), else the defaults with the settings' seed; its max_length is
     the settings' (one length for the whole study)."""
     from .bezier import CurveConfig
 
     if config is None:
         return CurveConfig(seed=settings.seed, max_length=settings.max_length)
-    checks.instance("curve_config", config, CurveConfig, "a CurveConfig or None")
+    checks.instance(name, config, CurveConfig, "a CurveConfig or None")
     if config.max_length is not None and config.max_length != settings.max_length:
         raise ConfigError(f"the curve config's max_length ({config.max_length}) differs from the settings' "
                           f"({settings.max_length}); set max_length in the StudySettings only")
@@ -208,13 +210,13 @@ def measure_landscape(adapter: str, settings: StudySettings = StudySettings(), *
 
 
 def sweep_sequence(sequence: str, settings: StudySettings = StudySettings(), *, space: str = "factor", points: int = 11,
-                   pairs: str = "all", bezier: bool = False, curve_config=None, curves_out: str | None = None):
+                   pairs: str = "all", curve=None, curves_out: str | None = None, keep: str | None = None):
     """Barriers between the task adapters of a sequence, every pair (or consecutive ones), scored on every task;
-    with ``bezier`` a curve (the curve config's ``path``, a quadratic Bézier by default) is fitted for each pair on its
-    two tasks' training data and measured the same way (``curves_out``: also save each curve there as ``A-B/``, a
-    folder ``modeconn plane`` or ``barrier --control`` can take)."""
-    from pathlib import Path
-
+    with ``curve`` (a ``CurveConfig``; None: the straight line only) a curve of its ``path`` kind (a quadratic Bézier
+    by default) is fitted for each pair on its two tasks' training data and measured the same way (``curves_out``: also save each curve there as ``A-B/``, a
+    folder ``modeconn plane`` or ``barrier --control`` can take). ``keep``: a folder where each pair is written as
+    ``A-B.json`` the moment it is measured, and read back by a later call with the same inputs and settings instead of
+    measured again (a pair of a 4-task sweep on a 135M model takes half an hour on a CPU: a stopped sweep resumes)."""
     from tqdm import tqdm
 
     from ..lora.paths import kind_path, linear_path
@@ -224,28 +226,35 @@ def sweep_sequence(sequence: str, settings: StudySettings = StudySettings(), *, 
 
     if pairs not in ("all", "consecutive"):
         raise ConfigError(f"pairs must be 'all' or 'consecutive', got {pairs!r}")
-    checks.text("sequence", sequence), checks.flag("bezier", bezier)
+    checks.text("sequence", sequence)
+    bezier = curve is not None
     checks.instance("settings", settings, StudySettings, "a StudySettings (e.g. StudySettings(limit=24))")
     checks.text("curves_out", curves_out, optional=True)
+    checks.text("keep", keep, optional=True)
     if curves_out is not None and not bezier:
-        raise ConfigError("curves_out has no effect without bezier=True (there are no fitted curves to save): pass both, "
+        raise ConfigError("curves_out has no effect without a curve (there are no fitted curves to save): pass both, "
                           "or leave curves_out out")
-    config = _curve_config(curve_config, settings)
+    config = _curve_config(curve, settings, "curve") if bezier else None
     ts = uniform_ts(points)
     seq = load_sequence(sequence)
     if len(seq.tasks) < 2:
         raise ConfigError(f"{sequence}: a sweep needs at least two tasks, the manifest lists {len(seq.tasks)}")
     names = [t.name for t in seq.tasks]
-    if curves_out is not None:
-        _check_pair_names(names, pairs, curves_out)
+    for folder, suffix in ((curves_out, ""), (keep, ".json")):
+        if folder is not None:
+            _check_pair_names(names, pairs, folder, suffix)
     ends_of = [str(seq.adapter_dir(t)) for t in seq.tasks]
     study = Study.open(ends_of, settings.with_accuracy(ACCURACY["sweep"]), space=space, sequence=seq)
     train = study.encoded("train") if bezier else {}  # the curves' training answers must fit too, before any work
     adapters, split, seed = study.adapters, study.split, study.seed
     todo = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names)) if pairs == "all" or j == i + 1]
+    store = _Kept(keep, _pair_key(seq, settings, space=space, points=points, config=config) if keep else None,
+                  names=names, curves=curves_out, space=space)
+    kept = {(i, j): found for i, j in todo if (found := store.read(i, j, [ends_of[i], ends_of[j]])) is not None}
+    todo = [ij for ij in todo if ij not in kept]
     shown = settings.progress and study.processes.main  # each pair's paths and fit show their own bars beneath
     inner = replace(study.eval_config, progress=shown)  # (a 4-task pair on a 135M model takes minutes on a CPU)
-    done = []  # this process's share of the pairs (all of them in one process), gathered below
+    done, saved = [], set()  # this process's share of the pairs (all of them in one process), gathered below
     for i, j in tqdm([todo[k] for k in study.processes.share(len(todo))], desc="adapter pairs",
                      disable=not shown):
         ends = [ends_of[i], ends_of[j]]
@@ -263,28 +272,93 @@ def sweep_sequence(sequence: str, settings: StudySettings = StudySettings(), *, 
             pair.paths[config.path] = BarrierResult.from_evaluation(
                 curve, config.path, space, ends, base_model=seq.base_model, split=split, seed=seed,
                 extra={"fit_loss_first": fit.history[0], "fit_loss_last": fit.history[-1]})
+        if study.processes.main:  # at once, so a stop loses at most the pair under way
+            store.save(pair, fit)
+            saved.add((i, j))
         done.append((pair, fit))
     done = study.processes.gather(done)
-    results = [pair for pair, _ in done]
-    if curves_out is not None and study.processes.main:
+    if study.processes.main:  # the other processes' pairs (their file systems may not be this one's)
         for pair, fit in done:
-            fit.save(Path(curves_out) / f"{names[pair.a]}-{names[pair.b]}")
+            if (pair.a, pair.b) not in saved:
+                store.save(pair, fit)
+    results = sorted([*kept.values(), *(pair for pair, _ in done)], key=lambda p: (p.a, p.b))
     options = {"points": points, "pairs": pairs, "bezier": bezier,
                **({f"curve_{k}": v for k, v in asdict(config).items()} if bezier else {})}
     return SweepResult(str(sequence), names, ends_of, space, base_model=study.base_name, pairs=results, split=split, seed=seed,
                        extra={"points": points, "pairs": pairs}, made_by=study.made_by(**options))
 
 
-def _check_pair_names(names: list[str], pairs: str, curves_out: str) -> None:
-    """Before any work: every control point's folder name ``A-B`` fits the file system of ``curves_out``."""
+def _pair_key(seq, settings: StudySettings, *, space: str, points: int, config) -> dict:
+    """What a kept pair was measured from and with: the content of every file the sweep reads (manifest, adapters,
+    data, any ``--data``), the settings that change a number, the space, the points and the curve's settings."""
+    from ..files import content_hash
+    from ..lora.sequence import MANIFEST
+    from .study import parse_data_spec
+
+    data = [parse_data_spec(s).path if isinstance(s, str) else s.path for s in settings.data]
+    files = [seq.root / MANIFEST, *(p for t in seq.tasks for p in (seq.adapter_dir(t), seq.data_dir(t))), *data]
+    fields = {k: v for k, v in asdict(settings).items() if k != "progress"}
+    record = {"content": content_hash(files), "settings": fields, "space": space, "points": points,
+              "curve": None if config is None else asdict(config)}
+    return json.loads(json.dumps(record, default=str))  # as it reads back from the file (tuples as lists, paths as text)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A sweep's pairs on disk: each measured pair's curve in ``curves`` (``A-B/``) and result in ``folder``
+    (``A-B.json``, with the key it was measured with); either folder may be None."""
+    folder: str | None
+    key: dict | None
+    names: list[str]
+    curves: str | None
+    space: str
+
+    def name(self, i: int, j: int) -> str:
+        return f"{self.names[i]}-{self.names[j]}"
+
+    def read(self, i: int, j: int, ends: list[str]):
+        """The pair as a former call kept it with the same key (and its curve still there), or None: measured again."""
+        from .sweep import PairResult
+
+        if self.folder is None:
+            return None
+        record = Path(self.folder) / f"{self.name(i, j)}.json"
+        try:
+            found = checks.load_json_text(record.read_text()) if record.is_file() else None
+            if not isinstance(found, dict) or found.get("key") != self.key:
+                return None
+            pair = PairResult.from_json(found["pair"])
+        except (ValueError, OSError, KeyError, TypeError, DataError):
+            return None  # unreadable or from another version: measured again
+        if (pair.a, pair.b) != (i, j):
+            return None
+        if self.curves is not None and not fitted_between(read_curve(Path(self.curves) / self.name(i, j)), *ends,
+                                                          self.space):
+            return None
+        return pair
+
+    def save(self, pair, fit) -> None:
+        """A measured pair's curve, then its result (last: a kept pair's curve is there)."""
+        from ..files import write_json
+
+        name = self.name(pair.a, pair.b)
+        if self.curves is not None:
+            fit.save(Path(self.curves) / name)
+        if self.folder is not None:
+            write_json(Path(self.folder) / f"{name}.json", {"key": self.key, "pair": {
+                "a": pair.a, "b": pair.b, "paths": {k: r.to_json() for k, r in pair.paths.items()}}})
+
+
+def _check_pair_names(names: list[str], pairs: str, folder: str, suffix: str = "") -> None:
+    """Before any work: every pair's name ``A-B`` (plus ``suffix``) fits the file system of ``folder``."""
     from ..outdir import name_max
 
-    longest = name_max(curves_out)
+    longest = name_max(folder)
     for i in range(len(names)):
         for j in range(i + 1, len(names) if pairs == "all" else min(i + 2, len(names))):
-            if len(f"{names[i]}-{names[j]}".encode()) > longest:
-                raise ConfigError(f"the control point of {names[i][:30]!r}… and {names[j][:30]!r}… would be saved as a "
-                                  f"folder name longer than the {longest} bytes this file system allows; shorten the task "
+            if len(f"{names[i]}-{names[j]}{suffix}".encode()) > longest:
+                raise ConfigError(f"the pair {names[i][:30]!r}… and {names[j][:30]!r}… would be saved as a "
+                                  f"name longer than the {longest} bytes this file system allows; shorten the task "
                                   "names")
 
 

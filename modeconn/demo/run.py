@@ -65,7 +65,7 @@ def _run(out: Path, config: DemoConfig, progress: bool) -> DemoResult:
     for name in config.methods:  # seq with fitted curves; the others' straight paths, to compare the methods
         seq = name == "seq"
         sweep = sweep_sequence(str(out / "runs" / name), replace(losses, progress=progress), points=config.points,
-                               pairs="consecutive", bezier=seq, curve_config=curves,
+                               pairs="consecutive", curve=curves if seq else None,
                                curves_out=str(out / "curves") if seq else None)
         save_result(sweep, out / f"sweep-{name}")
         result.sweeps[name] = sweep

@@ -10,12 +10,13 @@ the same path is measured again.
 """
 from __future__ import annotations
 
-import hashlib
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..checks import load_json_text
 from ..errors import DataError
+from ..files import content_hash
 
 
 @dataclass(frozen=True)
@@ -124,20 +125,6 @@ def labels_of(folders: list[Path]) -> list[str]:
     return labels
 
 
-def content_hash(paths) -> str:
-    """sha256 over every file under ``paths`` (relative name and content), in a fixed order: the key of a result
-    read back, so a changed input is measured again."""
-    digest = hashlib.sha256()
-    for given in paths:
-        root = Path(given)
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root] if root.is_file() else []
-        for path in files:
-            digest.update(f"{path.relative_to(root) if root.is_dir() else root.name}\0".encode())
-            with open(path, "rb") as handle:
-                digest.update(hashlib.file_digest(handle, "sha256").digest())
-    return digest.hexdigest()
-
-
 def _sequence_files(seq) -> list[Path]:
     """What a sweep of ``seq`` reads: its manifest, every task's adapter and data."""
     from ..lora.sequence import MANIFEST
@@ -215,13 +202,14 @@ def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfi
                        "accuracy": config.accuracy, "points": config.points, "limit": config.limit,
                        "curves": config.curves, "curve_steps": config.curve_steps, "seed": config.seed,
                        **config.loading}
-            curves = out / label / sweep_folder(space, "curves")
+            curves, kept = out / label / sweep_folder(space, "curves"), out / label / sweep_folder(space, "pairs")
             entry.sweeps[space] = _cached(
                 out / label / sweep_folder(space), request, lambda o: load_result(o / "sweep.json"),
                 lambda: sweep_sequence(  # called at once, inside this iteration
                     str(folder), paths_eval, space=space, points=config.points, pairs="consecutive",
-                    bezier=config.curves, curve_config=CurveConfig(steps=config.curve_steps, seed=config.seed),
-                    curves_out=str(curves) if config.curves else None), reused=results.reused)
+                    curve=CurveConfig(steps=config.curve_steps, seed=config.seed) if config.curves else None,
+                    curves_out=str(curves) if config.curves else None, keep=str(kept)), reused=results.reused)
+            shutil.rmtree(kept, ignore_errors=True)  # each pair as measured, kept until the whole sweep was saved
         entry.sweep = entry.sweeps[config.spaces()[0]]
     measured = [(e, r) for e in results.runs if e.sweep is not None for r in e.sweep.consecutive("linear")
                 if r["joint_gap"] is not None]

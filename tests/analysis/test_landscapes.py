@@ -150,8 +150,8 @@ def test_fitted_curves_lower_the_joint_gap_of_consecutive_tasks():
     """The expected finding on the embedded default. Each task's loss rises monotonically away from its own
     minimum, so the per-task barrier is 0 on the line and on the curve alike; what the curve lowers is the joint
     gap: how far the path's best point is from being as good as both minima."""
-    result = sweep_sequence(str(SEQ), replace(QUIET, limit=12), points=5, pairs="consecutive", bezier=True,
-                            curve_config=CurveConfig(steps=30, seed=0))
+    result = sweep_sequence(str(SEQ), replace(QUIET, limit=12), points=5, pairs="consecutive",
+                            curve=CurveConfig(steps=30, seed=0))
     line, curve = result.consecutive("linear"), result.consecutive("bezier")
     assert len(line) == len(curve) == 3
     for lin, bez in zip(line, curve):
@@ -184,6 +184,12 @@ def test_sweep_cli_saves_the_control_points_a_plane_then_draws(tmp_path, capsys)
                          "--limit", "4", "--out", str(tmp_path / "sweep"), "--curves-out", str(tmp_path / "curves")], capsys)
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "curves").iterdir()) == [".modeconn.owned.json", "fortune-stdlib", "gloss-fortune", "news-gloss"]
+    # each pair was kept in sweep/pairs/ while the sweep ran (a stopped one resumes), and removed once it was written
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == [".modeconn.owned.json", "sweep.html", "sweep.json",
+                                                                       "sweep.png"]
+    code, _, err = _cli(["sweep", str(SEQ), "--pairs", "consecutive", "--points", "3", "--limit", "4", "--out",
+                         str(tmp_path / "sweep")], capsys)
+    assert code == 0, err  # the folder is still the sweep's own
     code, _, err = _cli(["plane", NEWS, GLOSS, str(tmp_path / "curves" / "news-gloss"), "--grid", "3", "--limit", "4",
                          "--out", str(tmp_path / "plane")], capsys)
     assert code == 0, err
