@@ -18,6 +18,7 @@ from ..evaluator.batch import scored_batch
 from ..evaluator.evaluate import points_nll
 from ..evaluator.fields import max_length_field
 from ..evaluator.layer import inject_path
+from ..evaluator.memory import release_freed
 from ..lora.adapters import LoraWeights
 from ..lora.path_kinds import curved, path_kind
 from ..lora.paths import LoraPath, kind_path, linear_path
@@ -173,6 +174,7 @@ def fit_path(model, tokenizer, start: LoraPath, train: list[Example] | list[Enco
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 history.append(loss.item())
+                release_freed()  # a step's activations and gradients, freed: returned, not kept in the heap
             points = [{m: layer.free_factors(k) for m, layer in injected.layers.items()} for k in range(len(free))]
     finally:
         for p, flag in frozen:

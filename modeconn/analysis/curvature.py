@@ -23,6 +23,7 @@ from ..evaluator.budget import batches
 from ..evaluator.data import Encoded
 from ..evaluator.head import causal_lm, scoring_head
 from ..evaluator.layer import inject_path
+from ..evaluator.memory import release_freed
 from ..lora.adapters import LoraWeights
 from ..lora.paths import Span
 from ..results import JsonResult
@@ -161,6 +162,7 @@ class HessianProducts:
                 hv = torch.autograd.grad(grads, self.params, [v.view(s) for v, s in zip(parts, self.shapes)],
                                          retain_graph=j + 1 < columns.shape[1])
                 out[:, j] += torch.cat([h.reshape(-1) for h in hv])
+        release_freed()  # each product's double-backward graph, freed: returned, not kept in the heap
         return out.cpu().double().numpy().reshape(m.shape)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..evaluator.memory import release_freed
 from ..files import null_nonfinite
 from ..lora.sequence import Sequence, TaskEntry
 from .config import TrainConfig
@@ -117,6 +118,7 @@ def train_sequence(request: TrainRequest, out: str | Path, *, name: str | None =
                 for index in range(run.run.task_index, len(tasks)):
                     if not train_task(run, folder, index, clock=clock, amp=amp, controls=controls):
                         return TrainRun(None, run.metrics, complete=False)
+                    release_freed()
                 return finish(run, folder, name, clock)
             finally:
                 if request.report_to != "none":

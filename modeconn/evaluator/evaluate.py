@@ -20,6 +20,7 @@ from .forced import forced_pass, greedy_limit, model_accuracy, points_accuracy
 from .greedy import path_accuracy
 from .head import answer_nll, causal_lm
 from .layer import Unrouted, inject_path
+from .memory import release_freed
 from .rank import choice_rows, rankable, ranked_accuracy
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -189,6 +190,7 @@ def evaluate_points(model, tokenizer, span: Span, coeffs: torch.Tensor, tasks: d
                                     bar=bar, metric=metric)
             out[name] = TaskCurve(loss.tolist(), acc.tolist() if acc is not None else None, len(examples), metric, cut_prompts=cut,
                                   rank_accuracy=rank.tolist() if rank is not None else None)
+            release_freed()  # each task's passes free their own shapes: the heap keeps none of it for the next
     return out
 
 
