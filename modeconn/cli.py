@@ -276,7 +276,12 @@ def landscape(adapter, dimensions, grid, span, surface, out, as_json, **study):
 def curvature(adapters, top_k, trace, probes, ggn, tol, along, points, space, out, as_json, **study):
     """Largest Hessian and Gauss-Newton eigenvalues of each task's loss with respect to the LoRA factors of each
     ADAPTER, and the Hessian's trace (Hutchinson); a run folder gives each task's minimum on its own task."""
+    import shutil
+    from pathlib import Path
+
     from .analysis.curvature import CurvatureConfig, measure_curvature
+    from .outdir import KEPT
+    from .ranks import main_process
 
     _refuse_idle(("--points", _given("points") and not along, "without --along"),
                  ("--space", _given("space") and not along, "without --along"),
@@ -284,7 +289,9 @@ def curvature(adapters, top_k, trace, probes, ggn, tol, along, points, space, ou
     settings = _settings(**study)
     _analysis(out, as_json, lambda: measure_curvature(
         list(adapters), settings, CurvatureConfig(top_k, ggn, probes if trace else None, tol), along=along, space=space,
-        points=points), inputs=_inputs(list(adapters), settings.data, settings.base))
+        points=points, keep=str(Path(out) / KEPT)), inputs=_inputs(list(adapters), settings.data, settings.base))
+    if main_process():
+        shutil.rmtree(Path(out) / KEPT, ignore_errors=True)  # the result is written: its kept points go
 
 
 @cli.command()
@@ -314,7 +321,7 @@ def sweep(sequence, space, points, pairs, bezier, curve_kind, curve_steps, measu
     from .analysis.bezier import CurveConfig
     from .analysis.measure import sweep_sequence
     from .errors import OutputError
-    from .outdir import KEPT_PAIRS, check_apart, check_before_work, claim
+    from .outdir import KEPT, check_apart, check_before_work, claim
     from .ranks import main_process
 
     if bezier and curve_kind not in (None, "bezier"):
@@ -337,10 +344,10 @@ def sweep(sequence, space, points, pairs, bezier, curve_kind, curve_steps, measu
             sequence, settings, space=space, points=points, pairs=pairs,
             curve=CurveConfig(steps=curve_steps, seed=settings.seed, max_length=settings.max_length,
                               path=curve_kind or "bezier") if bezier else None,
-            curves_out=curves_out, keep=str(Path(out) / KEPT_PAIRS)), measure=measure,
+            curves_out=curves_out, keep=str(Path(out) / KEPT)), measure=measure,
             inputs=[*inputs, *([curves_out] if curves_out else [])])
     if main_process():
-        shutil.rmtree(Path(out) / KEPT_PAIRS, ignore_errors=True)  # the sweep is written: its kept pairs go
+        shutil.rmtree(Path(out) / KEPT, ignore_errors=True)  # the sweep is written: its kept pairs go
 
 
 @cli.command()

@@ -142,3 +142,29 @@ def content_hash(paths) -> str:
             with open(path, "rb") as handle:
                 digest.update(hashlib.file_digest(handle, "sha256").digest())
     return digest.hexdigest()
+
+
+def as_json(data):
+    """``data`` as it reads back from a JSON file (tuples as lists, paths and other objects as text): how a key made
+    now is compared with one written before."""
+    return json.loads(json.dumps(data, default=str))
+
+
+def keep(path: str | Path, key: dict, value) -> Path:
+    """Write one finished piece of a long computation (a sweep's pair, a curvature point) with the key it was made
+    under, so a stopped run resumes after it (``kept``)."""
+    return write_json(path, {"key": as_json(key), "value": value})
+
+
+def kept(path: str | Path, key: dict):
+    """The value ``keep`` wrote to ``path`` under the same key, or None: absent, unreadable (a write cut short by a full
+    disk) or made from other inputs or settings, so it is computed again."""
+    from .checks import load_json_text
+
+    try:
+        found = load_json_text(Path(path).read_text()) if Path(path).is_file() else None
+    except (ValueError, OSError):
+        return None
+    if not isinstance(found, dict) or found.get("key") != as_json(key) or "value" not in found:
+        return None
+    return found["value"]

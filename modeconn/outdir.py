@@ -32,12 +32,12 @@ RECORD = ".modeconn.owned.json"
 OURS = ".modeconn"  # the prefix of the lock, the record and every temporary name: modeconn's own, never compared
 UNHASHED = (".state",)  # validated by their own reader when used (a damaged state is refused with its own message)
 _RESULT = ["{stem}.json", "{stem}.png", "{stem}.html"]
-KEPT_PAIRS = "pairs"  # a sweep's pairs, each kept as measured until the sweep is written (a stopped sweep resumes)
+KEPT = "kept"  # a long result's pieces (a sweep's pairs, curvature points), each kept as made until the result is written
 # what each kind of command writes at the top of its folder (names or glob patterns); a folder holding anything
 # else is not this command's output and is refused
 OWNED = {
     "result": [p.format(stem=s) for s in ("barrier", "plane", "landscape", "sweep", "accuracy", "train_log", "compare", "curvature") for p in _RESULT]
-              + [KEPT_PAIRS],
+              + [KEPT],
     "curve": ["adapter_config.json", "adapter_model.safetensors", "curve.json", "README.md"],
     "curves": ["*"],  # sweep --curves-out: one control-point folder per pair, A-B/
 }

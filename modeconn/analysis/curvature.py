@@ -250,12 +250,16 @@ def _unfolded(point: LoraWeights, scales: dict[str, float]) -> LoraWeights:
 
 
 def measure_curvature(adapters, settings: StudySettings = StudySettings(), config: CurvatureConfig = CurvatureConfig(), *,
-                      along: bool = False, space: str = "factor", points: int = 5) -> CurvatureResult:
+                      along: bool = False, space: str = "factor", points: int = 5,
+                      keep: str | None = None) -> CurvatureResult:
     """Curvature of each adapter on every task of the study; a run folder (a ``modeconn train`` output) gives each task's
     minimum on its own task; ``along``: the two ``adapters`` are the ends of a linear path in ``space``, measured at
-    ``points`` evenly spaced t on every task. Curvature is computed in float32 (``dtype`` float32 only)."""
+    ``points`` evenly spaced t on every task. Curvature is computed in float32 (``dtype`` float32 only). ``keep``: a
+    folder where each point is written the moment it is measured and read back by a later call with the same inputs
+    and settings (a SmolLM2 task minimum takes a quarter of an hour on a CPU: a stopped run resumes at its next point)."""
     from tqdm import tqdm
 
+    from ..files import keep as keep_point, kept
     from ..lora.paths import linear_path, uniform_ts
     from ..lora.sequence import MANIFEST, load_sequence
     from .study import Study
@@ -264,6 +268,7 @@ def measure_curvature(adapters, settings: StudySettings = StudySettings(), confi
     given = checks.texts("adapters", [adapters] if isinstance(adapters, (str, Path)) else adapters, low=1)
     checks.instance("config", config, CurvatureConfig, "a CurvatureConfig (e.g. CurvatureConfig(top_k=5))")
     checks.choice("space", space, ("factor", "delta"))
+    checks.text("keep", keep, optional=True)
     if settings.dtype != "float32":
         raise ConfigError(f"curvature is computed in float32 (second derivatives in {settings.dtype} are mostly rounding); "
                           "leave --dtype out")
@@ -291,10 +296,16 @@ def measure_curvature(adapters, settings: StudySettings = StudySettings(), confi
         study = Study.open(given, settings, space="delta")
         jobs = [(loc, w, name, None) for loc, w in zip(given, study.adapters) for name in study.sources]
     encoded = {name: enc for name, (enc, _) in study.encoded().items()}
+    key = _point_key(given, settings, config=config, along=along, space=space) if keep is not None else None
     measured = []
-    for label, point, task, t in tqdm(jobs, desc="curvature", disable=not study.settings.progress):
-        found = point_curvature(study.model, point, encoded[task], study.tokenizer.pad_token_id, config=config,
-                                seed=study.seed, budget=study.settings.max_batch_tokens)
+    for index, (label, point, task, t) in enumerate(tqdm(jobs, desc="curvature", disable=not study.settings.progress)):
+        record = Path(keep or ".") / f"point-{index}.json"
+        found = kept(record, {**key, "label": label, "task": task, "t": t}) if keep is not None else None
+        if found is None:
+            found = point_curvature(study.model, point, encoded[task], study.tokenizer.pad_token_id, config=config,
+                                    seed=study.seed, budget=study.settings.max_batch_tokens)
+            if keep is not None and study.processes.main:
+                keep_point(record, {**key, "label": label, "task": task, "t": t}, found)
         measured.append(CurvaturePoint(label, task, t=t, **found))
     return CurvatureResult(measured, study.base_name, study.split, config.top_k, probes=config.probes,
                            along={"from": given[0], "to": given[1], "space": space} if along else None,
@@ -302,3 +313,19 @@ def measure_curvature(adapters, settings: StudySettings = StudySettings(), confi
                            made_by=study.made_by(**asdict(config), along=along,
                                                  space=space if along else None, points=points if along else None))
 
+
+def _point_key(given: list[str], settings: StudySettings, *, config: CurvatureConfig, along: bool, space: str) -> dict:
+    """What a kept point was measured from and with: the content of every adapter or run folder, of the manifest and
+    task data beside it (or inside it), and of any ``--data``; and the settings that change a number."""
+    from ..files import content_hash
+    from ..lora.sequence import MANIFEST, load_sequence
+    from .study import parse_data_spec
+
+    data = [parse_data_spec(s).path if isinstance(s, str) else s.path for s in settings.data]
+    for where in sorted({Path(g) if (Path(g) / MANIFEST).is_file() else Path(g).parent for g in given}):
+        if (where / MANIFEST).is_file():
+            seq = load_sequence(where)
+            data += [where / MANIFEST, *(seq.data_dir(t) for t in seq.tasks)]
+    fields = {k: v for k, v in asdict(settings).items() if k != "progress"}
+    return {"content": content_hash([*given, *data]), "settings": fields, "config": asdict(config), "along": along,
+            "space": space}

@@ -6,7 +6,6 @@ them in batched passes, and returns a result that records its settings.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from os import PathLike
 from pathlib import Path
@@ -298,9 +297,8 @@ def _pair_key(seq, settings: StudySettings, *, space: str, points: int, config) 
     data = [parse_data_spec(s).path if isinstance(s, str) else s.path for s in settings.data]
     files = [seq.root / MANIFEST, *(p for t in seq.tasks for p in (seq.adapter_dir(t), seq.data_dir(t))), *data]
     fields = {k: v for k, v in asdict(settings).items() if k != "progress"}
-    record = {"content": content_hash(files), "settings": fields, "space": space, "points": points,
-              "curve": None if config is None else asdict(config)}
-    return json.loads(json.dumps(record, default=str))  # as it reads back from the file (tuples as lists, paths as text)
+    return {"content": content_hash(files), "settings": fields, "space": space, "points": points,
+            "curve": None if config is None else asdict(config)}
 
 
 @dataclass(frozen=True)
@@ -318,19 +316,17 @@ class _Kept:
 
     def read(self, i: int, j: int, ends: list[str]):
         """The pair as a former call kept it with the same key (and its curve still there), or None: measured again."""
+        from ..files import kept
         from .sweep import PairResult
 
         if self.folder is None:
             return None
-        record = Path(self.folder) / f"{self.name(i, j)}.json"
+        found = kept(Path(self.folder) / f"{self.name(i, j)}.json", self.key)
         try:
-            found = checks.load_json_text(record.read_text()) if record.is_file() else None
-            if not isinstance(found, dict) or found.get("key") != self.key:
-                return None
-            pair = PairResult.from_json(found["pair"])
-        except (ValueError, OSError, KeyError, TypeError, DataError):
-            return None  # unreadable or from another version: measured again
-        if (pair.a, pair.b) != (i, j):
+            pair = PairResult.from_json(found) if found is not None else None
+        except (KeyError, TypeError, ValueError, DataError):
+            return None  # from another version: measured again
+        if pair is None or (pair.a, pair.b) != (i, j):
             return None
         if self.curves is not None and not fitted_between(read_curve(Path(self.curves) / self.name(i, j)), *ends,
                                                           self.space):
@@ -339,14 +335,14 @@ class _Kept:
 
     def save(self, pair, fit) -> None:
         """A measured pair's curve, then its result (last: a kept pair's curve is there)."""
-        from ..files import write_json
+        from ..files import keep
 
         name = self.name(pair.a, pair.b)
         if self.curves is not None:
             fit.save(Path(self.curves) / name)
         if self.folder is not None:
-            write_json(Path(self.folder) / f"{name}.json", {"key": self.key, "pair": {
-                "a": pair.a, "b": pair.b, "paths": {k: r.to_json() for k, r in pair.paths.items()}}})
+            keep(Path(self.folder) / f"{name}.json", self.key,
+                 {"a": pair.a, "b": pair.b, "paths": {k: r.to_json() for k, r in pair.paths.items()}})
 
 
 def _check_pair_names(names: list[str], pairs: str, folder: str, suffix: str = "") -> None:

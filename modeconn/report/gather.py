@@ -17,6 +17,7 @@ from pathlib import Path
 from ..checks import load_json_text
 from ..errors import DataError
 from ..files import content_hash
+from ..outdir import KEPT
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def gather(paths: list[str], out: str | Path, config: ReportConfig = ReportConfi
                        "accuracy": config.accuracy, "points": config.points, "limit": config.limit,
                        "curves": config.curves, "curve_steps": config.curve_steps, "seed": config.seed,
                        **config.loading}
-            curves, kept = out / label / sweep_folder(space, "curves"), out / label / sweep_folder(space, "pairs")
+            curves, kept = out / label / sweep_folder(space, "curves"), out / label / sweep_folder(space, KEPT)
             entry.sweeps[space] = _cached(
                 out / label / sweep_folder(space), request, lambda o: load_result(o / "sweep.json"),
                 lambda: sweep_sequence(  # called at once, inside this iteration

@@ -155,6 +155,7 @@ def test_a_run_folder_gives_each_task_minimum_on_its_own_task_and_the_report_sho
     assert [(p["adapter"], p["task"]) for p in data["points"]] == [(str(run / t["name"]), t["name"]) for t in tasks]
     assert data["run"] == str(run.resolve()) and data["made_by"]["settings"]["top_k"] == 1
     assert (tmp_path / "cv" / "curvature.png").stat().st_size > 0 and (tmp_path / "cv" / "curvature.html").is_file()
+    assert not (tmp_path / "cv" / "kept").exists()  # each point kept while it ran, gone once the result was written
     assert main(["report", str(run), "--curvature", str(tmp_path / "cv" / "curvature.json"), "--out", str(tmp_path / "r"),
                  "--no-curves", "--points", "2", "--limit", "2", "--grid", "2"]) in (0, None)
     page = (tmp_path / "r" / "report.html").read_text()
@@ -163,3 +164,37 @@ def test_a_run_folder_gives_each_task_minimum_on_its_own_task_and_the_report_sho
     assert main(["report", str(run), "--curvature", str(tmp_path / "cv" / "curvature.json"), "--curvature",
                  str(checkpoints_dir() / "seq" / "sequence.json"), "--out", str(tmp_path / "r2"), "--no-curves"]) == 2
     assert "not a modeconn result" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_stopped_curvature_run_resumes_at_its_next_point_with_the_same_numbers(tmp_path, monkeypatch):
+    import modeconn.analysis.curvature as curvature
+    from modeconn.analysis.settings import StudySettings
+    from modeconn.evaluator.models import checkpoints_dir
+
+    seq = checkpoints_dir() / "seq"
+    adapters = [str(seq / "news"), str(seq / "gloss")]
+    settings = StudySettings(limit=2, progress=False)
+    config = CurvatureConfig(top_k=1, ggn=False, probes=2)
+    whole = curvature.measure_curvature(adapters, settings, config)
+    real, calls = curvature.point_curvature, []
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        if stop and len(calls) == stop:
+            raise KeyboardInterrupt  # stopped while measuring this point
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(curvature, "point_curvature", counted)
+    keep = tmp_path / "kept"
+    stop = 3  # of four points (two adapters, each on both tasks)
+    with pytest.raises(KeyboardInterrupt):
+        curvature.measure_curvature(adapters, settings, config, keep=str(keep))
+    assert len(list(keep.iterdir())) == 2
+    stop, calls[:] = None, []
+    resumed = curvature.measure_curvature(adapters, settings, config, keep=str(keep))
+    assert len(calls) == 2  # the two points left
+    assert [p.__dict__ for p in resumed.points] == [p.__dict__ for p in whole.points]
+    calls[:] = []
+    curvature.measure_curvature(adapters, settings, CurvatureConfig(top_k=1, ggn=False, probes=3), keep=str(keep))
+    assert len(calls) == 4  # other settings: every point measured again

@@ -79,4 +79,4 @@ def test_kept_pairs_of_other_settings_or_without_their_curve_are_measured_again(
         seen = _counting(patch)
         sweep_sequence(SEQ, replace(QUIET, limit=3), curves_out=str(curves), **options)
     assert len(seen) == 2  # the pair whose curve went and the unreadable one
-    assert json.loads(record.read_text())["pair"]["a"] == 1
+    assert json.loads(record.read_text())["value"]["a"] == 1

@@ -59,7 +59,7 @@ def test_results_with_the_same_settings_are_read_back_and_others_recomputed(runs
     before = sweep.stat().st_mtime_ns
     assert main(["report", str(root / "seq-seed0"), str(root / "er-seed0"), "--out", str(out), *SMALL]) == 0
     assert len(json.loads((out / "report.json").read_text())["reused"]) == 3 and sweep.stat().st_mtime_ns == before
-    assert not (out / "seq-seed0" / "pairs").exists()  # each pair kept while the sweep ran, gone once it was saved
+    assert not (out / "seq-seed0" / "kept").exists()  # each pair kept while the sweep ran, gone once it was saved
     assert (out / "seq-seed0" / "curves" / "news-gloss" / "curve.json").is_file()
     other = out.parent / "page-lines"
     assert main(["report", str(root / "seq-seed0"), "--out", str(other), "--no-curves", "--points", "2", "--limit", "4",
