@@ -212,10 +212,11 @@ def sweep_sequence(sequence: str, settings: StudySettings = StudySettings(), *, 
                    pairs: str = "all", curve=None, curves_out: str | None = None, keep: str | None = None):
     """Barriers between the task adapters of a sequence, every pair (or consecutive ones), scored on every task;
     with ``curve`` (a ``CurveConfig``; None: the straight line only) a curve of its ``path`` kind (a quadratic Bézier
-    by default) is fitted for each pair on its two tasks' training data and measured the same way (``curves_out``: also save each curve there as ``A-B/``, a
-    folder ``modeconn plane`` or ``barrier --control`` can take). ``keep``: a folder where each pair is written as
-    ``A-B.json`` the moment it is measured, and read back by a later call with the same inputs and settings instead of
-    measured again (a pair of a 4-task sweep on a 135M model takes half an hour on a CPU: a stopped sweep resumes)."""
+    by default) is fitted for each pair on its two tasks' training data and measured the same way (``curves_out``:
+    also save each curve there as ``A-B/``, a folder ``modeconn plane`` or ``barrier --control`` can take). ``keep``:
+    a folder where each pair is written as ``A-B.json`` the moment it is measured, and read back by a later call with
+    the same inputs and settings instead of measured again (a pair of a 4-task sweep on a 135M model takes a quarter
+    of an hour on a CPU: a stopped sweep resumes at its next pair)."""
     from tqdm import tqdm
 
     from ..lora.paths import kind_path, linear_path
