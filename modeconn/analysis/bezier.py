@@ -15,6 +15,7 @@ from .. import checks
 from ..errors import ConfigError, NonFiniteError
 from ..evaluator.data import Encoded, Example, encode, resolve_max_length
 from ..evaluator.batch import scored_batch
+from ..evaluator.budget import backward_budget, batches
 from ..evaluator.evaluate import points_nll
 from ..evaluator.fields import max_length_field
 from ..evaluator.layer import inject_path
@@ -35,6 +36,9 @@ class CurveConfig:
     max_length: int | None = max_length_field()
     seed: int = field(default=0, metadata={"help": "seed for t samples and batches"})
     path: str = field(default="bezier", metadata={"help": "the kind of curve whose free points are fitted"})
+    max_batch_tokens: int | None = field(default=None, metadata={
+        "help": "padded tokens per forward-and-backward chunk of a step (points × examples × length; the step's "
+                "gradient is the chunks' sum) [default: 4096 on a CPU; on CUDA from free memory]", "low": 1})
 
     def __post_init__(self):
         if not path_kind(checks.text("path", self.path)).free:
@@ -42,6 +46,7 @@ class CurveConfig:
         for name in ("steps", "points_per_step", "batch_size"):
             checks.count(name, getattr(self, name), 1, 1 << 24)
         checks.optional_count("max_length", self.max_length, 2)
+        checks.optional_count("max_batch_tokens", self.max_batch_tokens, 1)
         checks.finite("lr", self.lr, 0, low_open=True)
         checks.seed("seed", self.seed)
 
@@ -151,6 +156,7 @@ def fit_path(model, tokenizer, start: LoraPath, train: list[Example] | list[Enco
     encoded = train if isinstance(train[0], Encoded) else encode(tokenizer, train,
                                                                  resolve_max_length(model, config.max_length))
     device = next(model.parameters()).device
+    budget = config.max_batch_tokens or backward_budget(model)
     frozen = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in frozen:
         p.requires_grad_(False)
@@ -159,21 +165,29 @@ def fit_path(model, tokenizer, start: LoraPath, train: list[Example] | list[Enco
     try:
         with inject_path(model, path, trainable=free) as injected:
             optimizer = torch.optim.Adam(injected.parameters(), lr=config.lr)
+            n_points = config.points_per_step
             for _ in tqdm(range(config.steps), desc=f"fitting the {path.kind} curve", disable=not progress, leave=False):
                 chosen = torch.randint(len(encoded), (config.batch_size,), generator=generator).tolist()
                 items = [encoded[i] for i in chosen]
-                ts = torch.rand(config.points_per_step, generator=generator)
+                coefficients = path.coefficients(torch.rand(n_points, generator=generator)).float()
                 n_tokens = sum(len(e.ids) - e.n_prompt for e in items)
-                with injected.points(path.coefficients(ts).float(), len(items)):
-                    loss = points_nll(model, scored_batch(items, tokenizer.pad_token_id, device), config.points_per_step).sum()
-                loss = loss / (n_tokens * config.points_per_step)
-                if not torch.isfinite(loss):
-                    raise NonFiniteError(f"fitting the curve diverged at step {len(history) + 1} (loss {loss.item()}); "
-                                         "nothing was saved; use a smaller lr")
-                loss.backward()
+                step_loss = 0.0
+                # the step in chunks of at most `budget` tokens, each one's backward before the next: the gradients
+                # add up to the whole step's, and only one chunk's activations are held (a 7B model's 32 sequences
+                # of 512 tokens at once would not fit a 40 GB card)
+                for chunk in batches(items, lambda e: len(e.ids), n_points, budget):
+                    part = [items[i] for i in chunk]
+                    with injected.points(coefficients, len(part)):
+                        loss = points_nll(model, scored_batch(part, tokenizer.pad_token_id, device), n_points).sum()
+                    loss = loss / (n_tokens * n_points)
+                    if not torch.isfinite(loss):
+                        raise NonFiniteError(f"fitting the curve diverged at step {len(history) + 1} (loss "
+                                             f"{loss.item()}); nothing was saved; use a smaller lr")
+                    loss.backward()
+                    step_loss += loss.item()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                history.append(loss.item())
+                history.append(step_loss)
                 release_freed()  # a step's activations and gradients, freed: returned, not kept in the heap
             points = [{m: layer.free_factors(k) for m, layer in injected.layers.items()} for k in range(len(free))]
     finally:

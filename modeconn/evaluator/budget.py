@@ -39,6 +39,20 @@ def _token_bytes(model) -> tuple[int, int]:
     return (12 * hidden + 3 * inner) * size, 2 * layers * kv_heads * head_dim * size
 
 
+def backward_budget(model) -> int:
+    """Padded tokens per forward-and-backward chunk of a training step (a curve fit's): on a CPU the evaluator's
+    constant; on CUDA half the free memory over one token's activations as the backward pass keeps them, every layer's
+    at once (a forward without gradients holds about one layer's)."""
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return CPU_BUDGET
+    free, _ = torch.cuda.mem_get_info(device)
+    per_token, _ = _token_bytes(model)
+    config = getattr(model, "config", None)
+    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", 1)
+    return int(min(max(free // 2 // (per_token * layers), 256), 1 << 20))
+
+
 def decode_budget(model, tokens: int) -> int:
     """The budget of a greedy-decoding pass: on CUDA the same memory must also hold every token's KV cache, so the
     token count shrinks by activations / (activations + cache); on the CPU the cache-sized constant stays."""

@@ -55,6 +55,34 @@ def test_fitting_lowers_the_loss_along_the_curve_and_only_moves_the_control(setu
         assert ends.tasks[name].loss == pytest.approx(reference.tasks[name].loss, abs=1e-5)
 
 
+@pytest.mark.parametrize("space", ["factor", "delta"])
+def test_a_step_in_chunks_of_few_tokens_fits_the_same_curve_as_in_one_pass(setup, space):
+    """The step's gradient is the sum of its chunks' (each chunk's backward before the next, so one chunk's
+    activations are held): a 24-token budget, one sequence per chunk, fits what one pass of all 16 × 3 fits."""
+    model, tokenizer, a, b, tasks = setup
+    train = [e for examples in tasks.values() for e in examples]
+    fits = [fit_bezier(model, tokenizer, a, b, train, space,
+                       CurveConfig(steps=5, batch_size=16, points_per_step=3, max_batch_tokens=budget), progress=False)
+            for budget in (None, 24)]
+    assert fits[1].history == pytest.approx(fits[0].history, rel=1e-5)
+    start = midpoint(a, b, space)  # where both fits began
+    flat = lambda w: torch.cat([t.flatten() for m in sorted(w.factors) for t in w.factors[m]])  # noqa: E731
+    moved, apart = flat(fits[0].control) - flat(start), flat(fits[1].control) - flat(fits[0].control)
+    # float32 sums in another order move a near-zero gradient's Adam step a little; a chunk lost or counted twice
+    # would move the point by a sizeable share of its whole path
+    assert apart.norm() < 1e-3 * moved.norm(), (apart.norm(), moved.norm())
+    assert fits[0].history[-1] < fits[0].history[0]
+
+
+def test_one_chunk_per_sequence_is_what_a_tiny_budget_gives():
+    from modeconn.evaluator.budget import batches
+    from modeconn.evaluator.data import Encoded
+
+    items = [Encoded((1,) * n, 1) for n in (5, 9, 7)]
+    assert list(batches(items, lambda e: len(e.ids), 3, 1)) == [[0], [2], [1]]  # each alone, shortest first
+    assert list(batches(items, lambda e: len(e.ids), 3, 3 * 2 * 9)) == [[0, 2], [1]]
+
+
 @pytest.mark.slow
 def test_curve_cli_then_barrier_along_it(tmp_path, capsys):
     out = tmp_path / "curve"
